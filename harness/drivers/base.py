@@ -1,0 +1,77 @@
+"""The one interface every charger backend implements.
+
+OCPP cannot ask a charger to have an EV plugged in, a card presented or its network cut: those
+are physical acts. The harness asks the rig for them through a backend (in-process reference
+charger, the HTTP control API of charger-control-api.md, an operator prompt, a shell command).
+An act returns once the rig has done it, not once the charger has reported it: suites then
+wait for the charger's OCPP messages.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+
+class RigError(Exception):
+    """The rig failed to perform an act (bad status, no answer, command failed)."""
+
+
+class ActNotSupported(Exception):
+    """This rig cannot perform that act: the test that needs it is "not tested", not failed."""
+
+    def __init__(self, act: str, detail: str = "") -> None:
+        self.act = act
+        super().__init__(f"the charger rig cannot perform '{act}'" + (f": {detail}" if detail else ""))
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """What a charger needs to reach the harness's fake ev.energy endpoint."""
+
+    url: str  # wss://host:port/ocpp  (the charger appends /<chargePointId>)
+    charger_id: str
+    authorization_key: str | None
+    ca_file: str
+    security_profile: int
+    client_cert: tuple[str, str] | None = None  # (cert, key) for security profile 3
+
+
+class ChargerBackend(abc.ABC):
+    """Physical acts on the charger under test. Connector numbers start at 1."""
+
+    name: str = "abstract"
+
+    async def start(self, endpoint: EndpointInfo) -> None:  # noqa: B027 - optional hook
+        """Bring the charger up (or just check the rig is reachable)."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release whatever start() took."""
+
+    @abc.abstractmethod
+    async def plugin(self, connector: int = 1) -> None:
+        """An EV is plugged into the connector (it draws power once allowed)."""
+
+    @abc.abstractmethod
+    async def plugout(self, connector: int = 1) -> None:
+        """The EV on the connector is unplugged."""
+
+    @abc.abstractmethod
+    async def authorize(self, id_tag: str, connector: int = 1) -> None:
+        """An RFID card with this idTag is presented at the connector."""
+
+    @abc.abstractmethod
+    async def ev_suspend(self, suspended: bool, connector: int = 1) -> None:
+        """The EV stops drawing power by itself (True) or resumes (False)."""
+
+    @abc.abstractmethod
+    async def fault(self, faulted: bool, connector: int = 1) -> None:
+        """A fault is raised on the connector (True) or cleared (False)."""
+
+    @abc.abstractmethod
+    async def reboot(self) -> None:
+        """The charger is power-cycled."""
+
+    @abc.abstractmethod
+    async def network(self, online: bool) -> None:
+        """The charger loses (False) or regains (True) its network."""
