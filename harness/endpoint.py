@@ -1,0 +1,569 @@
+"""The fake ev.energy OCPP 1.6J endpoint: WSS under the platform's TLS policy, Basic Auth.
+
+I/O only; OCPP logic lives in ocppj (frames) and session (one charger). The accept loop is
+ours rather than the asyncio server's so that every connection attempt is seen before TLS:
+the first byte tells a TLS ClientHello (0x16) from a plain `GET` (a ws:// attempt, refused
+and recorded, TLS-2), and a failed handshake is recorded with its reason instead of vanishing
+into asyncio's logs. A TLS connection is then handed to websockets' own server machinery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import datetime as dt
+import http
+import logging
+import socket
+import ssl
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from harness import tls
+from harness.platform import PlatformSettings
+from harness.session import ChargerSession, SessionSettings
+from harness.trace import Redactor
+
+log = logging.getLogger("harness.endpoint")
+
+OCPP_SUBPROTOCOL = "ocpp1.6"
+MAX_FRAME = 1024 * 1024  # OCPP 1.6 frames are small; a 16 MiB frame is an attack or a bug
+
+# Outcomes of a connection attempt.
+CONNECTED = "connected"
+TLS_FAILED = "tls-failed"
+PLAIN_WS = "plain-ws-refused"
+UNAUTHORIZED = "unauthorized"
+UNKNOWN_CHARGER = "unknown-charger"
+NO_SUBPROTOCOL = "no-subprotocol"
+NOT_HTTP = "not-tls-or-http"
+SILENT = "silent"
+
+
+@dataclass
+class ConnectionAttempt:
+    """Everything the endpoint learnt about one TCP connection to it."""
+
+    time: str
+    peer: str
+    transport: str = "unknown"  # "tls", "plain" or "unknown"
+    outcome: str = "pending"
+    detail: str = ""
+    tls_version: str | None = None
+    cipher: str | None = None
+    offered_policy_suites: list[str] = field(default_factory=list)
+    client_hello: str | None = None
+    client_certificate: str | None = None
+    path: str | None = None
+    charger_id: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    subprotocols_offered: list[str] = field(default_factory=list)
+    subprotocol: str | None = None
+    http_status: int | None = None
+    mono: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("mono")
+        return data
+
+    def summary(self) -> str:
+        who = f" {self.charger_id!r}" if self.charger_id else ""
+        tls_part = f" [{self.tls_version} {self.cipher}]" if self.tls_version else ""
+        status = f" HTTP {self.http_status}" if self.http_status else ""
+        return f"{self.peer}{who}{tls_part}: {self.outcome}{status}" + (f": {self.detail}" if self.detail else "")
+
+
+@dataclass
+class EndpointConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    certs_dir: Path = Path("certs")
+    extra_hosts: tuple[str, ...] = ()
+    security_profile: int = 2
+    base_path: str = "/ocpp"
+    timeout_factor: float = 1.0
+    handshake_timeout: float = 10.0  # TLS + HTTP upgrade, before the timeout factor
+    ping_interval: float | None = None  # chargers ping; a fake platform need not
+    max_frame: int = MAX_FRAME
+    platform: PlatformSettings = field(default_factory=PlatformSettings)
+    session: SessionSettings = field(default_factory=SessionSettings)
+
+
+class Endpoint:
+    """Serves wss://HOST:PORT/ocpp/<chargePointId> for the chargers registered with it."""
+
+    def __init__(
+        self,
+        config: EndpointConfig,
+        *,
+        on_attempt: Callable[[ConnectionAttempt], None] | None = None,
+        on_frame: Callable[[ChargerSession, str, str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.on_attempt = on_attempt
+        self.on_frame = on_frame
+        self.certs = tls.CertStore(config.certs_dir)
+        self.sessions: dict[str, ChargerSession] = {}
+        self.attempts: deque[ConnectionAttempt] = deque(maxlen=1000)
+        self.redact = Redactor()
+        self._attempt_event = asyncio.Event()
+        self._server_context: ssl.SSLContext | None = None
+        self._listen: socket.socket | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ws_server: Any = None
+        self._ws_factory: Callable[[], ServerConnection] | None = None
+        self.port = config.port
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> Endpoint:
+        self.certs.ensure(self.config.extra_hosts)
+        self._server_context = self.certs.server_context(require_client_cert=self.config.security_profile == 3)
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        listen = socket.socket(family, socket.SOCK_STREAM)
+        listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listen.bind((self.config.host, self.config.port))
+        listen.listen(128)
+        listen.setblocking(False)
+        self._listen = listen
+        self.port = listen.getsockname()[1]
+        self._ws_server, self._ws_factory = await self._websockets_server()
+        self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop(), name="endpoint-accept")
+        return self
+
+    async def _websockets_server(self) -> tuple[Any, Callable[[], ServerConnection]]:
+        """websockets' server, minus its listener: we accept and do TLS ourselves, it does the rest.
+
+        `serve` on a socket that never listens (start_serving=False) builds the connection factory
+        with all of websockets' handshake, keepalive and close logic; we feed it accepted sockets.
+        """
+        dummy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server = await serve(
+            self._connection_handler,
+            sock=dummy,
+            start_serving=False,
+            process_request=self._process_request,
+            subprotocols=[OCPP_SUBPROTOCOL],  # type: ignore[list-item]
+            select_subprotocol=_select_ocpp16,
+            max_size=self.config.max_frame,
+            ping_interval=self.config.ping_interval,
+            open_timeout=self.config.handshake_timeout * self.config.timeout_factor,
+            close_timeout=2 * self.config.timeout_factor,
+            server_header="ev.energy-ocpp-harness",
+        )
+        listener = server.server
+        factory = getattr(listener, "_protocol_factory", None)
+        if factory is None:  # pragma: no cover - guards a CPython/websockets internals change
+            raise RuntimeError("this Python's asyncio.Server has no _protocol_factory; pin websockets<18")
+        # websockets answers 503 while its listener is "not serving": ours is the accept loop.
+        server.server = _ListenerShim(listener, lambda: self._accept_task is not None and not self._accept_task.done())
+        return server, factory
+
+    async def stop(self) -> None:
+        if self._accept_task:
+            self._accept_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accept_task
+        if self._listen:
+            self._listen.close()
+        for session in self.sessions.values():
+            if session.connection is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(session.connection.close(1001, "harness stopping"), 2)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2)
+        if self._ws_server is not None:
+            self._ws_server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws_server.wait_closed(), 3)
+
+    async def __aenter__(self) -> Endpoint:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        shown = f"[{host}]" if ":" in host else host
+        return f"wss://{shown}:{self.port}{self.config.base_path}"
+
+    def charger_url(self, charger_id: str) -> str:
+        return f"{self.url}/{urllib.parse.quote(charger_id, safe='')}"
+
+    # --- chargers ------------------------------------------------------------------------------
+
+    def register(self, charger_id: str, authorization_key: str | None) -> ChargerSession:
+        """Make a charge point id known (others get HTTP 404), with its AuthorizationKey."""
+        self.redact.add(authorization_key)
+        session = self.sessions.get(charger_id)
+        if session is None:
+            session = ChargerSession(
+                charger_id,
+                authorization_key,
+                settings=self.config.session,
+                platform=self.config.platform,
+                redactor=self.redact,
+            )
+            self.sessions[charger_id] = session
+        else:
+            session.authorization_key = authorization_key
+        return session
+
+    def session(self, charger_id: str) -> ChargerSession:
+        return self.sessions[charger_id]
+
+    def present(self, context: ssl.SSLContext | None) -> None:
+        """Present another server certificate from now on (TLS-3 tests); None restores the good one."""
+        self._override_context = context
+
+    _override_context: ssl.SSLContext | None = None
+
+    def attempts_for(self, charger_id: str, since: float = 0.0) -> list[ConnectionAttempt]:
+        return [a for a in self.attempts if a.charger_id == charger_id and a.mono >= since]
+
+    async def wait_attempt(
+        self, predicate: Callable[[ConnectionAttempt], bool], within: float, since: float = 0.0
+    ) -> ConnectionAttempt | None:
+        """The first finished attempt since `since` (monotonic) matching predicate, or None after `within` s."""
+        deadline = time.monotonic() + within * self.config.timeout_factor
+        while True:
+            for attempt in self.attempts:
+                if attempt.mono >= since and attempt.outcome != "pending" and predicate(attempt):
+                    return attempt
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            event = self._attempt_event
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await event.wait()
+
+    def _finish(self, attempt: ConnectionAttempt, outcome: str, detail: str = "", status: int | None = None) -> None:
+        attempt.outcome = outcome
+        attempt.detail = self.redact(detail)
+        attempt.http_status = status
+        if attempt.charger_id in self.sessions:
+            self.sessions[attempt.charger_id].record_event(f"connection attempt: {attempt.summary()}")
+        event, self._attempt_event = self._attempt_event, asyncio.Event()
+        event.set()
+        if self.on_attempt:
+            with contextlib.suppress(Exception):
+                self.on_attempt(attempt)
+
+    # --- accepting -----------------------------------------------------------------------------
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._listen is not None
+        while True:
+            try:
+                sock, address = await loop.sock_accept(self._listen)
+            except (OSError, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                log.warning("accept failed: %s", exc)
+                continue
+            task = loop.create_task(self._handle_socket(sock, address))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _handle_socket(self, sock: socket.socket, address: Any) -> None:
+        peer = f"{address[0]}:{address[1]}"
+        attempt = ConnectionAttempt(time=_now(), peer=peer)
+        self.attempts.append(attempt)
+        timeout = self.config.handshake_timeout * self.config.timeout_factor
+        sock.setblocking(False)
+        try:
+            first = await _peek(sock, 1, timeout)
+        except TimeoutError:
+            sock.close()
+            self._finish(attempt, SILENT, f"TCP connection opened but nothing sent within {timeout:g} s")
+            return
+        if not first:
+            sock.close()
+            self._finish(attempt, SILENT, "TCP connection closed before anything was sent")
+            return
+        if first[0] == 0x16:  # TLS record type 22 (handshake): a ClientHello
+            attempt.transport = "tls"
+            await self._handle_tls(sock, attempt, timeout)
+        else:
+            await self._refuse_plain(sock, attempt, timeout)
+
+    async def _handle_tls(self, sock: socket.socket, attempt: ConnectionAttempt, timeout: float) -> None:
+        hello: tls.ClientHello | None = None
+        with contextlib.suppress(OSError):
+            hello = tls.parse_client_hello(sock.recv(16384, socket.MSG_PEEK))
+            if hello is not None:
+                attempt.client_hello = hello.describe()
+                attempt.offered_policy_suites = hello.offered_policy_suites()
+        context = self._override_context or self._server_context
+        factory = self._ws_factory
+        assert factory is not None
+
+        def tagged() -> ServerConnection:
+            connection = factory()
+            connection.harness_attempt = attempt  # type: ignore[attr-defined]
+            return connection
+
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(tagged, sock, ssl=context, ssl_handshake_timeout=timeout)
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
+            sock.close()
+            self._finish(attempt, TLS_FAILED, tls.describe_tls_failure(exc, hello))
+        except Exception as exc:  # noqa: BLE001 - never let one bad client kill the accept loop
+            sock.close()
+            self._finish(attempt, TLS_FAILED, f"{type(exc).__name__}: {exc}")
+
+    async def _refuse_plain(self, sock: socket.socket, attempt: ConnectionAttempt, timeout: float) -> None:
+        """TLS-2: a ws:// (or other plain) attempt. Record it against its charger, answer 400, close."""
+        attempt.transport = "plain"
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock, limit=16384)
+        except OSError:
+            sock.close()
+            self._finish(attempt, NOT_HTTP, "connection failed")
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                head = await reader.readuntil(b"\r\n\r\n")
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError) as exc:
+            writer.close()
+            self._finish(attempt, NOT_HTTP, f"neither TLS nor an HTTP request ({type(exc).__name__})")
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) >= 2:
+            attempt.path = parts[1]
+            attempt.charger_id = self._charger_id(parts[1])
+        for line in lines[1:]:
+            if ":" in line:
+                name, value = line.split(":", 1)
+                attempt.headers[name.strip()] = self.redact.header(name.strip(), value.strip())
+        body = b"Plain WebSocket (ws://) is not accepted: connect with wss:// (TLS 1.2).\n"
+        with contextlib.suppress(OSError):
+            writer.write(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await asyncio.wait_for(writer.drain(), timeout)
+        writer.close()
+        if lines[0].upper().startswith(("GET ", "POST ", "HEAD ", "PUT ", "OPTIONS ")):
+            self._finish(attempt, PLAIN_WS, "plain HTTP/WebSocket without TLS: refused (TLS-2)", 400)
+        else:
+            self._finish(attempt, NOT_HTTP, f"neither TLS nor an HTTP request: {lines[0][:60]!r}")
+
+    def _charger_id(self, path: str) -> str | None:
+        raw = path.split("?", 1)[0]
+        prefix = self.config.base_path.rstrip("/") + "/"
+        if not raw.startswith(prefix):
+            return None
+        charger_id = urllib.parse.unquote(raw[len(prefix) :])
+        return charger_id if charger_id and "/" not in charger_id else None
+
+    # --- HTTP upgrade: 404, 401, subprotocol ---------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        attempt: ConnectionAttempt = getattr(connection, "harness_attempt", None) or ConnectionAttempt(_now(), "?")
+        ssl_object = connection.transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            attempt.tls_version = ssl_object.version()
+            cipher = ssl_object.cipher()
+            attempt.cipher = cipher[0] if cipher else None
+            shared = ssl_object.shared_ciphers() or []
+            offered = [name for name, _version, _bits in shared if name in tls.POLICY_SUITES]
+            if offered:
+                attempt.offered_policy_suites = offered
+            peer_cert = ssl_object.getpeercert()
+            if peer_cert:
+                attempt.client_certificate = _subject(peer_cert)
+        attempt.path = request.path
+        attempt.headers = {name: self.redact.header(name, value) for name, value in request.headers.raw_items()}
+        attempt.subprotocols_offered = [
+            p.strip() for value in request.headers.get_all("Sec-WebSocket-Protocol") for p in value.split(",")
+        ]
+        charger_id = self._charger_id(request.path)
+        attempt.charger_id = charger_id
+        if charger_id is None or charger_id not in self.sessions:
+            what = "no charge point id in the path" if charger_id is None else f"unknown charge point id {charger_id!r}"
+            self._finish(attempt, UNKNOWN_CHARGER, f"{what} (path {request.path!r})", 404)
+            return connection.respond(http.HTTPStatus.NOT_FOUND, f"{what}\n")
+        session = self.sessions[charger_id]
+        problem = self._authenticate(charger_id, session, request, attempt)
+        if problem is not None:
+            self._finish(attempt, UNAUTHORIZED, problem, 401)
+            response = connection.respond(http.HTTPStatus.UNAUTHORIZED, f"{problem}\n")
+            if self.config.security_profile == 2:
+                response.headers["WWW-Authenticate"] = 'Basic realm="ev.energy OCPP", charset="UTF-8"'
+            return response
+        return None
+
+    def _authenticate(
+        self, charger_id: str, session: ChargerSession, request: Request, attempt: ConnectionAttempt
+    ) -> str | None:
+        if self.config.security_profile == 3:
+            # Profile 3: the TLS layer already required a certificate chaining to the harness CA.
+            if attempt.client_certificate is None:
+                return "security profile 3: no client certificate"
+            cn = _common_name(attempt.client_certificate)
+            if cn != charger_id:
+                return f"security profile 3: client certificate CN {cn!r} is not the charge point id {charger_id!r}"
+            return None
+        header = request.headers.get("Authorization")
+        if header is None:
+            return "security profile 2: no Authorization header (HTTP Basic auth required)"
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return f"security profile 2: Authorization scheme {scheme!r}, expected Basic"
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return "security profile 2: the Basic credentials are not valid base64"
+        user, sep, password = decoded.partition(b":")
+        if not sep:
+            return "security profile 2: the Basic credentials have no ':' between user and password"
+        if user.decode("utf-8", "replace") != charger_id:
+            return f"security profile 2: Basic auth user {user.decode('utf-8', 'replace')!r} is not the charge point id"
+        if not _password_matches(password, session.authorization_key):
+            return "security profile 2: wrong password (it is not the AuthorizationKey)"
+        return None
+
+    # --- connected -----------------------------------------------------------------------------
+
+    async def _connection_handler(self, connection: ServerConnection) -> None:
+        attempt: ConnectionAttempt = getattr(connection, "harness_attempt", None) or ConnectionAttempt(_now(), "?")
+        attempt.subprotocol = connection.subprotocol
+        if connection.subprotocol != OCPP_SUBPROTOCOL:
+            # OCPP-J §3.1.2: no agreed subprotocol -> complete the handshake without it, then close.
+            self._finish(
+                attempt, NO_SUBPROTOCOL, f"subprotocol ocpp1.6 not offered (offered: {attempt.subprotocols_offered})"
+            )
+            await connection.close(1002, "subprotocol ocpp1.6 required")
+            return
+        assert attempt.charger_id is not None
+        session = self.sessions[attempt.charger_id]
+        self._finish(attempt, CONNECTED)
+        previous = session.attach(
+            connection,
+            {
+                "peer": attempt.peer,
+                "tls_version": attempt.tls_version,
+                "cipher": attempt.cipher,
+                "offered_policy_suites": attempt.offered_policy_suites,
+                "client_certificate": attempt.client_certificate,
+                "time": attempt.time,
+            },
+        )
+        if previous is not None:
+            # A charger that reconnects replaces its old connection (it may not know it is dead).
+            task = asyncio.get_running_loop().create_task(previous.close(1000, "replaced by a new connection"))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        reason = "closed"
+        try:
+            async for message in connection:
+                if self.on_frame:
+                    with contextlib.suppress(Exception):
+                        self.on_frame(session, "rx", message if isinstance(message, str) else "<binary>")
+                session.receive(message)
+        except ConnectionClosed as exc:
+            reason = _close_reason(exc)
+            if exc.rcvd is None and exc.sent is not None and exc.sent.code == 1009:
+                session.violation("frame too large", f"a frame exceeded {self.config.max_frame} bytes", "")
+        finally:
+            if reason == "closed" and connection.close_code is not None:
+                reason = f"code {connection.close_code} {connection.close_reason or ''}".strip()
+            session.detach(connection, reason)
+
+
+class _ListenerShim:
+    """Stands in for websockets' asyncio listener, which never listens: our accept loop does."""
+
+    def __init__(self, inner: asyncio.Server, serving: Callable[[], bool]) -> None:
+        self._inner = inner
+        self._serving = serving
+
+    def is_serving(self) -> bool:
+        return self._serving()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _select_ocpp16(connection: ServerConnection, subprotocols: Any) -> Any:
+    return OCPP_SUBPROTOCOL if OCPP_SUBPROTOCOL in subprotocols else None
+
+
+def _password_matches(password: bytes, key: str | None) -> bool:
+    """The password on the wire may be the configured key as text or its hex-decoded bytes: accept both."""
+    if key is None:
+        return False
+    if password == key.encode():
+        return True
+    with contextlib.suppress(ValueError):
+        return password == bytes.fromhex(key)
+    return False
+
+
+def _subject(cert: dict[str, Any]) -> str:
+    parts = [f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn]
+    return ", ".join(parts)
+
+
+def _common_name(subject: str) -> str | None:
+    for part in subject.split(", "):
+        if part.startswith("commonName="):
+            return part[len("commonName=") :]
+    return None
+
+
+def _close_reason(exc: ConnectionClosed) -> str:
+    if exc.rcvd is not None:
+        return f"charger closed: code {exc.rcvd.code} {exc.rcvd.reason}".strip()
+    if exc.sent is not None:
+        return f"harness closed: code {exc.sent.code} {exc.sent.reason}".strip()
+    return "connection lost without a close frame"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+async def _peek(sock: socket.socket, count: int, timeout: float) -> bytes:
+    """Wait until the socket has data (or EOF) and return up to `count` bytes without consuming them."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                return sock.recv(count, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                return b""
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
+            try:
+                await readable
+            finally:
+                loop.remove_reader(sock.fileno())
+

@@ -1,0 +1,48 @@
+"""Failures the harness raises into the test that caused them.
+
+They subclass AssertionError: each is a finding about the charger (it did not answer, it sent
+something invalid), so pytest reports the test as failed, with the evidence in the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ChargerFailure(AssertionError):
+    """The charger did not do what the requirement asks; the message says expected vs actual."""
+
+
+class NoAnswer(ChargerFailure):
+    """A CALL from the harness got no CALLRESULT/CALLERROR within its timeout."""
+
+
+class ExpectationTimeout(ChargerFailure):
+    """The charger did not send the expected message within the bound."""
+
+
+class ChargerDisconnected(ChargerFailure):
+    """The connection closed while the harness was waiting for the charger."""
+
+
+class NotConnected(ChargerFailure):
+    """The harness needed to talk to the charger, but it is not connected."""
+
+
+class ProtocolViolation(ChargerFailure):
+    """Frames from the charger broke OCPP-J 1.6 (schema, frame shape, ids, pairing)."""
+
+
+class CallErrorReceived(ChargerFailure):
+    """The charger answered a CALL with a CALLERROR."""
+
+    def __init__(self, action: str, code: str, description: str, details: dict[str, Any] | None = None) -> None:
+        self.action = action
+        self.code = code
+        self.description = description
+        self.details = details or {}
+        super().__init__(
+            f"the charger answered {action} with CALLERROR {code}"
+            + (f": {description}" if description else "")
+            + (f" {self.details}" if self.details else "")
+        )

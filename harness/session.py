@@ -1,0 +1,540 @@
+"""One charger as the harness sees it: its connection, its trace, and the API suites use.
+
+    response = await charger.call(call.GetConfiguration(key=["HeartbeatInterval"]))
+    status = await charger.expect("StatusNotification", where={"status": "Charging"}, within=10)
+
+`expect` looks at every CALL the charger sent since a mark (by default the start of the
+test), so a message that arrived before the test started waiting is not missed. Every wait
+is event-driven and bounded; on timeout the failure names what was expected and shows the
+frames that did arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import inspect
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from harness import ocppj
+from harness.errors import (
+    CallErrorReceived,
+    ChargerDisconnected,
+    ExpectationTimeout,
+    NoAnswer,
+    NotConnected,
+)
+from harness.platform import PlatformSettings, default_answer
+from harness.trace import EVENT, RX, TX, Redactor, Trace, format_frames
+
+# OCPP 1.6 §4.9: only these statuses exist on connector 0.
+_MAX_VIOLATIONS = 500
+_INBOX = 10_000
+
+
+@dataclass(frozen=True)
+class ReceivedCall:
+    """A CALL the charger sent, as received (numbers are Decimal)."""
+
+    seq: int
+    unique_id: str
+    action: str
+    payload: dict[str, Any]
+    wall: dt.datetime
+    mono: float
+    problems: tuple[ocppj.SchemaProblem, ...] = ()
+
+    @property
+    def message(self) -> Any:
+        """The payload as its `ocpp.v16.call` dataclass."""
+        return ocppj.request_dataclass(self.action, self.payload)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.payload.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.payload[key]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A frame from the charger that broke OCPP-J 1.6; fails the test during which it arrived."""
+
+    seq: int
+    wall: dt.datetime
+    kind: str
+    message: str
+    frame: str
+
+    def __str__(self) -> str:
+        frame = self.frame if len(self.frame) <= 400 else self.frame[:400] + "…"
+        return f"[{self.kind}] {self.message}\n      frame: {frame}"
+
+
+Answer = Union[Mapping[str, Any], ocppj.CallError, None, object]
+AnswerHandler = Callable[[ReceivedCall], Any]
+
+
+@dataclass
+class SessionSettings:
+    call_timeout: float = 10.0  # seconds the charger has to answer a CALL (before the timeout factor)
+    expect_within: float = 10.0  # default bound of expect()
+    timeout_factor: float = 1.0
+
+    def scaled(self, seconds: float) -> float:
+        return seconds * self.timeout_factor
+
+
+@dataclass
+class Transaction:
+    transaction_id: int
+    connector_id: int
+    id_tag: Any
+    meter_start: Any
+    started: ReceivedCall
+    stopped: ReceivedCall | None = None
+
+
+@dataclass
+class _Pending:
+    action: str
+    future: asyncio.Future[ocppj.CallResult | ocppj.CallError]
+    sent_at: float = field(default_factory=time.monotonic)
+
+
+class ChargerSession:
+    """The harness side of one charge point id: it survives reconnects, for the whole run."""
+
+    def __init__(
+        self,
+        charger_id: str,
+        authorization_key: str | None,
+        *,
+        settings: SessionSettings | None = None,
+        platform: PlatformSettings | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
+        self.id = charger_id
+        self.authorization_key = authorization_key
+        self.settings = settings or SessionSettings()
+        self.platform = platform or PlatformSettings()
+        self.redact = redactor or Redactor([authorization_key] if authorization_key else [])
+        self.trace = Trace(self.redact)
+        self.violations: list[Violation] = []
+        self.violation_count = 0
+        self.connection: Any = None  # websockets ServerConnection while connected
+        self.connection_info: dict[str, Any] = {}
+        self.connections = 0
+        self.boot: ReceivedCall | None = None
+        self.boot_count = 0
+        self.connector_status: dict[int, str] = {}
+        self.transactions: dict[int, Transaction] = {}
+        self._inbox: deque[ReceivedCall] = deque(maxlen=_INBOX)
+        self._arrival = asyncio.Event()
+        self._state_change = asyncio.Event()
+        self._pending: dict[str, _Pending] = {}
+        self._timed_out_ids: deque[str] = deque(maxlen=64)
+        self._call_lock = asyncio.Lock()
+        self._peer_ids = ocppj.IdTracker()
+        self._peer_outstanding: str | None = None
+        self._answers: dict[str, AnswerHandler] = {}
+        self._answer_tasks: set[asyncio.Task[None]] = set()
+        self._mark = 0
+        self.sent_calls: list[tuple[str, dict[str, Any]]] = []  # this test's CALLs (for restoring state)
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.connection is not None
+
+    def _notify(self) -> None:
+        self._state_change.set()
+        self._state_change = asyncio.Event()
+
+    def active_transactions(self) -> list[Transaction]:
+        return [t for t in self.transactions.values() if t.stopped is None]
+
+    # --- marks and expectations ----------------------------------------------------------------
+
+    def mark(self) -> int:
+        """Start looking from here: later expect() calls ignore what arrived before."""
+        self._mark = self.trace.next_seq
+        return self._mark
+
+    def received(self, action: str | None = None, since: int | None = None) -> list[ReceivedCall]:
+        start = self._mark if since is None else since
+        return [c for c in self._inbox if c.seq >= start and (action is None or c.action == action)]
+
+    async def expect(
+        self,
+        action: str,
+        where: Mapping[str, Any] | Callable[[ReceivedCall], bool] | None = None,
+        within: float | None = None,
+        since: int | None = None,
+        describe: str | None = None,
+    ) -> ReceivedCall:
+        """The first `action` CALL from the charger since the mark that matches `where`."""
+        bound = self.settings.scaled(self.settings.expect_within if within is None else within)
+        start = self._mark if since is None else since
+        match = _matcher(where)
+        deadline = time.monotonic() + bound
+        checked = 0  # inbox entries already looked at (by seq)
+        while True:
+            for received in self._inbox:
+                if received.seq < max(start, checked) or received.action != action:
+                    continue
+                if match(received):
+                    return received
+            checked = self.trace.next_seq
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            arrival = self._arrival
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await arrival.wait()
+        wanted = describe or _describe(action, where)
+        got = [c for c in self._inbox if c.seq >= start and c.action == action]
+        seen = (
+            f"It sent {len(got)} {action} that did not match, the last: {ocppj.encode_json(got[-1].payload)}"
+            if got
+            else f"It sent no {action} at all."
+        )
+        raise ExpectationTimeout(
+            f"expected the charger to send {wanted} within {bound:g} s; it did not. {seen}"
+            f"{'' if self.connected else ' (the charger is not connected)'}\n"
+            f"Frames since the mark:\n{format_frames(self.trace.since(start))}"
+        )
+
+    async def expect_none(
+        self,
+        action: str,
+        where: Mapping[str, Any] | Callable[[ReceivedCall], bool] | None = None,
+        within: float = 1.0,
+        since: int | None = None,
+    ) -> None:
+        """Assert the charger sends no matching CALL during `within` seconds (a deliberate observation window)."""
+        with contextlib.suppress(ExpectationTimeout):
+            got = await self.expect(action, where, within=within, since=since)
+            raise ExpectationTimeout(
+                f"expected no {_describe(action, where)}, but the charger sent one: {ocppj.encode_json(got.payload)}"
+            )
+
+    async def wait_until(self, predicate: Callable[[], bool], within: float, what: str) -> None:
+        """Wait for a state change of this session (connection, boot, status) until predicate() holds."""
+        bound = self.settings.scaled(within)
+        deadline = time.monotonic() + bound
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ExpectationTimeout(
+                    f"expected {what} within {bound:g} s; it did not happen.\n"
+                    f"Frames:\n{format_frames(self.trace.tail(25))}"
+                )
+            change = self._state_change
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await change.wait()
+
+    async def wait_connected(self, within: float = 30.0) -> None:
+        await self.wait_until(lambda: self.connected, within, f"charger {self.id!r} to connect")
+
+    async def wait_disconnected(self, within: float = 10.0) -> None:
+        await self.wait_until(lambda: not self.connected, within, f"charger {self.id!r} to disconnect")
+
+    # --- calls from the harness ----------------------------------------------------------------
+
+    async def call(self, request: Any, *, timeout: float | None = None) -> Any:
+        """Send an `ocpp.v16.call` dataclass; return the CALLRESULT as its `call_result` dataclass."""
+        action = ocppj.action_of(request)
+        payload = await self.call_raw(action, ocppj.payload_of(request), timeout=timeout)
+        return ocppj.response_dataclass(action, payload)
+
+    async def call_raw(self, action: str, payload: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        """Send a CALL built by hand (also for deliberately malformed ones); return the CALLRESULT payload."""
+        frame = ocppj.Call(uuid.uuid4().hex[:32], action, dict(payload))
+        answer = await self.send_call(frame, timeout=timeout)
+        if isinstance(answer, ocppj.CallError):
+            raise CallErrorReceived(action, answer.code, answer.description, answer.details)
+        return answer.payload
+
+    async def send_call(
+        self, frame: ocppj.Call, *, timeout: float | None = None, text: str | None = None
+    ) -> ocppj.CallResult | ocppj.CallError:
+        """Send one CALL (or raw text carrying its id) and wait for the matching answer."""
+        bound = self.settings.scaled(self.settings.call_timeout if timeout is None else timeout)
+        # OCPP-J §4.1.1: one outstanding CALL per direction; later calls queue here.
+        async with self._call_lock:
+            connection = self.connection
+            if connection is None:
+                raise NotConnected(
+                    f"cannot send {frame.action}: the charger is not connected.\n"
+                    f"Frames:\n{format_frames(self.trace.tail(15))}"
+                )
+            future: asyncio.Future[ocppj.CallResult | ocppj.CallError] = asyncio.get_running_loop().create_future()
+            self._pending[frame.unique_id] = _Pending(frame.action, future)
+            self.sent_calls.append((frame.action, dict(frame.payload)))
+            raw = text if text is not None else ocppj.encode_frame(frame)
+            mark = self.trace.next_seq
+            self.trace.record(TX, raw)
+            try:
+                await connection.send(raw)
+                async with asyncio.timeout(bound):
+                    return await future
+            except TimeoutError:
+                self._timed_out_ids.append(frame.unique_id)
+                raise NoAnswer(
+                    f"the charger did not answer {frame.action} (message id {frame.unique_id}) within {bound:g} s.\n"
+                    f"Frames since the request:\n{format_frames(self.trace.since(mark))}"
+                ) from None
+            except _ConnectionClosed:
+                raise ChargerDisconnected(
+                    f"the connection closed while waiting for the answer to {frame.action}.\n"
+                    f"Frames since the request:\n{format_frames(self.trace.since(mark))}"
+                ) from None
+            finally:
+                self._pending.pop(frame.unique_id, None)
+
+    async def send_text(self, text: str) -> None:
+        """Put raw text on the wire (robustness probes); no answer is awaited."""
+        if self.connection is None:
+            raise NotConnected("cannot send: the charger is not connected")
+        self.trace.record(TX, text)
+        await self.connection.send(text)
+
+    # --- answers the platform gives --------------------------------------------------------------
+
+    def answer(self, action: str, handler: AnswerHandler | Mapping[str, Any] | None) -> None:
+        """Override the platform's answer to `action` until reset_answers() (the fixture resets per test).
+
+        handler: a payload dict, or a function of the ReceivedCall returning a payload dict, an
+        ocppj.CallError, or None to leave the CALL unanswered (a silent platform).
+        """
+        if handler is None or callable(handler):
+            self._answers[action] = handler  # type: ignore[assignment]
+        else:
+            fixed = dict(handler)
+            self._answers[action] = lambda _call: fixed
+
+    @contextlib.contextmanager
+    def answering(self, action: str, handler: AnswerHandler | Mapping[str, Any] | None) -> Iterator[None]:
+        previous = self._answers.get(action, _NO_OVERRIDE)
+        self.answer(action, handler)
+        try:
+            yield
+        finally:
+            if previous is _NO_OVERRIDE:
+                self._answers.pop(action, None)
+            else:
+                self._answers[action] = previous  # type: ignore[assignment]
+
+    def reset_answers(self) -> None:
+        self._answers.clear()
+
+    # --- the connection side (called by the endpoint) ------------------------------------------
+
+    def attach(self, connection: Any, info: Mapping[str, Any]) -> Any:
+        """A new authenticated connection for this id; returns the one it replaces (to be closed)."""
+        previous = self.connection
+        self.connection = connection
+        self.connection_info = dict(info)
+        self.connections += 1
+        self._peer_outstanding = None
+        self.trace.event(
+            f"connected: {info.get('tls_version', '?')} {info.get('cipher', '?')} from {info.get('peer', '?')}"
+        )
+        self._notify()
+        return previous
+
+    def detach(self, connection: Any, reason: str) -> None:
+        if self.connection is not connection:
+            return
+        self.connection = None
+        self.trace.event(f"disconnected: {reason}")
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(_ConnectionClosed())
+        self._notify()
+
+    def violation(self, kind: str, message: str, frame: str | bytes = "") -> None:
+        self.violation_count += 1
+        text = frame if isinstance(frame, str) else f"<binary {len(frame)} bytes>"
+        if len(self.violations) < _MAX_VIOLATIONS:
+            self.violations.append(
+                Violation(self.trace.next_seq - 1, dt.datetime.now(dt.timezone.utc), kind, message, self.redact(text[:2000]))
+            )
+
+    def violations_since(self, seq: int) -> list[Violation]:
+        return [v for v in self.violations if v.seq >= seq]
+
+    def receive(self, message: str | bytes) -> None:
+        """Handle one WebSocket message from the charger: record, parse, validate, dispatch."""
+        entry = self.trace.record(RX, message)
+        try:
+            frame = ocppj.parse_frame(message)
+        except ocppj.UnknownMessageType as exc:
+            # OCPP-J §4.1.3: ignored by the receiver, but it is not 1.6.
+            self.violation("unknown message type", exc.reason, message)
+            return
+        except ocppj.FrameError as exc:
+            self.violation("malformed frame", exc.reason, message)
+            if exc.unique_id is not None:
+                self._reply(ocppj.CallError(exc.unique_id, exc.code, exc.reason[:200], {}))
+            return
+        if isinstance(frame, ocppj.Call):
+            self._receive_call(frame, entry.seq, entry.wall, entry.mono, message)
+        else:
+            self._receive_answer(frame, message)
+
+    def _receive_call(self, frame: ocppj.Call, seq: int, wall: dt.datetime, mono: float, raw: str | bytes) -> None:
+        if self._peer_ids.seen_before(frame.unique_id):
+            self.violation("duplicate message id", f"message id {frame.unique_id!r} was used before by the charger", raw)
+        if self._peer_outstanding is not None:
+            self.violation(
+                "more than one outstanding CALL",
+                f"{frame.action} sent before the answer to the charger's previous CALL {self._peer_outstanding!r} "
+                "(OCPP-J §4.1.1: one outstanding CALL at a time)",
+                raw,
+            )
+        registry = ocppj.schemas()
+        if not registry.knows(frame.action):
+            self.violation("unknown action", f"{frame.action!r} is not an OCPP 1.6 action", raw)
+            self._reply(ocppj.CallError(frame.unique_id, "NotImplemented", f"unknown action {frame.action}", {}))
+            return
+        problems = tuple(registry.request_problems(frame.action, frame.payload))
+        for problem in problems:
+            self.violation(f"{frame.action} schema", str(problem), raw)
+        received = ReceivedCall(seq, frame.unique_id, frame.action, frame.payload, wall, mono, problems)
+        self._inbox.append(received)
+        self._track(received)
+        self._peer_outstanding = frame.unique_id
+        arrival, self._arrival = self._arrival, asyncio.Event()
+        arrival.set()
+        task = asyncio.get_running_loop().create_task(self._answer(received))
+        self._answer_tasks.add(task)
+        task.add_done_callback(self._answer_tasks.discard)
+
+    def _track(self, call: ReceivedCall) -> None:
+        """Keep the platform's view of the charger up to date (boot, statuses, transactions)."""
+        payload = call.payload
+        if call.action == "BootNotification" and not call.problems:
+            self.boot = call
+            self.boot_count += 1
+            self._notify()
+        elif call.action == "StatusNotification" and isinstance(payload.get("connectorId"), int):
+            self.connector_status[payload["connectorId"]] = str(payload.get("status"))
+            self._notify()
+
+    async def _answer(self, call: ReceivedCall) -> None:
+        handler = self._answers.get(call.action, _NO_OVERRIDE)
+        try:
+            if handler is _NO_OVERRIDE:
+                result: Any = default_answer(self, call)
+            elif handler is None:
+                return  # the test wants the platform silent
+            else:
+                result = handler(call)  # type: ignore[operator]
+                if inspect.isawaitable(result):
+                    result = await result
+        except Exception as exc:  # noqa: BLE001 - a bad payload must not kill the endpoint
+            self._reply(ocppj.CallError(call.unique_id, "InternalError", f"platform could not answer: {exc}"[:200], {}))
+            return
+        if result is None:
+            return
+        if isinstance(result, ocppj.CallError):
+            self._reply(result)
+            return
+        payload = ocppj.payload_of(result)
+        if call.action == "StartTransaction" and "transactionId" in payload:
+            self.transactions[int(payload["transactionId"])] = Transaction(
+                int(payload["transactionId"]), call.get("connectorId"), call.get("idTag"), call.get("meterStart"), call
+            )
+            self._notify()
+        elif call.action == "StopTransaction":
+            tx = self.transactions.get(call.get("transactionId"))  # type: ignore[arg-type]
+            if tx is not None:
+                tx.stopped = call
+                self._notify()
+        self._reply(ocppj.CallResult(call.unique_id, payload))
+
+    def _reply(self, frame: ocppj.CallResult | ocppj.CallError) -> None:
+        connection = self.connection
+        text = ocppj.encode_frame(frame)
+        if self._peer_outstanding == frame.unique_id:
+            self._peer_outstanding = None
+        self.trace.record(TX, text)
+        if connection is None:
+            return
+        task = asyncio.get_running_loop().create_task(_send_quietly(connection, text))
+        self._answer_tasks.add(task)
+        task.add_done_callback(self._answer_tasks.discard)
+
+    def _receive_answer(self, frame: ocppj.CallResult | ocppj.CallError, raw: str | bytes) -> None:
+        pending = self._pending.get(frame.unique_id)
+        if pending is None or pending.future.done():
+            if frame.unique_id in self._timed_out_ids:
+                self.violation("late answer", f"answer to message id {frame.unique_id!r} arrived after its timeout", raw)
+            else:
+                kind = "CALLRESULT" if isinstance(frame, ocppj.CallResult) else "CALLERROR"
+                self.violation(
+                    f"{kind} for unknown id",
+                    f"{kind} with message id {frame.unique_id!r} matches no outstanding CALL from the harness",
+                    raw,
+                )
+            return
+        if isinstance(frame, ocppj.CallResult):
+            for problem in ocppj.schemas().response_problems(pending.action, frame.payload):
+                self.violation(f"{pending.action}.conf schema", str(problem), raw)
+        elif frame.code not in ocppj.ERROR_CODES_16:
+            self.violation(
+                "CALLERROR code",
+                f"error code {frame.code!r} is not one of OCPP-J 1.6's ({', '.join(sorted(ocppj.ERROR_CODES_16))})",
+                raw,
+            )
+        pending.future.set_result(frame)
+
+    def record_event(self, text: str) -> None:
+        self.trace.record(EVENT, text)
+
+
+class _ConnectionClosed(Exception):
+    pass
+
+
+_NO_OVERRIDE = object()
+
+
+async def _send_quietly(connection: Any, text: str) -> None:
+    with contextlib.suppress(Exception):
+        await connection.send(text)
+
+
+def _matcher(where: Mapping[str, Any] | Callable[[ReceivedCall], bool] | None) -> Callable[[ReceivedCall], bool]:
+    if where is None:
+        return lambda _call: True
+    if callable(where):
+        def safe(call: ReceivedCall) -> bool:
+            try:
+                return bool(where(call))  # type: ignore[operator]
+            except Exception:  # noqa: BLE001 - a malformed payload simply does not match
+                return False
+
+        return safe
+    expected = dict(where)
+    return lambda call: all(call.payload.get(k) == v for k, v in expected.items())
+
+
+def _describe(action: str, where: Mapping[str, Any] | Callable[[ReceivedCall], bool] | None) -> str:
+    if where is None:
+        return f"a {action}"
+    if callable(where):
+        doc = getattr(where, "__doc__", None) or getattr(where, "__name__", "a condition")
+        return f"a {action} matching {doc}"
+    return f"a {action} with " + ", ".join(f"{k}={v!r}" for k, v in where.items())
