@@ -1,0 +1,1 @@
+"""Built-in reference charger: sans-I/O models used by the simulated charge point."""
