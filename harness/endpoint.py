@@ -130,7 +130,10 @@ class Endpoint:
     # --- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> Endpoint:
-        self.certs.ensure(self.config.extra_hosts)
+        hosts = list(self.config.extra_hosts)
+        if self.config.host not in ("0.0.0.0", "::", "", "127.0.0.1", "localhost"):
+            hosts.append(self.config.host)  # the certificate must name the address chargers dial
+        self.certs.ensure(hosts)
         self._server_context = self.certs.server_context(require_client_cert=self.config.security_profile == 3)
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         listen = socket.socket(family, socket.SOCK_STREAM)
@@ -205,6 +208,16 @@ class Endpoint:
             host = socket.gethostname()
         shown = f"[{host}]" if ":" in host else host
         return f"wss://{shown}:{self.port}{self.config.base_path}"
+
+    @property
+    def local_host(self) -> str:
+        """An address of this endpoint reachable from this machine (for the harness's own probes)."""
+        host = self.config.host
+        return "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+
+    def probe_url(self, charger_id: str, scheme: str = "wss") -> str:
+        host = f"[{self.local_host}]" if ":" in self.local_host else self.local_host
+        return f"{scheme}://{host}:{self.port}{self.config.base_path}/{urllib.parse.quote(charger_id, safe='')}"
 
     def charger_url(self, charger_id: str) -> str:
         return f"{self.url}/{urllib.parse.quote(charger_id, safe='')}"

@@ -146,7 +146,14 @@ class ChargerSession:
         self._answers: dict[str, AnswerHandler] = {}
         self._answer_tasks: set[asyncio.Task[None]] = set()
         self._mark = 0
+        self.first_mark = 0  # the mark at the start of the run's first test: what came before is boot-time
         self.sent_calls: list[tuple[str, dict[str, Any]]] = []  # this test's CALLs (for restoring state)
+        self.details: dict[str, Any] = {}  # facts a test records for the report (e.g. which alternative held)
+        self.rig: Any = None  # the Rig for physical acts, set by the `charger` fixture
+
+    def note(self, text: str) -> None:
+        """A remark for the report, next to this test's verdict."""
+        self.details.setdefault("notes", []).append(text)
 
     # --- state ---------------------------------------------------------------------------------
 

@@ -1,0 +1,123 @@
+"""Command line: run the fake endpoint alone, or make bench certificates.
+
+    python -m harness serve --csms-port 8443 --charger-id CP1 --authorization-key KEY
+    python -m harness certs --host charger-bench.local --ip 192.168.1.20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from harness import __version__, tls
+from harness.endpoint import CONNECTED, ConnectionAttempt, Endpoint, EndpointConfig
+from harness.platform import PlatformSettings
+from harness.session import ChargerSession
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    def on_attempt(attempt: ConnectionAttempt) -> None:
+        mark = "OK " if attempt.outcome == CONNECTED else "NO "
+        _print(f"{mark} connection {attempt.summary()}")
+        if attempt.client_hello and attempt.outcome != CONNECTED:
+            _print(f"    client hello: {attempt.client_hello}")
+
+    def on_frame(session: ChargerSession, direction: str, text: str) -> None:
+        # Received frames are printed from the trace below, already redacted.
+        return None
+
+    endpoint = Endpoint(
+        EndpointConfig(
+            host=args.csms_host,
+            port=args.csms_port,
+            certs_dir=Path(args.certs_dir),
+            extra_hosts=tuple(args.host or ()),
+            security_profile=args.security_profile,
+            platform=PlatformSettings(heartbeat_interval=args.heartbeat_interval),
+        ),
+        on_attempt=on_attempt,
+        on_frame=on_frame,
+    )
+    await endpoint.start()
+    session = endpoint.register(args.charger_id, args.authorization_key)
+    _print(f"ev.energy OCPP 1.6J endpoint (harness {__version__}) listening")
+    _print(f"  URL:      {endpoint.charger_url(args.charger_id)}")
+    _print(f"  TLS:      TLS 1.2 only, {tls.POLICY_NAME} ({len(tls.POLICY_SUITES)} suites), RSA + ECDSA certificates")
+    _print(f"  CA:       {endpoint.certs.ca_pem}  (install it on the charger as trusted root)")
+    if args.security_profile == 2:
+        _print(f"  auth:     security profile 2, Basic auth user {args.charger_id!r}, password = the AuthorizationKey")
+    else:
+        _print(f"  auth:     security profile 3, client certificate with CN {args.charger_id!r} from this CA")
+    _print("  Ctrl-C to stop.")
+
+    # Print every frame as the trace records it (redacted), without touching the session's logic.
+    original_record = session.trace.record
+
+    def record(direction: str, text: str | bytes, note: str | None = None):  # type: ignore[no-untyped-def]
+        entry = original_record(direction, text, note)
+        _print(entry.line())
+        return entry
+
+    session.trace.record = record  # type: ignore[method-assign]
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    _print("stopping")
+    await endpoint.stop()
+    return 0
+
+
+def certs(args: argparse.Namespace) -> int:
+    hosts = list(args.host or []) + list(args.ip or [])
+    store = tls.CertStore(args.certs_dir).ensure(hosts)
+    _print(f"certificates in {Path(args.certs_dir).resolve()}")
+    _print(f"  install on the charger as its trusted root CA: {store.ca_pem.resolve()}")
+    _print(f"  the server certificates cover: {', '.join(store.server_names())}")
+    for name in hosts or ["127.0.0.1"]:
+        shown = f"[{name}]" if ":" in name else name
+        _print(f"  configure the charger's central system URL as: wss://{shown}:<csms-port>/ocpp/<chargePointId>")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness", description="ev.energy OCPP 1.6J conformance harness")
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    s = commands.add_parser("serve", help="run the fake ev.energy endpoint alone, to bring a charger up")
+    s.add_argument("--csms-host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for the LAN)")
+    s.add_argument("--csms-port", type=int, default=8443)
+    s.add_argument("--certs-dir", default="certs")
+    s.add_argument("--host", action="append", help="extra host name or address for the server certificate")
+    s.add_argument("--charger-id", required=True)
+    s.add_argument("--authorization-key", default=None, help="the charger's AuthorizationKey (profile 2)")
+    s.add_argument("--security-profile", type=int, choices=(2, 3), default=2)
+    s.add_argument("--heartbeat-interval", type=int, default=60)
+
+    c = commands.add_parser("certs", help="create or extend the CA and server certificates for a bench")
+    c.add_argument("--certs-dir", default="certs")
+    c.add_argument("--host", action="append", help="host name the charger connects to")
+    c.add_argument("--ip", action="append", help="IP address the charger connects to")
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        if args.security_profile == 2 and not args.authorization_key:
+            parser.error("security profile 2 needs --authorization-key")
+        return asyncio.run(serve(args))
+    return certs(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""The pytest plugin: options, the session-wide fake endpoint, the charger fixture, evidence.
+
+One event loop serves the whole session: the endpoint lives across tests, and each async test
+runs on that loop. Fixtures:
+- `csms`: the fake ev.energy endpoint (session);
+- `charger_backend`: the rig (the built-in reference charger by default) (session);
+- `charger`: a connected, booted, idle charger at the start of each test, put back after it.
+Each test is bounded; protocol violations seen during a test fail that test; the test's slice
+of the trace is kept as its evidence for the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from harness import __version__, settings as settings_mod
+from harness.drivers.base import ChargerBackend, EndpointInfo
+from harness.endpoint import CONNECTED, ConnectionAttempt, Endpoint, EndpointConfig
+from harness.errors import ChargerFailure, ExpectationTimeout, ProtocolViolation
+from harness.platform import PlatformSettings
+from harness.rig import Rig
+from harness.session import ChargerSession, SessionSettings
+from harness.settings import Settings
+
+try:  # the report collector (its own module; the plugin works without it)
+    from harness.report.collector import EVIDENCE, RUN_INFO, ReportCollector
+except ImportError:  # pragma: no cover - while the report package is absent
+    EVIDENCE = pytest.StashKey[dict]()
+    RUN_INFO = pytest.StashKey[dict]()
+    ReportCollector = None  # type: ignore[assignment,misc]
+
+SETTINGS = pytest.StashKey[Settings]()
+STATE = pytest.StashKey["RunState"]()
+TEST_START = pytest.StashKey[int]()
+
+QUICK_TEST_BOUND = 60.0  # seconds a single test may take in quick mode (before the timeout factor)
+CERTIFICATION_TEST_BOUND = 900.0
+
+
+@dataclass
+class RunState:
+    never_connected: str | None = None
+    baseline_config: dict[str, str | None] | None = None
+    readonly_keys: frozenset[str] = frozenset()
+
+
+def _known_defects() -> dict[str, Any]:
+    try:
+        from harness.sim.defects import DEFECTS
+    except ImportError:
+        return {}
+    return dict(DEFECTS)
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    settings_mod.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "requirement(*ids): the ev.energy requirement IDs this test certifies (e.g. 'MV-1')"
+    )
+    settings = settings_mod.load(config, _known_defects)
+    config.stash[SETTINGS] = settings
+    config.stash[STATE] = RunState()
+    config.stash[RUN_INFO] = {
+        "charger": {"id": settings.charger_id},
+        "mode": settings.mode,
+        "security_profile": settings.security_profile,
+        "backend": settings.charger,
+        "defects": list(settings.sim_defects),
+        "harness_version": __version__,
+        "secrets": [settings.authorization_key] if settings.authorization_key else [],
+        "connection_attempts": [],
+    }
+    if ReportCollector is not None and not config.pluginmanager.has_plugin("ev-energy-report"):
+        config.pluginmanager.register(ReportCollector(config), "ev-energy-report")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash.get(SETTINGS, None)
+    if settings is None:
+        return []
+    port = settings.csms_port or "<free port>"
+    lines = [
+        f"ev.energy endpoint: wss://{settings.csms_host}:{port}/ocpp/{settings.charger_id}"
+        f" (TLS 1.2, ELBSecurityPolicy-TLS-1-2-Ext-2018-06, security profile {settings.security_profile})",
+        f"charger: {settings.charger}"
+        + (f" at {settings.charger_control_url}" if settings.charger_control_url else "")
+        + (f", defects: {', '.join(settings.sim_defects)}" if settings.sim_defects else "")
+        + f"; mode: {settings.mode}; timeout factor: {settings.timeout_factor:g}",
+        f"certificates: {settings.certs_dir}; report: {settings.report_dir}",
+    ]
+    return lines
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    uses_harness = False
+    for item in items:
+        if not isinstance(item, pytest.Function) or "charger" not in getattr(item, "fixturenames", ()):
+            continue
+        uses_harness = True
+        if inspect.iscoroutinefunction(item.obj):
+            # The endpoint lives on the session loop: every harness test must run there too.
+            item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
+            item.obj = _guard(item, item.obj)
+    if not uses_harness and ReportCollector is not None:
+        # Unit tests of the harness itself: no certification report.
+        plugin = config.pluginmanager.get_plugin("ev-energy-report")
+        if plugin is not None:
+            config.pluginmanager.unregister(plugin)
+
+
+# --- the bound, the evidence and the violations of each test -----------------------------------
+
+
+def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(test)
+    async def guarded(*args: Any, **kwargs: Any) -> None:
+        settings = item.config.stash[SETTINGS]
+        bound = settings.scaled(QUICK_TEST_BOUND if settings.quick else CERTIFICATION_TEST_BOUND)
+        session: ChargerSession | None = item.funcargs.get("charger")  # type: ignore[assignment]
+        start = item.stash.get(TEST_START, 0)
+        try:
+            try:
+                async with asyncio.timeout(bound) as scope:
+                    await test(*args, **kwargs)
+            except TimeoutError:
+                if not scope.expired():
+                    raise
+                raise ChargerFailure(
+                    f"the test did not finish within its bound of {bound:g} s (timeout factor {settings.timeout_factor:g})"
+                ) from None
+        except BaseException as exc:
+            if session is not None and isinstance(exc, Exception):
+                found = session.violations_since(start)
+                if found:
+                    exc.add_note(_violations_text(found))
+            raise
+        finally:
+            _keep_evidence(item, session, start)
+        if session is not None:
+            found = session.violations_since(start)
+            if found:
+                raise ProtocolViolation(_violations_text(found))
+
+    return guarded
+
+
+def _violations_text(found: list[Any]) -> str:
+    lines = [f"the charger broke OCPP-J 1.6 during this test ({len(found)} violation(s)):"]
+    lines += [f"  - {v}" for v in found[:20]]
+    if len(found) > 20:
+        lines.append(f"  … and {len(found) - 20} more")
+    return "\n".join(lines)
+
+
+def _keep_evidence(item: pytest.Item, session: ChargerSession | None, start: int) -> None:
+    if session is None:
+        return
+    item.stash[EVIDENCE] = {
+        "frames": [e.as_dict() for e in session.trace.since(start)],
+        "details": dict(session.details),
+    }
+    _update_run_info(item.config, session)
+
+
+def _update_run_info(config: pytest.Config, session: ChargerSession) -> None:
+    info = config.stash[RUN_INFO]
+    if session.boot is not None:
+        boot = session.boot.payload
+        info["charger"].update(
+            {
+                "vendor": boot.get("chargePointVendor"),
+                "model": boot.get("chargePointModel"),
+                "serial": boot.get("chargePointSerialNumber") or boot.get("chargeBoxSerialNumber"),
+                "firmware": boot.get("firmwareVersion"),
+            }
+        )
+    if session.connection_info:
+        ci = session.connection_info
+        info["tls"] = {
+            "version": ci.get("tls_version"),
+            "cipher": ci.get("cipher"),
+            "offered_policy_suites": ci.get("offered_policy_suites", []),
+            "client_certificate": ci.get("client_certificate"),
+        }
+    info["secrets"] = sorted(set(info.get("secrets", [])) | set(session.redact.secrets))
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def harness_settings(pytestconfig: pytest.Config) -> Settings:
+    return pytestconfig.stash[SETTINGS]
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> AsyncIterator[Endpoint]:
+    """The fake ev.energy endpoint, for the whole session."""
+    settings = harness_settings
+    info = pytestconfig.stash[RUN_INFO]
+
+    def on_attempt(attempt: ConnectionAttempt) -> None:
+        attempts = info.setdefault("connection_attempts", [])
+        if len(attempts) < 500:
+            attempts.append(attempt.as_dict())
+        if attempt.outcome != CONNECTED:
+            _tell(pytestconfig, f"connection attempt refused: {attempt.summary()}")
+
+    endpoint = Endpoint(
+        EndpointConfig(
+            host=settings.csms_host,
+            port=settings.csms_port,
+            certs_dir=settings.certs_dir,
+            security_profile=settings.security_profile,
+            timeout_factor=settings.timeout_factor,
+            platform=PlatformSettings(heartbeat_interval=settings.heartbeat_interval),
+            session=SessionSettings(timeout_factor=settings.timeout_factor),
+        ),
+        on_attempt=on_attempt,
+    )
+    await endpoint.start()
+    endpoint.register(settings.charger_id, settings.authorization_key)
+    info["endpoint"] = endpoint.charger_url(settings.charger_id)
+    try:
+        yield endpoint
+    finally:
+        await endpoint.stop()
+
+
+def make_backend(settings: Settings) -> ChargerBackend:
+    if settings.charger == "sim":
+        from harness.drivers.sim import SimBackend
+
+        return SimBackend(defects=settings.sim_defects, connectors=settings.sim_connectors)
+    if settings.charger == "http":
+        from harness.drivers.http import HttpBackend
+
+        assert settings.charger_control_url is not None
+        return HttpBackend(settings.charger_control_url)
+    raise pytest.UsageError(f"--charger={settings.charger!r}: use one of {', '.join(settings_mod.BACKENDS)}")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def charger_backend(csms: Endpoint, harness_settings: Settings) -> AsyncIterator[ChargerBackend]:
+    """The rig: for `sim`, the built-in reference charger started on this loop."""
+    settings = harness_settings
+    client_cert = None
+    if settings.security_profile == 3 and settings.charger == "sim":
+        cert, key = csms.certs.issue_client_cert(settings.charger_id)
+        client_cert = (str(cert), str(key))
+    backend = make_backend(settings)
+    await backend.start(
+        EndpointInfo(
+            url=csms.url,
+            charger_id=settings.charger_id,
+            authorization_key=settings.authorization_key,
+            ca_file=str(csms.certs.ca_pem),
+            security_profile=settings.security_profile,
+            client_cert=client_cert,
+        )
+    )
+    try:
+        yield backend
+    finally:
+        await backend.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def charger(
+    csms: Endpoint, charger_backend: ChargerBackend, harness_settings: Settings, request: pytest.FixtureRequest
+) -> AsyncIterator[ChargerSession]:
+    """A connected, booted, idle charger; what the test changed is put back afterwards."""
+    settings = harness_settings
+    state = request.config.stash[STATE]
+    session = csms.session(settings.charger_id)
+    if state.never_connected:
+        raise ChargerNeverConnected(state.never_connected)
+    try:
+        await session.wait_until(
+            lambda: session.connected and session.boot is not None,
+            settings.connect_timeout,
+            f"charger {settings.charger_id!r} to connect and boot",
+        )
+    except ExpectationTimeout:
+        state.never_connected = _never_connected(csms, session, settings)
+        raise ChargerNeverConnected(state.never_connected) from None
+    rig = Rig(charger_backend, session)
+    session.rig = rig  # type: ignore[attr-defined]
+    await _ensure_idle(session, rig, settings)
+    if state.baseline_config is None:
+        state.baseline_config, state.readonly_keys = await _configuration_baseline(session)
+    session.reset_answers()
+    session.sent_calls.clear()
+    session.details = {}
+    request.node.stash[TEST_START] = session.mark()
+    if not session.first_mark:
+        session.first_mark = request.node.stash[TEST_START]
+    try:
+        yield session
+    finally:
+        session.reset_answers()
+        with contextlib.suppress(Exception):
+            await rig.undo()
+        await _restore_configuration(session, state)
+
+
+class ChargerNeverConnected(RuntimeError):
+    """Setup failure: the run cannot certify anything (the report says `incomplete`)."""
+
+
+def _never_connected(csms: Endpoint, session: ChargerSession, settings: Settings) -> str:
+    attempts = csms.attempts_for(settings.charger_id) or list(csms.attempts)
+    lines = [
+        f"charger never connected: no connected and booted charger {settings.charger_id!r} within "
+        f"{settings.scaled(settings.connect_timeout):g} s.",
+        f"  expected URL: {csms.charger_url(settings.charger_id)}",
+        f"  security profile {settings.security_profile}; CA to trust: {csms.certs.ca_pem}",
+    ]
+    if session.connected and session.boot is None:
+        lines.append("  it connected but sent no BootNotification")
+    lines.append(f"  connection attempts seen: {len(attempts)}")
+    lines += [f"    {a.summary()}" for a in attempts[-10:]]
+    return "\n".join(lines)
+
+
+async def _ensure_idle(session: ChargerSession, rig: Rig, settings: Settings) -> None:
+    """Stop what a previous test left running; wait until every connector is available again."""
+    for tx in session.active_transactions():
+        with contextlib.suppress(Exception):
+            await session.call_raw("RemoteStopTransaction", {"transactionId": tx.transaction_id})
+            await session.expect(
+                "StopTransaction", where={"transactionId": tx.transaction_id}, within=10, since=tx.started.seq
+            )
+    with contextlib.suppress(Exception):
+        await rig.undo()
+    busy = {"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing", "Faulted"}
+    await session.wait_until(
+        lambda: session.connected and not any(s in busy for c, s in session.connector_status.items() if c > 0),
+        15,
+        "the charger to be idle (no connector preparing, charging, suspended, finishing or faulted)",
+    )
+
+
+async def _configuration_baseline(session: ChargerSession) -> tuple[dict[str, str | None], frozenset[str]]:
+    try:
+        answer = await session.call_raw("GetConfiguration", {})
+    except ChargerFailure:
+        return {}, frozenset()
+    values: dict[str, str | None] = {}
+    readonly: set[str] = set()
+    for entry in answer.get("configurationKey", []) or []:
+        if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+            values[entry["key"]] = entry.get("value")
+            if entry.get("readonly"):
+                readonly.add(entry["key"])
+    return values, frozenset(readonly)
+
+
+async def _restore_configuration(session: ChargerSession, state: RunState) -> None:
+    """Put back configuration keys a test changed (not AuthorizationKey: its suite restores it)."""
+    if not state.baseline_config or not session.connected:
+        return
+    changed = {
+        p.get("key")
+        for action, p in session.sent_calls
+        if action == "ChangeConfiguration" and p.get("key") != "AuthorizationKey"
+    }
+    for key in sorted(k for k in changed if isinstance(k, str)):
+        if key in state.readonly_keys or key not in state.baseline_config:
+            continue
+        original = state.baseline_config[key]
+        if original is None:
+            continue
+        with contextlib.suppress(Exception):
+            await session.call_raw("ChangeConfiguration", {"key": key, "value": original})
+
+
+def _tell(config: pytest.Config, text: str) -> None:
+    """Show a line to the operator now, even under output capture."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    ctx = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+    with ctx:
+        reporter.write_line(f"[harness {time.strftime('%H:%M:%S')}] {text}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Keep the run info current for the report even when no test finished.
+    state = session.config.stash.get(STATE, None)
+    if state is not None and state.never_connected:
+        session.config.stash[RUN_INFO]["never_connected"] = state.never_connected

@@ -1,0 +1,73 @@
+"""What suites call for physical acts: a backend plus the memory of what was done, to undo it.
+
+An act the rig cannot perform makes the test "not tested" (a skip), never "failed".
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.drivers.base import ActNotSupported, ChargerBackend, RigError
+from harness.session import ChargerSession
+
+
+class Rig:
+    def __init__(self, backend: ChargerBackend, session: ChargerSession) -> None:
+        self.backend = backend
+        self.session = session
+        self.plugged: set[int] = set()
+        self.faulted: set[int] = set()
+        self.suspended: set[int] = set()
+        self.offline = False
+
+    async def _act(self, name: str, coro: object) -> None:
+        self.session.record_event(f"rig: {name}")
+        try:
+            await coro  # type: ignore[misc]
+        except ActNotSupported as exc:
+            pytest.skip(f"not tested: {exc}")
+        except RigError:
+            raise
+
+    async def plugin(self, connector: int = 1) -> None:
+        await self._act(f"plug EV into connector {connector}", self.backend.plugin(connector))
+        self.plugged.add(connector)
+
+    async def plugout(self, connector: int = 1) -> None:
+        await self._act(f"unplug EV from connector {connector}", self.backend.plugout(connector))
+        self.plugged.discard(connector)
+
+    async def authorize(self, id_tag: str, connector: int = 1) -> None:
+        await self._act(f"present idTag {id_tag} at connector {connector}", self.backend.authorize(id_tag, connector))
+
+    async def ev_suspend(self, suspended: bool = True, connector: int = 1) -> None:
+        word = "pauses" if suspended else "resumes"
+        await self._act(f"EV on connector {connector} {word}", self.backend.ev_suspend(suspended, connector))
+        (self.suspended.add if suspended else self.suspended.discard)(connector)
+
+    async def fault(self, faulted: bool = True, connector: int = 1) -> None:
+        word = "raise" if faulted else "clear"
+        await self._act(f"{word} a fault on connector {connector}", self.backend.fault(faulted, connector))
+        (self.faulted.add if faulted else self.faulted.discard)(connector)
+
+    async def reboot(self) -> None:
+        await self._act("power-cycle the charger", self.backend.reboot())
+
+    async def network(self, online: bool) -> None:
+        await self._act("network " + ("on" if online else "off"), self.backend.network(online))
+        self.offline = not online
+
+    async def undo(self) -> None:
+        """Put the rig back as a test found it: network on, faults cleared, EVs resumed and unplugged."""
+        if self.offline:
+            await self.backend.network(True)
+            self.offline = False
+        for connector in sorted(self.faulted):
+            await self.backend.fault(False, connector)
+        self.faulted.clear()
+        for connector in sorted(self.suspended):
+            await self.backend.ev_suspend(False, connector)
+        self.suspended.clear()
+        for connector in sorted(self.plugged):
+            await self.backend.plugout(connector)
+        self.plugged.clear()
