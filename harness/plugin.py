@@ -317,6 +317,10 @@ async def charger(
         session.reset_answers()
         with contextlib.suppress(Exception):
             await rig.undo()
+        if any(a == "SetChargingProfile" or (a == "RemoteStartTransaction" and "chargingProfile" in p)
+               for a, p in session.sent_calls) and session.connected:
+            with contextlib.suppress(Exception):
+                await session.call_raw("ClearChargingProfile", {})
         await _restore_configuration(session, state)
 
 

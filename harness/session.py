@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from harness import ocppj
+from harness import ocppj, spec16
 from harness.errors import (
     CallErrorReceived,
     ChargerDisconnected,
@@ -134,6 +134,7 @@ class ChargerSession:
         self.boot: ReceivedCall | None = None
         self.boot_count = 0
         self.connector_status: dict[int, str] = {}
+        self.status_history: deque[tuple[int, int, str]] = deque(maxlen=5000)  # (seq, connector, status)
         self.transactions: dict[int, Transaction] = {}
         self._inbox: deque[ReceivedCall] = deque(maxlen=_INBOX)
         self._arrival = asyncio.Event()
@@ -435,8 +436,27 @@ class ChargerSession:
             self.boot = call
             self.boot_count += 1
             self._notify()
-        elif call.action == "StatusNotification" and isinstance(payload.get("connectorId"), int):
-            self.connector_status[payload["connectorId"]] = str(payload.get("status"))
+        elif call.action == "StatusNotification" and isinstance(payload.get("connectorId"), int) and not call.problems:
+            connector, new = payload["connectorId"], str(payload.get("status"))
+            old = self.connector_status.get(connector)
+            if old is not None and not spec16.is_legal_transition(old, new, connector_id=connector):
+                # §4.9: every observed transition must be one the table allows; the test it happens in fails.
+                allowed = sorted((spec16.CONNECTOR0_TRANSITIONS if connector == 0 else spec16.LEGAL_TRANSITIONS)
+                                 .get(old, frozenset()))
+                self.violation(
+                    "illegal status transition",
+                    f"connector {connector}: {old} → {new} is not allowed by OCPP 1.6 §4.9 "
+                    f"(from {old}: {', '.join(allowed)})",
+                    ocppj.encode_json(payload),
+                )
+            elif old is None and connector == 0 and new not in spec16.CONNECTOR0_STATUSES:
+                self.violation(
+                    "illegal status transition",
+                    f"connector 0 reported {new}: §4.9 allows only Available, Unavailable, Faulted on connector 0",
+                    ocppj.encode_json(payload),
+                )
+            self.connector_status[connector] = new
+            self.status_history.append((call.seq, connector, new))
             self._notify()
 
     async def _answer(self, call: ReceivedCall) -> None:

@@ -1,0 +1,83 @@
+"""Steps many suites share: start and stop a charging session the way a driver would.
+
+They wait only for what every conformant charger does (OCPP 1.6 §4.8 StartTransaction, §4.10
+StopTransaction), not for a particular status sequence: status checks belong to the ST suites,
+so a status defect fails ST, not every suite that charges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.session import ChargerSession, ReceivedCall
+
+ID_TAG = "EVENERGY-TAG-1"  # known to the fake platform: Authorize/StartTransaction get Accepted
+
+
+@dataclass
+class Charging:
+    connector: int
+    transaction_id: int
+    start: ReceivedCall  # the StartTransaction CALL
+    since: int  # trace seq before the session was started
+
+
+async def start_charging(
+    charger: ChargerSession, connector: int = 1, *, remote: bool = False, id_tag: str = ID_TAG,
+    charging_profile: dict[str, Any] | None = None, within: float = 15,
+) -> Charging:
+    """Plug an EV in and start a transaction: local idTag, or RemoteStartTransaction (remote=True)."""
+    since = charger.trace.next_seq
+    rig = charger.rig
+    await rig.plugin(connector)
+    if remote:
+        request: dict[str, Any] = {"connectorId": connector, "idTag": id_tag}
+        if charging_profile is not None:
+            request["chargingProfile"] = charging_profile
+        answer = await charger.call_raw("RemoteStartTransaction", request)
+        assert answer.get("status") == "Accepted", (
+            f"expected RemoteStartTransaction to be Accepted (OCPP 1.6 §5.11), got {answer}"
+        )
+    else:
+        await rig.authorize(id_tag, connector)
+    start = await charger.expect(
+        "StartTransaction", where={"connectorId": connector}, within=within, since=since,
+        describe=f"a StartTransaction on connector {connector}",
+    )
+    await charger.wait_until(
+        lambda: any(t.started is start for t in charger.transactions.values()),
+        5,
+        "the platform's answer to StartTransaction",
+    )
+    tx = next(t for t in charger.transactions.values() if t.started is start)
+    return Charging(connector, tx.transaction_id, start, since)
+
+
+async def stop_charging(
+    charger: ChargerSession, session: Charging, *, remote: bool = True, unplug: bool = True, within: float = 15
+) -> ReceivedCall:
+    """Stop the transaction (RemoteStopTransaction, or the driver's card) and return the StopTransaction."""
+    since = charger.trace.next_seq
+    if remote:
+        answer = await charger.call_raw("RemoteStopTransaction", {"transactionId": session.transaction_id})
+        assert answer.get("status") == "Accepted", (
+            f"expected RemoteStopTransaction to be Accepted (OCPP 1.6 §5.12), got {answer}"
+        )
+    else:
+        await charger.rig.authorize(ID_TAG, session.connector)
+    stop = await charger.expect(
+        "StopTransaction", where={"transactionId": session.transaction_id}, within=within, since=since,
+        describe=f"a StopTransaction for transaction {session.transaction_id}",
+    )
+    if unplug:
+        await charger.rig.plugout(session.connector)
+    return stop
+
+
+async def wait_status(
+    charger: ChargerSession, connector: int, status: str, *, since: int | None = None, within: float = 10
+) -> ReceivedCall:
+    return await charger.expect(
+        "StatusNotification", where={"connectorId": connector, "status": status}, within=within, since=since
+    )
