@@ -323,8 +323,15 @@ class Endpoint:
 
     async def _handle_tls(self, sock: socket.socket, attempt: ConnectionAttempt, timeout: float) -> None:
         hello: tls.ClientHello | None = None
-        with contextlib.suppress(OSError):
-            hello = tls.parse_client_hello(sock.recv(16384, socket.MSG_PEEK))
+        with contextlib.suppress(OSError, TimeoutError):
+            # The whole first record, for the evidence: a ClientHello may span several TCP segments.
+            header = await _peek(sock, 5, timeout)
+            wanted = min(5 + int.from_bytes(header[3:5], "big"), 16384) if len(header) == 5 else 5
+            try:
+                data = await _peek(sock, wanted, min(timeout, 2.0))
+            except TimeoutError:
+                data = sock.recv(16384, socket.MSG_PEEK)
+            hello = tls.parse_client_hello(data)
             if hello is not None:
                 attempt.client_hello = hello.describe()
                 attempt.offered_policy_suites = hello.offered_policy_suites()
@@ -563,20 +570,32 @@ def _now() -> str:
 
 
 async def _peek(sock: socket.socket, count: int, timeout: float) -> bytes:
-    """Wait until the socket has data (or EOF) and return up to `count` bytes without consuming them."""
+    """Wait until `count` bytes (or EOF) are buffered and return them without consuming them.
+
+    SO_RCVLOWAT makes the socket readable only once `count` bytes are there, so the wait is one
+    event, not a poll, even when a ClientHello arrives in several TCP segments.
+    """
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                return sock.recv(count, socket.MSG_PEEK)
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
-                return b""
-            readable: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
-            try:
-                await readable
-            finally:
-                loop.remove_reader(sock.fileno())
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, count)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    data = sock.recv(count, socket.MSG_PEEK)
+                    if len(data) >= count or not data:
+                        return data
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:
+                    return b""
+                readable: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
+                try:
+                    await readable
+                finally:
+                    loop.remove_reader(sock.fileno())
+    finally:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 

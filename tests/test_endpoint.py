@@ -271,3 +271,29 @@ async def test_answers_can_be_overridden_per_test(endpoint: Endpoint) -> None:
             assert json.loads(await ws.recv())[2]["status"] == "Pending"
         await ws.send(BOOT.replace("b1", "b2"))
         assert json.loads(await ws.recv())[2]["status"] == "Accepted"
+
+
+async def test_a_client_hello_split_across_segments_is_still_recorded(endpoint: Endpoint) -> None:
+    """The evidence of a failed handshake includes what the charger offered, however its hello was segmented."""
+    import socket as socket_mod
+
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    ctx = client_ctx(endpoint)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3  # a TLS 1.3-only client: refused, and the record says why
+    tls_object = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls_object.do_handshake()
+    hello = outgoing.read()
+    since = time.monotonic()
+    reader, writer = await asyncio.open_connection(endpoint.local_host, endpoint.port)
+    writer.get_extra_info("socket").setsockopt(socket_mod.IPPROTO_TCP, socket_mod.TCP_NODELAY, 1)
+    writer.write(hello[:40])
+    await writer.drain()
+    await asyncio.sleep(0.05)  # deliberately a second TCP segment: the property under test is about timing
+    writer.write(hello[40:])
+    await writer.drain()
+    await asyncio.wait_for(reader.read(), 5)  # the server answers with an alert and closes
+    writer.close()
+    attempt = await last_attempt(endpoint, since)
+    assert attempt.outcome == TLS_FAILED
+    assert attempt.client_hello and "TLS 1.3 only" in attempt.client_hello, attempt.client_hello
