@@ -1,0 +1,110 @@
+"""The pytest plugin as a user meets it: options, ini twins, header, marker, bounded waits."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = []
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--charger", "bogus"], ["'bogus'", "sim", "http"]),
+        (["--security-profile", "5"], ["'5'", "2", "3"]),
+        (["--mode", "fast"], ["'fast'", "quick", "certification"]),
+        (["--timeout-factor", "-1"], ["'-1'", "(0, 100]"]),
+        (["--timeout-factor", "slow"], ["'slow'"]),
+        (["--csms-port", "70000"], ["'70000'", "0-65535"]),
+        (["--sim-defect", "no-such-defect"], ["'no-such-defect'", "tls13-only"]),
+        (["--charger", "http"], ["--charger-control-url"]),
+    ],
+)
+def test_invalid_options_are_usage_errors_naming_value_and_valid_ones(
+    pytester: pytest.Pytester, args: list[str], named: list[str]
+) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = result.stderr.str()
+    for fragment in named:
+        assert fragment in text, text
+
+
+def test_ini_twins_are_read_and_validated(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nmode = certification\ncharger_id = CP-INI-7\ntimeout_factor = 2.5\n")
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "ev.energy endpoint: wss://127.0.0.1:<free port>/ocpp/CP-INI-7 (TLS 1.2, ELBSecurityPolicy-TLS-1-2-Ext-2018-06, security profile 2)",
+            "charger: sim; mode: certification; timeout factor: 2.5",
+        ]
+    )
+    pytester.makeini("[pytest]\nsecurity_profile = 4\n")
+    assert pytester.runpytest().ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_cli_overrides_ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nmode = certification\n")
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest("--mode", "quick")
+    result.stdout.fnmatch_lines(["*mode: quick*"])
+
+
+def test_requirement_marker_is_registered(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.requirement(*ids)*"])
+    pytester.makepyfile(
+        """
+        import pytest
+        @pytest.mark.requirement("MV-1")
+        def test_marked(): pass
+        """
+    )
+    pytester.runpytest("--strict-markers").assert_outcomes(passed=1)
+
+
+def test_a_charger_that_never_connects_fails_fast_and_clearly(pytester: pytest.Pytester) -> None:
+    """No charger: the first test fails within the connect timeout naming what was expected; the next at once."""
+    pytester.makeconftest(
+        """
+        import pytest_asyncio
+        from harness.drivers.base import ChargerBackend
+
+        class Absent(ChargerBackend):
+            name = "absent"
+            async def plugin(self, connector=1): pass
+            async def plugout(self, connector=1): pass
+            async def authorize(self, id_tag, connector=1): pass
+            async def ev_suspend(self, suspended, connector=1): pass
+            async def fault(self, faulted, connector=1): pass
+            async def reboot(self): pass
+            async def network(self, online): pass
+
+        @pytest_asyncio.fixture(scope="session", loop_scope="session")
+        async def charger_backend(csms):
+            yield Absent()
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+        async def test_one(charger):
+            pass
+
+        async def test_two(charger):
+            pass
+        """
+    )
+    started = time.monotonic()
+    result = pytester.runpytest("--connect-timeout", "1", "--certs-dir", str(pytester.path / "certs"),
+                                "--report-dir", str(pytester.path / "reports"))
+    assert time.monotonic() - started < 15
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*charger never connected*", "*expected URL: wss://*/ocpp/EVENERGY-SIM-1*"])
