@@ -74,6 +74,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "requirement(*ids): the ev.energy requirement IDs this test certifies (e.g. 'MV-1')"
     )
     settings = settings_mod.load(config, _known_defects)
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker is not None:
+        # pytest-xdist: one reference charger per worker, each with its own id on its own endpoint.
+        if settings.charger != "sim":
+            raise pytest.UsageError(
+                f"pytest-xdist (-n) runs one charger per worker: only --charger=sim can do that, not {settings.charger!r}"
+            )
+        settings.charger_id = f"{settings.charger_id}-{worker}"
     config.stash[SETTINGS] = settings
     config.stash[STATE] = RunState()
     config.stash[RUN_INFO] = {
