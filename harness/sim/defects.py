@@ -1,0 +1,123 @@
+"""The reference charger's catalogue of injectable deviations, for the harness's negative controls.
+
+Each defect is one realistic firmware bug, tied to the ev.energy requirement
+(shared/spec/ev-energy-requirements.md) that a correct harness must fail because of it. Each is
+a single flag check at the one place in the charger where the bug would live in real firmware;
+nothing else changes. Conformant variants are deviations *from the reference's choices* that
+the OCPP spec and the requirements allow: a correct harness must pass them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Defect:
+    name: str
+    requirement_id: str  # the requirement a correct harness fails (defects) or exercises (variants)
+    description: str
+    conformant: bool = False  # True: a conformant variant the harness must pass
+
+
+def _d(name: str, req: str, text: str) -> Defect:
+    return Defect(name, req, text)
+
+
+def _v(name: str, req: str, text: str) -> Defect:
+    return Defect(name, req, text, conformant=True)
+
+
+_ALL: tuple[Defect, ...] = (
+    # --- transport and security ---
+    _d("tls13-only", "TLS-1", "The TLS stack is built for TLS 1.3 only (minimum = maximum = 1.3): no handshake with a TLS 1.2 endpoint."),
+    _d("non-policy-ciphers", "TLS-1", "TLS 1.2 with only ChaCha20 and DHE suites, none of ELBSecurityPolicy-TLS-1-2-Ext-2018-06."),
+    _d("plain-ws", "TLS-2", "Connects with ws:// (no TLS) to the same host and port."),
+    _d("no-cert-check", "TLS-3", "Does not verify the server certificate (no chain, host name or date check)."),
+    _d("stale-clock", "TLS-3", "The real-time clock runs 10 minutes ahead and is never synchronised: every timestamp is off."),
+    _d("no-basic-auth", "AUTH-1", "Sends no HTTP Basic Authorization header on the WebSocket upgrade."),
+    _d("ignores-new-authorization-key", "AUTH-1",
+       "Answers ChangeConfiguration AuthorizationKey Accepted but keeps using (and reconnecting with) the old key."),
+    # --- core ---
+    _d("boot-bad-schema", "CORE-1", "BootNotification chargePointVendor is longer than the schema's 20 characters."),
+    _d("no-heartbeat", "CORE-1", "Never sends Heartbeat."),
+    _d("no-status-after-boot", "CORE-1", "Sends no StatusNotification after BootNotification is Accepted."),
+    _d("sends-before-accepted", "CORE-1",
+       "Treats BootNotification Pending as Accepted: sends StatusNotifications and Heartbeats while Pending."),
+    # --- meter values ---
+    _d("no-power-measurand", "MV-1",
+       "Accepts Power.Active.Import (and Current.Import/Voltage) in MeterValuesSampledData, but its meter driver only reports energy."),
+    _d("current-without-voltage", "MV-1",
+       "A Current+Voltage meter that reports Current.Import but never Voltage, although Voltage is configured."),
+    _d("rejects-sampled-data", "CFG-1", "Answers Rejected to every ChangeConfiguration of MeterValuesSampledData."),
+    _d("ignores-sample-interval", "CFG-2",
+       "Accepts MeterValueSampleInterval but keeps sampling at its built-in interval (the value it booted with)."),
+    _d("rejects-sample-interval", "CFG-2", "Answers Rejected to every ChangeConfiguration of MeterValueSampleInterval."),
+    _d("energy-decreasing", "MV-2",
+       "Sign error in the sampled register: periodic samples report meterStart minus the energy delivered."),
+    _d("wrong-energy-units", "MV-2", "Sampled Energy.Active.Import.Register is the kWh number labelled Wh."),
+    _d("meter-stop-below-start", "MV-2", "StopTransaction meterStop is the session's energy, not the register."),
+    _d("power-not-zero-when-suspended", "MV-3",
+       "Power.Active.Import reports the offered power (V x offered A x phases) instead of the measured power."),
+    _d("power-mismatch-energy", "MV-3",
+       "Power.Active.Import is computed with the 400 V line-to-line voltage instead of 230 V per phase (x1.74)."),
+    # --- status ---
+    _d("never-available-after-unplug", "ST-1", "After a session and unplug the connector stays Finishing."),
+    _d("never-charging-status", "ST-2", "Reports SuspendedEV while the EV is drawing power (never Charging)."),
+    _d("never-faulted", "ST-3", "A fault stops the power but the status never shows Faulted."),
+    _d("never-suspended", "ST-4", "Reports Charging while suspended by the EV or the EVSE (never Suspended*)."),
+    _d("illegal-transition", "ST-1",
+       "When a session stops with the EV plugged in, goes straight to Preparing (Charging -> Preparing, illegal in §4.9)."),
+    # --- smart charging ---
+    _d("rejects-all-profiles", "SC-1", "SetChargingProfile is always Rejected."),
+    _d("profile-no-effect", "SC-2", "Charging profiles are accepted and stored but never applied to the EV."),
+    _d("rejects-remote-start", "SC-2", "RemoteStartTransaction is always Rejected."),
+    # --- remote trigger ---
+    _d("trigger-boot-silent", "RT-1", "TriggerMessage BootNotification is Accepted but no BootNotification follows."),
+    _d("trigger-status-silent", "RT-2", "TriggerMessage StatusNotification is Accepted but no StatusNotification follows."),
+    # --- firmware ---
+    _d("firmware-update-silent", "FW-1", "UpdateFirmware is answered, then nothing: no download, no notification."),
+    _d("no-diagnostics-upload", "FW-1",
+       "GetDiagnostics reports Uploading then Uploaded, but never uploads the file."),
+    # --- robustness ---
+    _d("never-reconnects", "NF-2", "After the connection drops it never reconnects (until power-cycled)."),
+    _d("loses-offline-stop", "NF-2", "A StopTransaction produced while offline is dropped, not queued."),
+    _d("no-offline-queue", "NF-2", "No transaction message produced while offline is queued: all are lost."),
+    # --- conformant variants ---
+    _v("current-voltage", "MV-1",
+       "The meter measures Current.Import and Voltage per phase, not power: MeterValuesSampledData with "
+       "Power.Active.Import is Rejected, Energy.Active.Import.Register,Current.Import,Voltage is Accepted."),
+    _v("txprofile-only", "SC-1", "Smart charging through TxProfile only: ChargePointMaxProfile is Rejected."),
+    _v("cpmax-only", "SC-1",
+       "Smart charging through ChargePointMaxProfile only: TxProfile is Rejected (one in RemoteStart is ignored)."),
+    _v("kw-units", "MV-2", "Energy in kWh and power in kW."),
+    _v("slow-responses", "CORE-1", "Answers every request of the central system after about one second."),
+    _v("two-connectors", "CORE-1", "Two connectors instead of one."),
+    _v("single-phase", "MV-1", "A single-phase installation: current and voltage on L1 only."),
+)
+
+DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}
+NEGATIVE: dict[str, Defect] = {n: d for n, d in DEFECTS.items() if not d.conformant}
+VARIANTS: dict[str, Defect] = {n: d for n, d in DEFECTS.items() if d.conformant}
+
+# The requirement IDs of ev-energy-requirements.md that OCPP can observe (NF-1 cannot, AUTH-2 is
+# the alternative to AUTH-1 and needs profile 3).
+OBSERVABLE_REQUIREMENTS: tuple[str, ...] = (
+    "TLS-1", "TLS-2", "TLS-3", "AUTH-1", "CORE-1", "MV-1", "FW-1", "SC-1", "SC-2", "RT-1", "RT-2",
+    "CFG-1", "CFG-2", "MV-2", "MV-3", "ST-1", "ST-2", "ST-3", "ST-4", "NF-2",
+)
+
+
+def defects_for(requirement_id: str) -> list[Defect]:
+    """The defects a correct harness must fail on `requirement_id`."""
+    return [d for d in NEGATIVE.values() if d.requirement_id == requirement_id]
+
+
+def validate(names: Iterable[str]) -> frozenset[str]:
+    """The names as a frozenset; ValueError naming the unknown ones and the valid ones."""
+    chosen = frozenset(names)
+    unknown = sorted(chosen - DEFECTS.keys())
+    if unknown:
+        raise ValueError(f"unknown defect(s) {', '.join(unknown)}; known: {', '.join(sorted(DEFECTS))}")
+    return chosen
