@@ -1,0 +1,451 @@
+"""The pytest side of the report: collect each test's verdict and evidence, write the report.
+
+The harness plugin registers one :class:`ReportCollector` per process for certification runs::
+
+    config.pluginmanager.register(ReportCollector(config), "ev-energy-report")
+
+It reads:
+
+* ``config.stash[RUN_INFO]``: a dict the plugin keeps up to date (charger, endpoint, mode, TLS,
+  connection attempts, declarations, secrets); see SCHEMA.md.
+* ``item.stash[EVIDENCE]``: per test, ``{"frames": [...], "details": {...}}``.
+* the ``requirement`` marker(s) of each test: ``@pytest.mark.requirement("SC-2", "ST-4")``.
+
+With pytest-xdist, workers and the controller both run a collector. On a worker, each test's
+verdict and evidence (and a snapshot of the worker's RUN_INFO when it changed) ride on the test
+report as the attribute ``ev_energy_report`` (pytest serialises extra report attributes between
+processes); the controller collects them in ``pytest_runtest_logreport`` and is the only one that
+writes files. Only a few short strings go into ``report.user_properties`` (requirement IDs,
+verdict, alternative), so ``--junitxml`` carries them without the evidence.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import model
+from .render import write_report
+
+RUN_INFO = pytest.StashKey[dict]()
+EVIDENCE = pytest.StashKey[dict]()
+
+#: Name of the report attribute that carries a test phase's payload (worker → controller).
+PAYLOAD_ATTR = "ev_energy_report"
+
+MARKER = "requirement"
+
+
+def requirement_ids(item: pytest.Item) -> list[str]:
+    """The requirement IDs of a test, from all its ``requirement`` markers, in order, no repeats."""
+    ids: list[str] = []
+    for mark in item.iter_markers(MARKER):
+        for arg in mark.args:
+            for rid in [arg] if isinstance(arg, str) else list(arg):
+                if str(rid) not in ids:
+                    ids.append(str(rid))
+    return ids
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        reason = str(longrepr[2])
+    else:
+        reason = str(getattr(report, "longreprtext", "") or longrepr or "")
+    for prefix in ("Skipped: ", "Skipped:"):
+        if reason.startswith(prefix):
+            reason = reason[len(prefix) :]
+    return reason.strip()
+
+
+def _crash_message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = getattr(crash, "message", None)
+    if message:
+        return str(message)
+    text = str(getattr(report, "longreprtext", "") or "")
+    lines = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("E ")]
+    return "\n".join(lines) if lines else text.strip().splitlines()[-1] if text.strip() else ""
+
+
+def _evidence_payload(item: pytest.Item) -> dict[str, Any] | None:
+    evidence = item.stash.get(EVIDENCE, None)
+    if not isinstance(evidence, Mapping):
+        return None
+    frames = []
+    for i, f in enumerate(list(evidence.get("frames") or [])):
+        if not isinstance(f, Mapping):
+            f = {"text": f}
+        frames.append(
+            {
+                "seq": f.get("seq", i),
+                "direction": f.get("direction"),
+                "time": f.get("time"),
+                "mono": f.get("mono"),
+                "text": f.get("text"),
+                "note": f.get("note"),
+            }
+        )
+    return model.jsonable({"frames": frames, "details": dict(evidence.get("details") or {})})
+
+
+def _now() -> str:
+    return model.now_iso()
+
+
+def _merge_run_info(base: dict[str, Any], other: Mapping[str, Any]) -> None:
+    """Merge a worker's RUN_INFO snapshot into *base* (in place)."""
+    for key, value in other.items():
+        if value in (None, "", [], {}):
+            continue
+        if key == "connection_attempts":
+            seen = {repr(sorted(a.items())) if isinstance(a, Mapping) else repr(a) for a in base.get(key) or []}
+            merged = list(base.get(key) or [])
+            for a in value:
+                k = repr(sorted(a.items())) if isinstance(a, Mapping) else repr(a)
+                if k not in seen:
+                    seen.add(k)
+                    merged.append(a)
+            merged.sort(key=lambda a: str(a.get("time", "")) if isinstance(a, Mapping) else "")
+            base[key] = merged
+        elif key == "secrets":
+            merged = list(base.get(key) or [])
+            merged.extend(s for s in value if s not in merged)
+            base[key] = merged
+        elif isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+            sub = dict(base[key])
+            for k, v in value.items():
+                if v not in (None, "", [], {}):
+                    sub[k] = v
+            base[key] = sub
+        else:
+            base[key] = value
+
+
+class ReportCollector:
+    """pytest plugin object: per-test verdicts and evidence in, certification report out."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.is_worker = hasattr(config, "workerinput")
+        self.worker_id = config.workerinput.get("workerid") if self.is_worker else None  # type: ignore[attr-defined]
+        self.started = _now()
+        self._t0 = time.monotonic()
+        self._tests: dict[str, dict[str, Any]] = {}
+        self._finished: set[str] = set()
+        self._worker_run_info: dict[str, dict[str, Any]] = {}
+        self._last_snapshot: str | None = None
+        self._collected: dict[str, list[str]] = {}
+        self._current: pytest.Item | None = None
+        self.interrupted = False
+        self.interrupt_reason: str | None = None
+        self.paths: tuple[Path, Path] | None = None
+        self.report: dict[str, Any] | None = None
+        self.error: str | None = None
+        self.skipped_reason: str | None = None
+        self._reports_seen = 0
+        self._collect_errors: list[str] = []
+        self._payloads_seen = 0
+
+    # -- worker / in-process side -------------------------------------------------------------
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            self._collected[item.nodeid] = requirement_ids(item)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and not self.is_worker:
+            message = _crash_message(report) or str(getattr(report, "longreprtext", "") or "").strip()
+            first = message.strip().splitlines()[-1] if message.strip() else "collection failed"
+            self._collect_errors.append(f"{report.nodeid or '<session>'}: {first}"[:500])
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        self._current = item
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):
+        report = yield
+        try:
+            self._attach(item, report, call)
+        except Exception as exc:  # never break the run because of the report
+            setattr(report, PAYLOAD_ATTR, {"phase": report.when, "error": f"report payload failed: {exc!r}"})
+        return report
+
+    def _attach(self, item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
+        ids = requirement_ids(item)
+        payload: dict[str, Any] = {
+            "phase": report.when,
+            "requirements": ids,
+            "name": item.name,
+        }
+        if report.when == "setup":
+            doc = getattr(getattr(item, "obj", None), "__doc__", None)
+            if doc:
+                payload["doc"] = doc.strip().splitlines()[0]
+        if self.worker_id:
+            payload["worker"] = self.worker_id
+
+        verdict: str | None = None
+        if report.passed:
+            if report.when == "call":
+                verdict = model.PASS
+        elif report.skipped:
+            if hasattr(report, "wasxfail"):
+                verdict = model.FAIL
+                payload["outcome"] = "xfailed"
+                payload["message"] = f"expected failure (xfail): {report.wasxfail}"
+            else:
+                reason = _skip_reason(report)
+                verdict = model.test_verdict("skipped", reason)
+                payload["outcome"] = "skipped"
+                payload["message"] = reason
+        else:  # failed
+            message = _crash_message(report)
+            payload["outcome"] = "failed" if report.when == "call" else "error"
+            verdict = model.FAIL
+            if report.when == "teardown":
+                message = f"error in teardown: {message}"
+            elif report.when == "setup":
+                finding = call.excinfo is not None and call.excinfo.errisinstance(AssertionError)
+                if model.NEVER_CONNECTED in message.lower():
+                    verdict = model.INCOMPLETE
+                    message = f"error in setup: {message}"
+                elif finding:  # a finding about the charger (the harness raises AssertionErrors)
+                    message = f"error in setup: {message}"
+                else:  # the harness or the rig broke before the charger was tested
+                    verdict = model.INCOMPLETE
+                    message = f"harness error in setup (the charger was not tested): {message}"
+            payload["message"] = model.trim(message, model.MAX_MESSAGE_CHARS)
+            payload["traceback"] = model.trim(str(report.longreprtext or ""), model.MAX_TRACEBACK_CHARS)
+        if verdict:
+            payload["verdict"] = verdict
+
+        final_phase = report.when == "call" or (report.when == "setup" and not report.passed) or report.failed
+        if final_phase:
+            evidence = _evidence_payload(item)
+            if evidence is not None:
+                payload["evidence"] = evidence
+        if self.is_worker:
+            snapshot = self.config.stash.get(RUN_INFO, None)
+            if isinstance(snapshot, Mapping):
+                snap = model.jsonable(snapshot)
+                key = repr(snap)
+                if key != self._last_snapshot:
+                    self._last_snapshot = key
+                    payload["run_info"] = snap
+        setattr(report, PAYLOAD_ATTR, payload)
+        # small, evidence-free facts for --junitxml
+        # (junitxml writes the teardown report's properties, which pytest copies from the item)
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            props = [("requirement", rid) for rid in ids]
+            if verdict:
+                props.append(("verdict", verdict))
+            alt = (payload.get("evidence") or {}).get("details", {}).get("alternative")
+            if alt:
+                props.append(("alternative", str(alt)))
+            item.user_properties.extend(props)
+            report.user_properties.extend(props)
+
+    # -- controller / in-process side ---------------------------------------------------------
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.is_worker:
+            return
+        self._reports_seen += 1
+        payload = getattr(report, PAYLOAD_ATTR, None)
+        if isinstance(payload, Mapping):
+            self._payloads_seen += 1
+        else:
+            payload = {"phase": report.when, "requirements": [], "name": report.nodeid.rsplit("::", 1)[-1]}
+            if report.failed:
+                payload["verdict"] = model.FAIL
+                payload["message"] = _crash_message(report)
+            elif report.skipped:
+                payload["verdict"] = model.test_verdict("skipped", _skip_reason(report))
+                payload["message"] = _skip_reason(report)
+            elif report.when == "call":
+                payload["verdict"] = model.PASS
+        if isinstance(payload.get("run_info"), Mapping):
+            worker = str(payload.get("worker") or getattr(getattr(report, "node", None), "gateway", None) or "?")
+            self._worker_run_info[worker] = dict(payload["run_info"])
+
+        test = self._tests.setdefault(
+            report.nodeid,
+            {
+                "nodeid": report.nodeid,
+                "name": payload.get("name"),
+                "requirements": list(payload.get("requirements") or []),
+                "verdict": None,
+                "outcome": None,
+                "duration": 0.0,
+            },
+        )
+        test["duration"] = float(test.get("duration") or 0.0) + float(report.duration or 0.0)
+        for key in ("doc", "worker"):
+            if payload.get(key):
+                test[key] = payload[key]
+        if payload.get("requirements"):
+            test["requirements"] = list(payload["requirements"])
+        if payload.get("evidence") is not None:
+            test["frames"] = payload["evidence"].get("frames") or []
+            test["details"] = payload["evidence"].get("details") or {}
+        if payload.get("error"):
+            test.setdefault("details", {}).setdefault("notes", []).append(payload["error"])
+
+        verdict = payload.get("verdict")
+        if report.when == "teardown":
+            self._finished.add(report.nodeid)
+            if report.failed:
+                previous = test.get("message")
+                if test["verdict"] in (None, model.PASS):
+                    test["verdict"] = model.FAIL
+                    test["outcome"] = "error"
+                    test["message"] = payload.get("message")
+                    test["traceback"] = payload.get("traceback")
+                else:
+                    test["message"] = "\n\n".join(m for m in (previous, payload.get("message")) if m)
+            if test["verdict"] is None:  # e.g. setup passed, call never reported
+                test["verdict"] = model.INCOMPLETE
+                test["outcome"] = "not run"
+            if self._current is not None and self._current.nodeid == report.nodeid:
+                self._current = None
+            return
+        if verdict:
+            test["verdict"] = verdict
+            test["outcome"] = payload.get("outcome") or ("passed" if verdict == model.PASS else report.outcome)
+            for key in ("message", "traceback"):
+                if payload.get(key):
+                    test[key] = payload[key]
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self.interrupted = True
+        text = str(excinfo.value).strip()
+        name = excinfo.typename
+        self.interrupt_reason = f"the run was interrupted ({name}{': ' + text if text else ''})"
+
+    def _finalise_tests(self) -> list[dict[str, Any]]:
+        tests: list[dict[str, Any]] = []
+        in_flight = self._current.nodeid if self._current is not None else None
+        for nodeid, test in self._tests.items():
+            test = dict(test)
+            if nodeid not in self._finished or test.get("verdict") is None:
+                if test.get("verdict") in (None, model.PASS) or nodeid == in_flight:
+                    test["verdict"] = model.INCOMPLETE
+                    test["outcome"] = "interrupted"
+                    test["message"] = test.get("message") or "the run stopped while this test was running"
+                if nodeid == in_flight and "frames" not in test and self._current is not None:
+                    evidence = _evidence_payload(self._current)
+                    if evidence:
+                        test["frames"] = evidence["frames"]
+                        test["details"] = evidence["details"]
+            tests.append(test)
+        # Tests collected here (not under xdist) that never started: the run stopped first.
+        for nodeid, ids in self._collected.items():
+            if nodeid not in self._tests:
+                tests.append(
+                    {
+                        "nodeid": nodeid,
+                        "requirements": ids,
+                        "verdict": model.INCOMPLETE,
+                        "outcome": "not run",
+                        "message": "not run: the run stopped before this test",
+                    }
+                )
+        return tests
+
+    def _run_info(self, exitstatus: int) -> dict[str, Any]:
+        base = self.config.stash.get(RUN_INFO, None)
+        info: dict[str, Any] = model.jsonable(dict(base)) if isinstance(base, Mapping) else {}
+        for snapshot in self._worker_run_info.values():
+            _merge_run_info(info, snapshot)
+        finished = _now()
+        info.setdefault("started", self.started)
+        info["finished"] = finished
+        info["duration"] = round(time.monotonic() - self._t0, 3)
+        info["exit_status"] = int(exitstatus)
+        info["pytest_version"] = pytest.__version__
+        workers = getattr(self.config.option, "numprocesses", None)
+        if workers:
+            info["workers"] = workers
+        args = list(getattr(self.config.invocation_params, "args", ()) or ())
+        info["command"] = "pytest " + " ".join(str(a) for a in args)
+        return info
+
+    def _report_dir(self) -> Path:
+        """``--report-dir``, else the ``report_dir`` ini value, else ``reports`` (cwd-relative)."""
+        value = self.config.getoption("report_dir", default=None)
+        if not value:
+            try:
+                value = self.config.getini("report_dir")
+            except (ValueError, KeyError):
+                value = None
+        value = value or "reports"
+        path = Path(value)
+        if not path.is_absolute():
+            path = Path(self.config.invocation_params.dir) / path
+        return path
+
+    @pytest.hookimpl(trylast=True)  # after the harness plugin's own sessionfinish updated RUN_INFO
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.is_worker:
+            return
+        if self._reports_seen and not self._payloads_seen:
+            # xdist: the workers' collectors were unregistered (not a certification run).
+            self.skipped_reason = "no test carried certification data (the workers did not collect any)"
+            return
+        status = int(getattr(session, "exitstatus", exitstatus) or exitstatus)
+        interrupted = self.interrupted or status == int(pytest.ExitCode.INTERRUPTED)
+        if self._collect_errors and "during collection" in (self.interrupt_reason or ""):
+            interrupted = False  # pytest stopped because of collection errors, not a Ctrl-C
+        tests = self._finalise_tests()
+        reason = None
+        base = self.config.stash.get(RUN_INFO, None)
+        never = base.get("never_connected") if isinstance(base, Mapping) else None
+        if isinstance(never, str) and never.strip():
+            reason = never.strip().splitlines()[0]
+        for t in tests if reason is None else ():
+            if t["verdict"] == model.INCOMPLETE and model.NEVER_CONNECTED in str(t.get("message") or "").lower():
+                message = str(t["message"])
+                at = message.lower().find(model.NEVER_CONNECTED)
+                reason = message[at:].strip().splitlines()[0]
+                break
+        if reason is None and self._collect_errors:
+            n = len(self._collect_errors)
+            reason = f"{n} collection error{'s' if n > 1 else ''} (tests could not be loaded): " + "; ".join(self._collect_errors[:3])
+        if interrupted:
+            reason = self.interrupt_reason or (reason and f"the run was interrupted; {reason}") or "the run was interrupted"
+            if self._collect_errors and "collection" not in reason:
+                reason += f"; collection errors: {'; '.join(self._collect_errors[:3])}"
+        try:
+            self.report = model.build_report(self._run_info(status), tests, interrupted=interrupted, reason=reason)
+            self.paths = write_report(self.report, self._report_dir())
+        except Exception as exc:  # report it loudly, fail the run
+            import traceback
+
+            self.error = "".join(traceback.format_exception(exc)).strip()
+            if session.exitstatus == 0:
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker:
+            return
+        tr = terminalreporter
+        if self.error:
+            tr.write_sep("=", "ev.energy certification report: NOT WRITTEN", red=True, bold=True)
+            tr.write_line(self.error)
+            return
+        if not self.paths or not self.report:
+            return
+        overall = self.report["overall"]
+        colour = {"certified": {"green": True}, "not certified": {"red": True}}.get(overall, {"yellow": True})
+        tr.write_sep("-", "ev.energy certification report")
+        tr.write_line(f"overall: {overall.upper()}: {self.report['overall_reason']}", bold=True, **colour)
+        tr.write_line(f"JSON: {self.paths[0]}")
+        tr.write_line(f"HTML: {self.paths[1]}")
