@@ -93,6 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "harness_version": __version__,
         "secrets": [settings.authorization_key] if settings.authorization_key else [],
         "connection_attempts": [],
+        "declarations": settings.declarations,
     }
     if ReportCollector is not None and not config.pluginmanager.has_plugin("ev-energy-report"):
         config.pluginmanager.register(ReportCollector(config), "ev-energy-report")
@@ -251,7 +252,7 @@ async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> Async
         await endpoint.stop()
 
 
-def make_backend(settings: Settings) -> ChargerBackend:
+def make_backend(settings: Settings, config: pytest.Config | None = None) -> ChargerBackend:
     if settings.charger == "sim":
         from harness.drivers.sim import SimBackend
 
@@ -261,18 +262,39 @@ def make_backend(settings: Settings) -> ChargerBackend:
 
         assert settings.charger_control_url is not None
         return HttpBackend(settings.charger_control_url)
+    if settings.charger == "command":
+        from harness.drivers.command import CommandBackend
+
+        return CommandBackend(
+            settings.rig_commands,
+            timeout=settings.scaled(settings.command_timeout),
+            cwd=settings.command_cwd,
+            charger_id=settings.charger_id,
+        )
+    if settings.charger == "manual":
+        from harness.drivers.manual import ManualBackend, PytestConsole, StreamConsole
+
+        return ManualBackend(
+            PytestConsole(config) if config is not None else StreamConsole(),
+            timeout=settings.scaled(settings.prompt_timeout),
+            charger_id=settings.charger_id,
+        )
     raise pytest.UsageError(f"--charger={settings.charger!r}: use one of {', '.join(settings_mod.BACKENDS)}")
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def charger_backend(csms: Endpoint, harness_settings: Settings) -> AsyncIterator[ChargerBackend]:
+async def charger_backend(
+    csms: Endpoint, harness_settings: Settings, pytestconfig: pytest.Config
+) -> AsyncIterator[ChargerBackend]:
     """The rig: for `sim`, the built-in reference charger started on this loop."""
     settings = harness_settings
     client_cert = None
     if settings.security_profile == 3 and settings.charger == "sim":
         cert, key = csms.certs.issue_client_cert(settings.charger_id)
         client_cert = (str(cert), str(key))
-    backend = make_backend(settings)
+    backend = make_backend(settings, pytestconfig)
+    session = csms.session(settings.charger_id)
+    backend.attach(session)
     await backend.start(
         EndpointInfo(
             url=csms.url,
@@ -283,6 +305,8 @@ async def charger_backend(csms: Endpoint, harness_settings: Settings) -> AsyncIt
             client_cert=client_cert,
         )
     )
+    if settings.charger != "sim" and not session.connected:
+        _tell(pytestconfig, settings.waiting_text(csms.charger_url(settings.charger_id), csms.certs.ca_pem))
     try:
         yield backend
     finally:

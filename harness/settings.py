@@ -1,11 +1,15 @@
-"""The harness's settings: one table of options, read from the command line, pytest.ini, or defaults.
+"""The harness's settings: one table of options, read from the command line, pytest.ini, a charger
+profile, or defaults, in that order of precedence.
 
-Each option has a CLI flag and an ini twin of the same name (pytest-asyncio's convention).
-Invalid values raise pytest.UsageError naming the value and the valid ones.
+Each option has a CLI flag and an ini twin of the same name (pytest-asyncio's convention). The
+charger profile (`--charger-profile charger.toml`, see harness.profile) gives the same settings
+for one charger plus what only a profile can say (hardware, declarations, rig commands).
+Invalid values raise pytest.UsageError naming the value (and where it came from) and the valid ones.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,9 +18,14 @@ from typing import Any
 
 import pytest
 
-BACKENDS = ("sim", "http")
+from harness import profile as profile_mod
+
+BACKENDS = profile_mod.BACKENDS  # sim, http, command, manual
 MODES = ("quick", "certification")
 PROFILES = ("2", "3")
+
+DEFAULT_COMMAND_TIMEOUT = 30.0  # seconds a rig command may run (before the timeout factor)
+DEFAULT_PROMPT_TIMEOUT = 180.0  # seconds an operator has for a physical act (before the timeout factor)
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,18 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("charger", "charger backend: sim (built-in reference charger) or http (a rig's control API)", "sim", BACKENDS),
+    Option(
+        "charger",
+        "charger backend: sim (built-in reference charger), http (a rig's control API), "
+        "command (shell commands from the charger profile) or manual (the operator is prompted)",
+        None,
+        BACKENDS,
+    ),
+    Option(
+        "charger_profile",
+        "the charger profile (TOML): identity, AuthorizationKey source, hardware, declarations, rig; "
+        "see docs/charger.example.toml. Options given on the command line or in the ini file override it",
+    ),
     Option("charger_id", "charge point identity (the last path segment of the URL, the Basic auth user)"),
     Option("charger_control_url", "base URL of the rig's control API, for --charger=http"),
     Option("csms_host", "interface the fake endpoint listens on (0.0.0.0 for a charger on the LAN)", "127.0.0.1"),
@@ -67,6 +87,22 @@ class Settings:
     sim_defects: tuple[str, ...] = ()
     sim_connectors: int = 1
     generated_key: bool = field(default=False, repr=False)
+    # Where the AuthorizationKey came from, for messages that must never show the key itself.
+    authorization_key_source: str = field(default="", repr=False)
+    # --- from the charger profile (None: not declared) --------------------------------------------
+    charger_profile: Path | None = None
+    connectors: int = 1
+    phases: int | None = None
+    nominal_voltage: float | None = None  # volts
+    max_current: float | None = None  # amps per phase
+    measurand_family: str | None = None  # "power" or "current-voltage"
+    firmware_managed: bool | None = None  # FW-1 applies when True
+    diagnostics_upload: str | None = None  # "ftp" or "http"
+    nf1_statement: str | None = None
+    rig_commands: dict[str, str] = field(default_factory=dict)  # act or hook -> command template
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT  # before the timeout factor
+    command_cwd: Path | None = None  # commands run in the profile's folder
+    prompt_timeout: float = DEFAULT_PROMPT_TIMEOUT  # before the timeout factor
 
     @property
     def quick(self) -> bool:
@@ -84,86 +120,244 @@ class Settings:
     def heartbeat_interval(self) -> int:
         return 2 if self.quick else 60
 
+    @property
+    def firmware_managed_by_ev_energy(self) -> bool | None:
+        return self.firmware_managed
+
+    @property
+    def declarations(self) -> dict[str, Any]:
+        """The manufacturer's declarations, as the report reads them (RUN_INFO["declarations"])."""
+        return {
+            "firmware_managed_by_ev_energy": self.firmware_managed,
+            "nf1_statement": self.nf1_statement,
+            "measurand_family": self.measurand_family,
+            "diagnostics_upload": self.diagnostics_upload,
+        }
+
+
+    def waiting_text(self, url: str, ca_file: object) -> str:
+        """What the charger must be configured with, shown while the harness waits for it.
+
+        Never the AuthorizationKey itself: where it comes from.
+        """
+        cid = self.charger_id
+        lines = [
+            f"waiting up to {self.scaled(self.connect_timeout):g} s for charger {cid!r} to connect and boot",
+            f"  URL:  {url}  (TLS 1.2 only, ELBSecurityPolicy-TLS-1-2-Ext-2018-06)",
+            f"  CA:   {ca_file}  (the charger must trust it)",
+        ]
+        if self.security_profile == 2:
+            lines.append(
+                f"  auth: security profile 2, HTTP Basic: user {cid!r}, password = the AuthorizationKey from "
+                f"{self.authorization_key_source or 'the settings'}"
+            )
+        else:
+            lines.append(f"  auth: security profile 3, a client certificate from this CA with CN {cid!r}")
+        if self.csms_port == 0:
+            lines.append(
+                "  (the port was picked freely: fix it with --csms-port or [endpoint] port in the charger "
+                "profile, so the charger can be configured once)"
+            )
+        lines.append("  every refused connection attempt is shown as it happens")
+        return "\n".join(lines)
+
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("ev-energy", "ev.energy OCPP 1.6J certification")
     for option in OPTIONS:
         help_text = option.help + (f" (one of: {', '.join(option.choices)})" if option.choices else "")
+        if option.default:
+            help_text += f" [default: {option.default}]"
         group.addoption(option.flag, dest=option.name, default=None, help=help_text)
-        parser.addini(option.name, help_text, default=option.default)
+        # No ini default: an unset ini value must not hide the charger profile's value.
+        parser.addini(option.name, help_text, default=None)
 
 
-def _raw(config: pytest.Config, option: Option) -> str | None:
-    value = config.getoption(option.name, default=None)
-    if value is None:
-        value = config.getini(option.name)
-    if value in ("", None):
-        return None
-    return str(value)
+@dataclass(frozen=True)
+class _Raw:
+    value: Any  # str from the command line / ini; typed (already checked) from the profile
+    source: str  # "cli", "ini", "profile" or "default"
+    label: str  # how to name it in a message: "--charger-id", "ini charger_id", "charger.toml [charger] id"
+
+    @property
+    def given(self) -> bool:
+        return self.source != "default"
 
 
-def _usage(option: Option, value: object, valid: str) -> pytest.UsageError:
-    return pytest.UsageError(f"{option.flag}={value!r} is not valid: {valid}")
+def _usage(raw: _Raw, valid: str) -> pytest.UsageError:
+    if raw.source == "cli":
+        return pytest.UsageError(f"{raw.label}={raw.value!r} is not valid: {valid}")
+    if raw.source == "ini":
+        return pytest.UsageError(f"{raw.label} = {raw.value!r} is not valid: {valid}")
+    return pytest.UsageError(f"charger profile: {raw.label} = {raw.value!r} is not valid: {valid}")
 
 
-def _number(option: Option, value: str, convert: Callable[[str], Any], check: Callable[[Any], bool], valid: str) -> Any:
+def _number(raw: _Raw, convert: Callable[[str], Any], check: Callable[[Any], bool], valid: str) -> Any:
     try:
-        number = convert(value)
+        number = convert(str(raw.value))
     except ValueError:
-        raise _usage(option, value, valid) from None
+        raise _usage(raw, valid) from None
     if not check(number):
-        raise _usage(option, value, valid)
+        raise _usage(raw, valid)
     return number
 
 
+class _Sources:
+    """Where each option's value comes from: command line, then ini, then the profile, then the default."""
+
+    def __init__(self, config: pytest.Config, profile: profile_mod.ChargerProfile | None) -> None:
+        self.config = config
+        self.profile = profile
+        self.options = {o.name: o for o in OPTIONS}
+
+    def cli(self, name: str) -> str | None:
+        value = self.config.getoption(name, default=None)
+        return None if value in (None, "") else str(value)
+
+    def ini(self, name: str) -> str | None:
+        try:
+            value = self.config.getini(name)
+        except ValueError:
+            return None
+        return None if value in (None, "") else str(value)
+
+    def get(self, name: str, default: Any = None) -> _Raw:
+        option = self.options.get(name)
+        if option is not None:
+            value = self.cli(name)
+            if value is not None:
+                return _Raw(value, "cli", option.flag)
+            value = self.ini(name)
+            if value is not None:
+                return _Raw(value, "ini", f"ini {name}")
+        if self.profile is not None and name in self.profile.values:
+            return _Raw(self.profile.values[name], "profile", self.profile.field_name(name))
+        fallback = option.default if option is not None and default is None else default
+        return _Raw(fallback, "default", option.flag if option is not None else name)
+
+
+def _profile_path(config: pytest.Config) -> Path | None:
+    value = config.getoption("charger_profile", default=None)
+    if value:
+        return Path(config.invocation_params.dir) / value
+    try:
+        value = config.getini("charger_profile")
+    except ValueError:
+        value = None
+    if value:
+        base = config.inipath.parent if config.inipath is not None else Path(config.invocation_params.dir)
+        return base / str(value)
+    return None
+
+
 def load(config: pytest.Config, known_defects: Callable[[], dict[str, Any]] | None = None) -> Settings:
-    opts = {o.name: o for o in OPTIONS}
-    raw = {name: _raw(config, option) for name, option in opts.items()}
+    path = _profile_path(config)
+    profile = profile_mod.load(path) if path is not None else None
+    src = _Sources(config, profile)
     settings = Settings()
+    settings.charger_profile = path
+
     for name in ("charger", "security_profile", "mode"):
-        option = opts[name]
-        if raw[name] is not None and option.choices and raw[name] not in option.choices:
-            raise _usage(option, raw[name], f"use one of {', '.join(option.choices)}")
-    settings.charger = raw["charger"] or "sim"
-    settings.charger_id = raw["charger_id"] or "EVENERGY-SIM-1"
+        raw = src.get(name)
+        option = src.options[name]
+        if raw.given and option.choices and str(raw.value) not in option.choices:
+            raise _usage(raw, f"use one of {', '.join(option.choices)}")
+    settings.charger = str(src.get("charger").value or "sim")
+
+    raw = src.get("charger_id", "EVENERGY-SIM-1")
+    settings.charger_id = str(raw.value)
     if len(settings.charger_id) > 48 or "/" in settings.charger_id:
-        raise _usage(opts["charger_id"], settings.charger_id, "at most 48 characters, no '/'")
-    settings.charger_control_url = raw["charger_control_url"]
+        raise _usage(raw, "at most 48 characters, no '/'")
+
+    settings.charger_control_url = src.get("charger_control_url").value
     if settings.charger == "http" and not settings.charger_control_url:
-        raise pytest.UsageError("--charger=http needs --charger-control-url (e.g. http://127.0.0.1:8701)")
-    settings.csms_host = raw["csms_host"] or "127.0.0.1"
-    settings.csms_port = _number(
-        opts["csms_port"], raw["csms_port"] or "0", int, lambda p: 0 <= p <= 65535, "a port number 0-65535"
-    )
-    settings.security_profile = int(raw["security_profile"] or "2")
-    settings.authorization_key = raw["authorization_key"]
-    if settings.authorization_key is None and settings.security_profile == 2:
-        if settings.charger != "sim":
-            raise pytest.UsageError(
-                "security profile 2 needs the charger's AuthorizationKey: give --authorization-key (or ini authorization_key)"
-            )
-        # A fresh 20-byte key per run, as the whitepaper sizes it (40 hex digits).
-        settings.authorization_key = secrets.token_hex(20)
-        settings.generated_key = True
-    settings.certs_dir = Path(raw["certs_dir"] or "certs")
-    settings.report_dir = Path(raw["report_dir"] or "reports")
+        raise pytest.UsageError(
+            "--charger=http needs --charger-control-url (e.g. http://127.0.0.1:8701), "
+            "or [rig.http] control_url in the charger profile"
+        )
+    settings.csms_host = str(src.get("csms_host").value)
+    settings.csms_port = _number(src.get("csms_port"), int, lambda p: 0 <= p <= 65535, "a port number 0-65535")
+    settings.security_profile = int(src.get("security_profile").value)
+    _authorization_key(settings, src)
+
+    settings.certs_dir = Path(str(src.get("certs_dir").value))
+    settings.report_dir = Path(str(src.get("report_dir").value))
     settings.timeout_factor = _number(
-        opts["timeout_factor"], raw["timeout_factor"] or "1.0", float, lambda f: 0 < f <= 100, "a number in (0, 100]"
+        src.get("timeout_factor"), float, lambda f: 0 < f <= 100, "a number in (0, 100]"
     )
-    settings.mode = raw["mode"] or ("quick" if settings.charger == "sim" else "certification")
+    settings.mode = str(src.get("mode").value or ("quick" if settings.charger == "sim" else "certification"))
     settings.connect_timeout = _number(
-        opts["connect_timeout"], raw["connect_timeout"] or "30", float, lambda f: f > 0, "a positive number of seconds"
+        src.get("connect_timeout"), float, lambda f: f > 0, "a positive number of seconds"
     )
-    settings.sim_connectors = _number(
-        opts["sim_connectors"], raw["sim_connectors"] or "1", int, lambda n: 1 <= n <= 8, "a whole number 1-8"
-    )
-    defects = tuple(d.strip() for d in (raw["sim_defect"] or "").split(",") if d.strip())
+
+    # Hardware: the profile's declaration; for the reference charger, --sim-connectors (or the profile).
+    raw = src.get("sim_connectors")
+    if not raw.given and profile is not None and "connectors" in profile.values:
+        raw = _Raw(profile.values["connectors"], "profile", profile.field_name("connectors"))
+    settings.sim_connectors = _number(raw, int, lambda n: 1 <= n <= 8, "a whole number 1-8")
+    values = profile.values if profile is not None else {}
+    settings.connectors = settings.sim_connectors if settings.charger == "sim" else int(values.get("connectors", 1))
+    settings.phases = values.get("phases")
+    settings.nominal_voltage = float(values["nominal_voltage"]) if "nominal_voltage" in values else None
+    settings.max_current = float(values["max_current"]) if "max_current" in values else None
+    settings.measurand_family = values.get("measurand_family")
+    settings.firmware_managed = values.get("firmware_managed")
+    settings.diagnostics_upload = values.get("diagnostics_upload")
+    settings.nf1_statement = values.get("nf1_statement")
+
+    # The rig.
+    if profile is not None:
+        settings.rig_commands = dict(profile.commands)
+        settings.command_cwd = profile.path.resolve().parent
+    settings.command_timeout = float(values.get("command_timeout", DEFAULT_COMMAND_TIMEOUT))
+    settings.prompt_timeout = float(values.get("prompt_timeout", DEFAULT_PROMPT_TIMEOUT))
+    if settings.charger == "command" and not any(a in settings.rig_commands for a in profile_mod.ACT_PLACEHOLDERS):
+        raise pytest.UsageError(
+            "--charger=command needs a charger profile (--charger-profile) with a [rig.command] table: "
+            f"one shell command per act ({', '.join(profile_mod.ACT_PLACEHOLDERS)}); "
+            "see docs/charger.example.toml"
+        )
+
+    raw = src.get("sim_defect")
+    defects = tuple(d.strip() for d in str(raw.value or "").split(",") if d.strip())
     if defects:
         if settings.charger != "sim":
             raise pytest.UsageError("--sim-defect applies only to --charger=sim")
         catalogue = known_defects() if known_defects else {}
         for defect in defects:
             if catalogue and defect not in catalogue:
-                raise _usage(opts["sim_defect"], defect, f"use one of {', '.join(sorted(catalogue))}")
+                raise _usage(_Raw(defect, raw.source, raw.label), f"use one of {', '.join(sorted(catalogue))}")
     settings.sim_defects = defects
     return settings
+
+
+def _authorization_key(settings: Settings, src: _Sources) -> None:
+    """The key, and where it came from (messages name the source, never the key)."""
+    raw = src.get("authorization_key")
+    profile = src.profile
+    if raw.given:
+        settings.authorization_key = str(raw.value)
+        settings.authorization_key_source = (
+            f"{raw.label} on the command line" if raw.source == "cli" else raw.label
+        )
+    elif profile is not None and "authorization_key_env" in profile.values:
+        name = profile.values["authorization_key_env"]
+        value = os.environ.get(name)
+        if not value:
+            raise pytest.UsageError(
+                f"charger profile: {profile.field_name('authorization_key_env')} = {name!r}: "
+                f"the environment variable {name} is not set (export it with the charger's AuthorizationKey, "
+                "or give --authorization-key)"
+            )
+        settings.authorization_key = value
+        settings.authorization_key_source = f"the environment variable {name} (named by {profile.field_name('authorization_key_env')})"
+    if settings.authorization_key is None and settings.security_profile == 2:
+        if settings.charger != "sim":
+            raise pytest.UsageError(
+                "security profile 2 needs the charger's AuthorizationKey: give --authorization-key (or ini "
+                "authorization_key), or authorization_key_env / authorization_key under [charger] in the charger profile"
+            )
+        # A fresh 20-byte key per run, as the whitepaper sizes it (40 hex digits).
+        settings.authorization_key = secrets.token_hex(20)
+        settings.generated_key = True
+        settings.authorization_key_source = "generated for this run and given to the reference charger"

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.session import ChargerSession
 
 
 class RigError(Exception):
@@ -41,6 +45,13 @@ class ChargerBackend(abc.ABC):
     """Physical acts on the charger under test. Connector numbers start at 1."""
 
     name: str = "abstract"
+
+    def attach(self, session: ChargerSession) -> None:  # noqa: B027 - optional hook
+        """The harness's view of this charger (its OCPP messages), given before start().
+
+        A backend that watches what the charger reports (the manual backend proceeds once the
+        charger's messages show an act happened) keeps it; the others ignore it.
+        """
 
     async def start(self, endpoint: EndpointInfo) -> None:  # noqa: B027 - optional hook
         """Bring the charger up (or just check the rig is reachable)."""
