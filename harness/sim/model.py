@@ -350,6 +350,8 @@ class ChargePointModel:
     def busy(self, connector_id: int) -> bool:
         """In use: ChangeAvailability to Inoperative must wait (Scheduled)."""
         c = self.connector(connector_id)
+        if c.unavailable and c.transaction is None:
+            return False  # already out of service: nobody can be using it
         return c.transaction is not None or (c.plugged and not c.finished) or c.authorized_tag is not None
 
     def change_availability(self, connector_id: int, operative: bool) -> str:
@@ -370,12 +372,15 @@ class ChargePointModel:
             else:
                 c.unavailable = not operative
                 c.scheduled_unavailable = None
+                if not operative:
+                    c.finished = False
         return "Scheduled" if scheduled else "Accepted"
 
     def _apply_scheduled(self) -> None:
         for c in self.connectors.values():
             if c.scheduled_unavailable and not self.busy(c.connector_id):
                 c.unavailable, c.scheduled_unavailable = True, None
+                c.finished = False  # the session is over; back in operation a plugged EV makes it Preparing
         if self.cp_scheduled_unavailable and not any(self.busy(cid) for cid in self.connectors):
             self.cp_unavailable, self.cp_scheduled_unavailable = True, None
 
@@ -418,7 +423,13 @@ class ChargePointModel:
     def update(self, now: float) -> list[StatusChange]:
         """Apply scheduled availability changes and return the status changes to report, connector 0 first."""
         self.advance(now)
+        # What the acts did first, then availability changes that were waiting for them (so that
+        # e.g. Preparing -> Available -> Unavailable is reported, never Preparing -> Unavailable).
+        changes = self._collect()
         self._apply_scheduled()
+        return changes + self._collect()
+
+    def _collect(self) -> list[StatusChange]:
         changes: list[StatusChange] = []
         status0, code0 = self.derived_status(0)
         if self.status0.set(status0):
