@@ -187,8 +187,8 @@ class ReportCollector:
         }
         if report.when == "setup":
             doc = getattr(getattr(item, "obj", None), "__doc__", None)
-            if doc:
-                payload["doc"] = doc.strip().splitlines()[0]
+            if doc:  # the first paragraph, on one line
+                payload["doc"] = " ".join(doc.strip().split("\n\n", 1)[0].split())[:600]
         if self.worker_id:
             payload["worker"] = self.worker_id
 

@@ -150,6 +150,19 @@ def _duration(seconds: Any) -> str:
     return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
 
 
+def _when(value: Any) -> str:
+    """An RFC 3339 time as "2026-01-01 12:00:00 UTC" (seconds; other offsets kept)."""
+    if not value:
+        return ""
+    text = str(value)
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?", text)
+    if not m:
+        return text
+    zone = m.group(3) or ""
+    zone = " UTC" if zone in ("Z", "+00:00") else (f" {zone}" if zone else "")
+    return f"{m.group(1)} {m.group(2)}{zone}"
+
+
 def _script_json(report: Mapping[str, Any]) -> Markup:
     """The report as JSON that is safe inside <script type="application/json">."""
     text = json.dumps(report, ensure_ascii=False, separators=(",", ":"))
@@ -169,6 +182,7 @@ def _environment() -> jinja2.Environment:
     env.filters["richtext"] = _richtext
     env.filters["vcss"] = _css
     env.filters["duration"] = _duration
+    env.filters["when"] = _when
     env.globals["frame_views"] = frame_views
     return env
 
