@@ -1,0 +1,553 @@
+"""SC-1 and SC-2: charging profiles, and turning the charger on and off (OCPP 1.6 §3.13, §5.5, §5.7, §5.11,
+§5.12, §5.16; OCTT TC_010/011/012, TC_057, TC_058_1, TC_066, TC_067).
+
+SC-1 is an OR requirement: the charger accepts SetChargingProfile with purpose TxProfile OR
+ChargePointMaxProfile. Each alternative has its own test, which records its alternative in
+details["alternative"] even when it fails, so the report passes SC-1 when either held and names it.
+
+SC-2 is judged on what the EV draws (the power the charger meters), never on the status it reports:
+statuses are ST-4's job, so a charger that reports the wrong status under a 0 A limit fails ST-4 only.
+The limit goes in as a TxProfile when the charger takes one, else as a ChargePointMaxProfile on
+connector 0 (the SC-1 alternatives), always in amps: the platform works in A.
+
+This module also holds the meter and limit helpers the status suite (ST-2, ST-4) shares.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from harness import meter, spec16
+from harness.errors import CallErrorReceived, ExpectationTimeout, NoAnswer
+from harness.flows import ID_TAG, start_charging, stop_charging
+from harness.session import ChargerSession, ReceivedCall
+from harness.settings import Settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+TX_PROFILE = "TxProfile"
+CP_MAX_PROFILE = "ChargePointMaxProfile"
+TX_PROFILE_ID = 9101  # the harness's own profile ids, so ClearChargingProfile(id) touches nothing else
+CP_MAX_PROFILE_ID = 9102
+NOMINAL_VOLTAGE = Decimal(230)  # V phase-to-neutral, when the charger reports no Voltage
+MIN_PILOT_CURRENT = Decimal(6)  # A: IEC 61851-1, the lowest current a charger can offer
+ZERO_FLOOR_W = Decimal(100)  # "≈ 0": at most this, or 2 % of the unlimited power if that is more
+ZERO_SHARE = Decimal("0.02")
+CHARGING_W = Decimal(100)  # "with power": more than this
+SIX_AMP_TOLERANCE = Decimal("0.15")  # ±15 % around phases × V × 6 A (EVs draw a little under the offer)
+PROBE_LIMIT_A = Decimal(8)  # SC-1's limit: well under any charger's rating, above the 6 A minimum
+
+# MeterValuesSampledData the suites ask for, most informative first (CFG-1 judges this key; here it
+# only serves to see power). Per-phase current and voltage let SC-2 learn the phases and the voltage.
+SAMPLED_DATA_CHOICES = (
+    "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage",
+    "Energy.Active.Import.Register,Power.Active.Import",
+    "Energy.Active.Import.Register,Current.Import,Voltage",
+)
+
+
+# --- meter ----------------------------------------------------------------------------------------
+
+
+async def configure_meter(charger: ChargerSession, settings: Settings) -> str | None:
+    """Ask for periodic samples of power (or current and voltage) at the run's interval, before a session.
+
+    Returns the MeterValuesSampledData value the charger accepted, or None (it keeps its own list).
+    The `charger` fixture puts both keys back after the test.
+    """
+    interval = str(settings.meter_sample_interval)
+    try:
+        answer = await charger.call_raw("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": interval})
+        if answer.get("status") != "Accepted":
+            charger.note(f"MeterValueSampleInterval={interval} answered {answer.get('status')} (CFG-2 judges this)")
+    except CallErrorReceived as exc:
+        charger.note(f"MeterValueSampleInterval={interval} answered CALLERROR {exc.code} (CFG-2 judges this)")
+    refused: list[str] = []
+    for value in SAMPLED_DATA_CHOICES:
+        try:
+            answer = await charger.call_raw("ChangeConfiguration", {"key": "MeterValuesSampledData", "value": value})
+        except CallErrorReceived as exc:
+            refused.append(f"{value}: CALLERROR {exc.code}")
+            continue
+        if answer.get("status") == "Accepted":
+            return value
+        refused.append(f"{value}: {answer.get('status')}")
+    charger.note("MeterValuesSampledData: no list with power or current+voltage was accepted (CFG-1 judges this): "
+                 + "; ".join(refused))
+    return None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One MeterValues as the platform reads it: power in W, and per-phase current and voltage if sent."""
+
+    call: ReceivedCall
+    watts: Decimal | None
+    how: str
+    currents: dict[str, Decimal] = field(default_factory=dict)  # phase (L1..L3, or "" for total) -> A
+    volts: tuple[Decimal, ...] = ()  # phase-to-neutral voltages
+
+    @property
+    def phases_drawing(self) -> int | None:
+        """Phases carrying at least 1 A, if the charger reports current per phase."""
+        per_phase = {p: a for p, a in self.currents.items() if p}
+        if not per_phase:
+            return None
+        return sum(1 for a in per_phase.values() if a >= 1)
+
+    @property
+    def voltage(self) -> Decimal:
+        return sum(self.volts, Decimal(0)) / len(self.volts) if self.volts else NOMINAL_VOLTAGE
+
+    def describe(self) -> str:
+        if self.watts is None:
+            return f"seq {self.call.seq}: no power ({self.how})"
+        extra = ""
+        if self.currents:
+            extra = " (" + ", ".join(f"{p or 'total'} {a} A" for p, a in sorted(self.currents.items())) + ")"
+        return f"seq {self.call.seq}: {self.watts:.0f} W via {self.how}{extra}"
+
+
+def read(call: ReceivedCall) -> Reading:
+    """The power of a MeterValues (its last meterValue entry: the newest readings)."""
+    entries = call.get("meterValue") or []
+    try:
+        found = meter.samples(entries[-1:])
+        watts, how = meter.power_w(found)
+    except (meter.MeterFormatError, AttributeError, TypeError) as exc:
+        return Reading(call, None, f"unreadable: {exc}")
+    currents: dict[str, Decimal] = {}
+    volts: list[Decimal] = []
+    try:
+        for s in found:
+            if s.location not in (None, "Outlet"):
+                continue
+            if s.measurand == spec16.CURRENT_IMPORT:
+                phase = (s.phase or "").split("-")[0]
+                currents[phase] = currents.get(phase, Decimal(0)) + s.in_base_unit
+            elif s.measurand == spec16.VOLTAGE and (s.phase is None or s.phase.endswith("-N") or s.phase in ("L1", "L2", "L3")):
+                volts.append(s.in_base_unit)
+    except meter.MeterFormatError:
+        currents, volts = {}, []
+    return Reading(call, watts, how, currents, tuple(volts))
+
+
+class NoPowerData(Exception):
+    """No MeterValues with power (or current and voltage) arrived: power-based checks cannot be judged."""
+
+
+def reading_bound(settings: Settings) -> float:
+    """How long a change may take to show in the samples: two sample intervals, plus slack for the EV."""
+    return 2 * settings.meter_sample_interval + 10
+
+
+_NUDGE_REFUSED: set[str] = set()  # charger ids that do not do TriggerMessage MeterValues
+
+
+async def nudge(charger: ChargerSession, connector: int) -> None:
+    """Ask for a MeterValues now (TriggerMessage MeterValues, §5.17) so a reading need not wait for the next
+    periodic sample. Only a shortcut: the answer is not judged, and periodic samples count as well."""
+    if charger.id in _NUDGE_REFUSED:
+        return
+    try:
+        answer = await charger.call_raw(
+            "TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": connector}, timeout=5
+        )
+    except (CallErrorReceived, NoAnswer):
+        _NUDGE_REFUSED.add(charger.id)
+        return
+    if answer.get("status") != "Accepted":
+        _NUDGE_REFUSED.add(charger.id)
+
+
+async def wait_reading(
+    charger: ChargerSession, connector: int, condition: Any, *, since: int, within: float, what: str
+) -> Reading:
+    """The first MeterValues on `connector` since `since` whose Reading satisfies `condition`.
+
+    Raises NoPowerData if none of the samples carried power, ExpectationTimeout (listing what
+    arrived) if some did but none satisfied `condition`.
+    """
+    readings: dict[int, Reading] = {}
+    await nudge(charger, connector)
+
+    def match(call: ReceivedCall) -> bool:
+        if call.get("connectorId") != connector:
+            return False
+        reading = readings.setdefault(call.seq, read(call))
+        return reading.watts is not None and bool(condition(reading))
+
+    try:
+        call = await charger.expect("MeterValues", where=match, within=within, since=since, describe=what)
+    except ExpectationTimeout:
+        seen = [r for _, r in sorted(readings.items())]
+        if not any(r.watts is not None for r in seen):
+            raise NoPowerData(
+                f"no MeterValues with Power.Active.Import or Current.Import+Voltage on connector {connector} "
+                f"arrived ({len(seen)} MeterValues without power)"
+            ) from None
+        raise ExpectationTimeout(
+            f"expected {what} within {charger.settings.scaled(within):g} s; the samples that arrived:\n  "
+            + "\n  ".join(r.describe() for r in seen[-12:])
+        ) from None
+    return readings[call.seq]
+
+
+def near_zero(watts: Decimal, reference: Decimal | None) -> bool:
+    floor = max(ZERO_FLOOR_W, ZERO_SHARE * reference) if reference else ZERO_FLOOR_W
+    return watts <= floor
+
+
+# --- charging profiles ----------------------------------------------------------------------------
+
+
+def _utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def charging_profile(profile_id: int, purpose: str, amps: Decimal | int, transaction_id: int | None = None) -> dict[str, Any]:
+    """One flat current limit, in force from now on (an Absolute schedule started an hour ago, no end,
+    so a charger clock off by minutes still applies it at once)."""
+    profile: dict[str, Any] = {
+        "chargingProfileId": profile_id,
+        "stackLevel": 0,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "startSchedule": _utc(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)),
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": Decimal(amps)}],
+        },
+    }
+    if transaction_id is not None:
+        profile["transactionId"] = transaction_id
+    return profile
+
+
+async def set_profile(charger: ChargerSession, connector: int, profile: dict[str, Any]) -> str:
+    """SetChargingProfile; the status, or "CALLERROR <code>"."""
+    try:
+        answer = await charger.call_raw("SetChargingProfile", {"connectorId": connector, "csChargingProfiles": profile})
+    except CallErrorReceived as exc:
+        return f"CALLERROR {exc.code}"
+    return str(answer.get("status"))
+
+
+@dataclass(frozen=True)
+class Applied:
+    purpose: str
+    connector: int
+    profile_id: int
+
+
+async def apply_limit(charger: ChargerSession, connector: int, transaction_id: int, amps: Decimal | int) -> Applied:
+    """Limit the charger to `amps` per phase the way SC-1 allows: a TxProfile for the running
+    transaction, else (Rejected) a ChargePointMaxProfile on connector 0. Reuses the purpose that
+    worked in this test. pytest.fail if the charger takes neither."""
+    tried: list[str] = []
+    preferred = charger.details.get("limit_purpose")
+    order = [CP_MAX_PROFILE, TX_PROFILE] if preferred == CP_MAX_PROFILE else [TX_PROFILE, CP_MAX_PROFILE]
+    for purpose in order:
+        if purpose == TX_PROFILE:
+            target, pid = connector, TX_PROFILE_ID
+            profile = charging_profile(pid, TX_PROFILE, amps, transaction_id)
+        else:
+            target, pid = 0, CP_MAX_PROFILE_ID
+            profile = charging_profile(pid, CP_MAX_PROFILE, amps)
+        status = await set_profile(charger, target, profile)
+        if status == "Accepted":
+            charger.details["limit_purpose"] = purpose
+            return Applied(purpose, target, pid)
+        tried.append(f"{purpose} on connector {target}: {status}")
+    raise LimitRefused(f"the charger took no {amps} A limit: " + "; ".join(tried))
+
+
+class LimitRefused(AssertionError):
+    """Neither a TxProfile nor a ChargePointMaxProfile was Accepted (SC-1's finding)."""
+
+
+async def lift_limit(charger: ChargerSession, applied: Applied) -> str:
+    """ClearChargingProfile of the harness's profile; if the charger does not clear it, replace it by a
+    32 A limit (what the platform would do to switch back on). Returns how the limit was lifted."""
+    try:
+        answer = await charger.call_raw("ClearChargingProfile", {"id": applied.profile_id})
+        if answer.get("status") == "Accepted":
+            return "ClearChargingProfile"
+        how = f"ClearChargingProfile answered {answer.get('status')}"
+    except CallErrorReceived as exc:
+        how = f"ClearChargingProfile answered CALLERROR {exc.code}"
+    tx_id = None
+    if applied.purpose == TX_PROFILE:
+        active = [t for t in charger.active_transactions() if t.connector_id == applied.connector]
+        tx_id = active[0].transaction_id if active else None
+    status = await set_profile(
+        charger, applied.connector, charging_profile(applied.profile_id, applied.purpose, 32, tx_id)
+    )
+    assert status == "Accepted", f"could not lift the limit: {how}, and a 32 A {applied.purpose} answered {status}"
+    charger.note(f"{how}; the limit was lifted with a 32 A {applied.purpose} instead")
+    return f"a 32 A {applied.purpose}"
+
+
+@dataclass(frozen=True)
+class Composite:
+    """The limit at the start of a GetCompositeSchedule answer, in A per phase (None: none reported)."""
+
+    amps: Decimal | None
+    reported: bool  # False: Rejected or CALLERROR, the charger could not report one
+    text: str
+
+
+async def composite_limit(charger: ChargerSession, connector: int, duration: int = 300) -> Composite:
+    """§5.7 GetCompositeSchedule in A (or, if the charger refuses A, in its own unit converted to A)."""
+    answers: list[str] = []
+    for unit in ("A", None):
+        payload: dict[str, Any] = {"connectorId": connector, "duration": duration}
+        if unit:
+            payload["chargingRateUnit"] = unit
+        try:
+            answer = await charger.call_raw("GetCompositeSchedule", payload)
+        except CallErrorReceived as exc:
+            answers.append(f"CALLERROR {exc.code}")
+            continue
+        if answer.get("status") != "Accepted":
+            answers.append(str(answer.get("status")))
+            continue
+        schedule = answer.get("chargingSchedule")
+        if not isinstance(schedule, dict):
+            return Composite(None, True, f"Accepted without a chargingSchedule: {answer}")
+        periods = [p for p in schedule.get("chargingSchedulePeriod") or [] if isinstance(p, dict)]
+        first = [p for p in periods if isinstance(p.get("startPeriod"), int) and p["startPeriod"] <= 5]
+        if not first:
+            return Composite(None, True, f"Accepted, no period in force at its start: {schedule}")
+        period = max(first, key=lambda p: p["startPeriod"])
+        limit = Decimal(str(period.get("limit")))
+        rate_unit = schedule.get("chargingRateUnit")
+        if rate_unit == "W":
+            phases = int(period.get("numberPhases") or 3)  # §7.14: 3 unless another number is given
+            amps = limit / (phases * NOMINAL_VOLTAGE)
+            return Composite(amps, True, f"{limit} W on {phases} phase(s) ≈ {amps:.1f} A")
+        return Composite(limit, True, f"{limit} A")
+    return Composite(None, False, " / ".join(answers))
+
+
+async def check_composite(charger: ChargerSession, connector: int, limit: Decimal, what: str) -> Composite:
+    """GetCompositeSchedule shows at most `limit` A now; a charger that cannot report one is noted, not failed
+    (§5.7: "If the Charge Point is not able to report the requested schedule ... Rejected")."""
+    found = await composite_limit(charger, connector)
+    if not found.reported:
+        charger.note(f"GetCompositeSchedule on connector {connector} with {what}: not reported ({found.text})")
+        return found
+    assert found.amps is not None, (
+        f"expected GetCompositeSchedule on connector {connector} to show the {limit} A {what} "
+        f"(OCPP 1.6 §5.7); it answered {found.text}"
+    )
+    assert found.amps <= limit * Decimal("1.01"), (
+        f"expected GetCompositeSchedule on connector {connector} to show at most the {limit} A {what} "
+        f"(OCPP 1.6 §5.7); it shows {found.text}"
+    )
+    charger.note(f"GetCompositeSchedule on connector {connector} with {what}: {found.text}")
+    return found
+
+
+async def check_restored(charger: ChargerSession, connector: int, limit: Decimal, before: Composite) -> None:
+    """After ClearChargingProfile the composite schedule is back to what it was before the profile."""
+    after = await composite_limit(charger, connector)
+    charger.note(f"GetCompositeSchedule on connector {connector} after ClearChargingProfile: {after.text} "
+                 f"(before the profile: {before.text})")
+    if after.amps is None:
+        return  # nothing reported, or no limit at all: no limit of ours left in it
+    back = before.amps is not None and abs(after.amps - before.amps) <= Decimal("0.1")
+    assert back or after.amps > limit + Decimal("0.05"), (
+        f"expected ClearChargingProfile to lift the {limit} A limit (OCPP 1.6 §5.5; OCTT TC_067_CS): "
+        f"GetCompositeSchedule on connector {connector} still shows {after.text} (before the profile: {before.text})"
+    )
+
+
+# === SC-1 ========================================================================================
+
+
+@pytest.mark.requirement("SC-1")
+async def test_txprofile_accepted_during_a_transaction(charger: ChargerSession) -> None:
+    """SC-1, alternative TxProfile: SetChargingProfile TxProfile for the running transaction is Accepted,
+    GetCompositeSchedule shows it, ClearChargingProfile removes it (OCPP 1.6 §3.13.4, §5.16, §5.7, §5.5;
+    OCTT TC_057_CS, TC_066_CS, TC_067_CS)."""
+    charger.details["alternative"] = TX_PROFILE  # recorded even if it fails: the other alternative may hold
+    session = await start_charging(charger)
+    before = await composite_limit(charger, session.connector)
+    status = await set_profile(
+        charger, session.connector,
+        charging_profile(TX_PROFILE_ID, TX_PROFILE, PROBE_LIMIT_A, session.transaction_id),
+    )
+    assert status == "Accepted", (
+        f"expected SetChargingProfile TxProfile ({PROBE_LIMIT_A} A, transaction {session.transaction_id}) "
+        f"to be Accepted during the transaction (OCPP 1.6 §5.16; OCTT TC_057_CS); it answered {status}. "
+        "(SC-1 still passes if ChargePointMaxProfile is Accepted.)"
+    )
+    await check_composite(charger, session.connector, PROBE_LIMIT_A, "TxProfile")
+    answer = await charger.call_raw("ClearChargingProfile", {"id": TX_PROFILE_ID})
+    assert answer.get("status") == "Accepted", (
+        f"expected ClearChargingProfile(id={TX_PROFILE_ID}) of the TxProfile just set to be Accepted "
+        f"(OCPP 1.6 §5.5; OCTT TC_067_CS); it answered {answer}"
+    )
+    await check_restored(charger, session.connector, PROBE_LIMIT_A, before)
+
+
+@pytest.mark.requirement("SC-1")
+async def test_charge_point_max_profile_accepted(charger: ChargerSession) -> None:
+    """SC-1, alternative ChargePointMaxProfile: SetChargingProfile ChargePointMaxProfile on connector 0 is
+    Accepted, GetCompositeSchedule shows it, ClearChargingProfile removes it (OCPP 1.6 §3.13.1, §5.16,
+    §5.7, §5.5; OCTT TC_066_CS, TC_067_CS)."""
+    charger.details["alternative"] = CP_MAX_PROFILE  # recorded even if it fails: the other alternative may hold
+    # §5.7: connector 0 reports what the whole charge point may draw; a charger that reports per
+    # connector only is read on connector 1 (the ChargePointMaxProfile caps it too, §3.13.2).
+    connector = 0
+    before = await composite_limit(charger, 0)
+    if not before.reported:
+        connector = 1
+        before = await composite_limit(charger, 1)
+    status = await set_profile(charger, 0, charging_profile(CP_MAX_PROFILE_ID, CP_MAX_PROFILE, PROBE_LIMIT_A))
+    assert status == "Accepted", (
+        f"expected SetChargingProfile ChargePointMaxProfile ({PROBE_LIMIT_A} A) on connector 0 to be Accepted "
+        f"(OCPP 1.6 §5.16); it answered {status}. (SC-1 still passes if TxProfile is Accepted.)"
+    )
+    await check_composite(charger, connector, PROBE_LIMIT_A, "ChargePointMaxProfile")
+    answer = await charger.call_raw("ClearChargingProfile", {"id": CP_MAX_PROFILE_ID})
+    assert answer.get("status") == "Accepted", (
+        f"expected ClearChargingProfile(id={CP_MAX_PROFILE_ID}) of the ChargePointMaxProfile just set to be "
+        f"Accepted (OCPP 1.6 §5.5; OCTT TC_067_CS); it answered {answer}"
+    )
+    await check_restored(charger, connector, PROBE_LIMIT_A, before)
+
+
+@pytest.mark.requirement("SC-1")
+async def test_txprofile_without_transaction_is_refused(charger: ChargerSession) -> None:
+    """SC-1 (advisory, outside ev.energy's list): a TxProfile with no transaction on the connector is
+    Rejected, or answered with a CALLERROR (OCPP 1.6 §3.13.4; OCTT TC_058_1_CS)."""
+    charger.details["advisory"] = True  # a finding for the report; never changes SC-1's verdict
+    assert not [t for t in charger.active_transactions() if t.connector_id == 1], "connector 1 is not idle"
+    status = await set_profile(charger, 1, charging_profile(TX_PROFILE_ID, TX_PROFILE, PROBE_LIMIT_A))
+    charger.note(f"TxProfile without a transaction: {status}")
+    assert status != "Accepted", (
+        "expected a TxProfile without a transaction on connector 1 to be Rejected or answered with a CALLERROR "
+        "(OCPP 1.6 §3.13.4: it is only valid during a transaction; OCTT TC_058_1_CS); it was Accepted"
+    )
+
+
+# === SC-2 ========================================================================================
+
+
+async def _charging_with_power(charger: ChargerSession, settings: Settings):  # type: ignore[no-untyped-def]
+    """Configure the meter, start a session, and wait for the EV to draw power: (session, Reading)."""
+    await configure_meter(charger, settings)
+    session = await start_charging(charger)
+    try:
+        unlimited = await wait_reading(
+            charger, session.connector, lambda r: r.watts > CHARGING_W, since=session.since,
+            within=reading_bound(settings), what=f"a MeterValues showing the EV drawing power (> {CHARGING_W} W)",
+        )
+    except NoPowerData as exc:
+        pytest.skip(f"not tested: SC-2 is judged on metered power, and {exc} (MV-1/CFG-1 judge that)")
+    charger.note(f"unlimited: {unlimited.describe()}")
+    return session, unlimited
+
+
+def _limit_refused(exc: LimitRefused) -> None:
+    pytest.fail(
+        f"expected the platform to be able to limit the charger (SetChargingProfile in A, TxProfile or "
+        f"ChargePointMaxProfile, OCPP 1.6 §5.16): {exc}. Without that the platform cannot turn it off.",
+        pytrace=False,
+    )
+
+
+@pytest.mark.requirement("SC-2")
+async def test_zero_amps_stops_the_power_and_lifting_resumes_it(charger: ChargerSession, harness_settings: Settings) -> None:
+    """SC-2: a 0 A limit makes the power drop to ≈ 0 within a bound; lifting it (ClearChargingProfile)
+    makes the EV draw power again (OCPP 1.6 §3.13, §5.16, §5.5)."""
+    settings = harness_settings
+    session, unlimited = await _charging_with_power(charger, settings)
+    mark = charger.trace.next_seq
+    try:
+        applied = await apply_limit(charger, session.connector, session.transaction_id, 0)
+    except LimitRefused as exc:
+        _limit_refused(exc)
+    limited_at = time.monotonic()
+    bound = reading_bound(settings)
+    off = await wait_reading(
+        charger, session.connector, lambda r: near_zero(r.watts, unlimited.watts), since=mark, within=bound,
+        what=f"the power to drop to ≈ 0 W under the 0 A {applied.purpose}",
+    )
+    charger.note(f"0 A as {applied.purpose} on connector {applied.connector}: {off.describe()}, "
+                 f"{off.call.mono - limited_at:.1f} s after the limit was Accepted")
+    mark = charger.trace.next_seq
+    how = await lift_limit(charger, applied)
+    on = await wait_reading(
+        charger, session.connector, lambda r: r.watts > CHARGING_W, since=mark, within=bound,
+        what=f"the EV to draw power again (> {CHARGING_W} W) after {how}",
+    )
+    charger.note(f"after {how}: {on.describe()}")
+
+
+@pytest.mark.requirement("SC-2")
+async def test_six_amps_limit_the_power(charger: ChargerSession, harness_settings: Settings) -> None:
+    """SC-2: a 6 A limit makes the EV draw ≈ phases × V × 6 A (the phases and the voltage learnt from the
+    charger's own samples; 230 V if it reports none) (OCPP 1.6 §3.13, §5.16)."""
+    settings = harness_settings
+    session, unlimited = await _charging_with_power(charger, settings)
+    mark = charger.trace.next_seq
+    try:
+        applied = await apply_limit(charger, session.connector, session.transaction_id, MIN_PILOT_CURRENT)
+    except LimitRefused as exc:
+        _limit_refused(exc)
+
+    def expected(r: Reading) -> tuple[Decimal, int, str]:
+        phases = r.phases_drawing or unlimited.phases_drawing
+        if phases:
+            source = "measured current per phase"
+        else:  # power only: the phase count closest to what it draws (1..3)
+            phases = min(3, max(1, round(r.watts / (r.voltage * MIN_PILOT_CURRENT))))
+            source = "assumed from the power"
+        return phases * r.voltage * MIN_PILOT_CURRENT, phases, source
+
+    def within_tolerance(r: Reading) -> bool:
+        target, _, _ = expected(r)
+        return abs(r.watts - target) <= SIX_AMP_TOLERANCE * target
+
+    limited = await wait_reading(
+        charger, session.connector, within_tolerance, since=mark, within=reading_bound(settings),
+        what=f"the power to settle at ≈ phases × V × 6 A (±{SIX_AMP_TOLERANCE:%}) under the 6 A {applied.purpose}",
+    )
+    target, phases, source = expected(limited)
+    charger.note(
+        f"6 A as {applied.purpose}: {limited.describe()}; expected {phases} × {limited.voltage:.0f} V × 6 A = "
+        f"{target:.0f} W ({source})"
+    )
+
+
+@pytest.mark.requirement("SC-2")
+async def test_remote_start_and_stop(charger: ChargerSession, harness_settings: Settings) -> None:
+    """SC-2: RemoteStartTransaction starts a session in which the EV draws power; RemoteStopTransaction
+    stops it (OCPP 1.6 §5.11, §5.12; OCTT TC_010_CS, TC_012_CS)."""
+    settings = harness_settings
+    await configure_meter(charger, settings)
+    session = await start_charging(charger, remote=True)
+    assert session.start.get("idTag") == ID_TAG, (
+        f"expected the remotely started transaction to carry the idTag {ID_TAG!r} of RemoteStartTransaction "
+        f"(OCPP 1.6 §5.11); StartTransaction has {session.start.get('idTag')!r}"
+    )
+    try:
+        on = await wait_reading(
+            charger, session.connector, lambda r: r.watts > CHARGING_W, since=session.since,
+            within=reading_bound(settings), what=f"a MeterValues showing the EV drawing power (> {CHARGING_W} W)",
+        )
+        charger.note(f"after RemoteStartTransaction: {on.describe()}")
+    except NoPowerData as exc:
+        charger.note(f"power not checked ({exc}; MV-1 judges that)")
+    stop = await stop_charging(charger, session, remote=True, unplug=False)
+    if stop.get("reason") not in (None, "Remote"):
+        charger.note(f"StopTransaction reason {stop.get('reason')!r} after RemoteStopTransaction (expected Remote)")
