@@ -2,13 +2,17 @@
 
 The platform needs energy (Energy.Active.Import.Register) and power (Power.Active.Import, OR
 Current.Import with Voltage). Units are converted here once: energy to Wh, power to W.
+
+Sans-I/O: everything here works on payloads (the `meterValue` / `transactionData` lists) and
+returns numbers; the suites decide what they mean for a requirement.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -19,6 +23,14 @@ ENERGY = spec16.ENERGY_IMPORT_REGISTER
 POWER = spec16.POWER_IMPORT
 CURRENT = spec16.CURRENT_IMPORT
 VOLTAGE = spec16.VOLTAGE
+
+# How power_w() obtained the power (also the names of MV-1's alternatives, requirements.py).
+VIA_POWER = POWER
+VIA_CURRENT_VOLTAGE = f"{CURRENT}×{VOLTAGE}"
+ABSENT = "absent"
+
+_SQRT3 = Decimal(3).sqrt()
+_LINE_TO_LINE = frozenset({"L1-L2", "L2-L3", "L3-L1"})
 
 
 class MeterFormatError(ValueError):
@@ -38,25 +50,47 @@ class Sample:
     @property
     def in_base_unit(self) -> Decimal:
         """Energy in Wh, power in W, others as given."""
+        return self.value * self._factor()
+
+    @property
+    def resolution(self) -> Decimal:
+        """The smallest step the value as written can show, in the base unit ("1000.12" kWh → 10 Wh)."""
+        exponent = self.value.as_tuple().exponent
+        step = Decimal(1).scaleb(exponent) if isinstance(exponent, int) else Decimal(1)
+        return step * self._factor()
+
+    @property
+    def periodic(self) -> bool:
+        """§7.43: a sampled value without context is Sample.Periodic."""
+        return (self.context or spec16.CONTEXT_PERIODIC) == spec16.CONTEXT_PERIODIC
+
+    def _factor(self) -> Decimal:
         if self.measurand.startswith("Energy"):
             unit = self.unit or "Wh"
             if unit not in spec16.ENERGY_UNITS:
                 raise MeterFormatError(f"{self.measurand} in {unit!r}: expected Wh or kWh")
-            return self.value * spec16.ENERGY_UNITS[unit]
+            return spec16.ENERGY_UNITS[unit]
         if self.measurand.startswith("Power"):
+            # §7.43 defines a default unit only for energy (Wh): a power value without a unit is read as W.
             unit = self.unit or "W"
             if unit not in spec16.POWER_UNITS:
                 raise MeterFormatError(f"{self.measurand} in {unit!r}: expected W or kW")
-            return self.value * spec16.POWER_UNITS[unit]
+            return spec16.POWER_UNITS[unit]
         if self.measurand.startswith("Current") and self.unit not in (None, "A"):
             raise MeterFormatError(f"{self.measurand} in {self.unit!r}: expected A")
         if self.measurand == VOLTAGE and self.unit not in (None, "V"):
             raise MeterFormatError(f"Voltage in {self.unit!r}: expected V")
-        return self.value
+        return Decimal(1)
 
 
-def samples(meter_values: Iterable[Mapping[str, Any]]) -> list[Sample]:
-    """Flatten a MeterValues/StopTransaction `meterValue`/`transactionData` list into samples."""
+def samples(
+    meter_values: Iterable[Mapping[str, Any]], *, errors: list[MeterFormatError] | None = None
+) -> list[Sample]:
+    """Flatten a MeterValues/StopTransaction `meterValue`/`transactionData` list into samples.
+
+    A value that is not a number raises MeterFormatError; with `errors` given, the error is
+    appended there instead and the value left out (so one bad measurand does not hide the rest).
+    """
     found: list[Sample] = []
     for entry in meter_values:
         raw_time = entry.get("timestamp")
@@ -65,20 +99,25 @@ def samples(meter_values: Iterable[Mapping[str, Any]]) -> list[Sample]:
         except ValueError:
             stamp = None
         for sampled in entry.get("sampledValue", []) or []:
+            if sampled.get("format") == "SignedData":
+                continue  # opaque signed meter data: not a number the platform reads
+            # §7.43: no measurand means Energy.Active.Import.Register (in Wh).
+            measurand = sampled.get("measurand") or ENERGY
             raw = sampled.get("value")
             try:
                 value = Decimal(str(raw))
                 if not value.is_finite():
                     raise InvalidOperation
             except (InvalidOperation, ValueError):
-                raise MeterFormatError(f"sampled value {raw!r} is not a number") from None
-            if sampled.get("format") == "SignedData":
-                continue  # opaque signed meter data: not a number the platform reads
+                problem = MeterFormatError(f"{measurand} value {raw!r} is not a number")
+                if errors is None:
+                    raise problem from None
+                errors.append(problem)
+                continue
             found.append(
                 Sample(
                     stamp,
-                    # §7.43: no measurand means Energy.Active.Import.Register (in Wh).
-                    sampled.get("measurand") or ENERGY,
+                    measurand,
                     value,
                     sampled.get("unit"),
                     sampled.get("phase"),
@@ -95,10 +134,15 @@ def _outlet(items: list[Sample]) -> list[Sample]:
     return preferred or items
 
 
+def energy_registers(found: Iterable[Sample]) -> list[Sample]:
+    """The register readings that stand for the total (outlet, no phase; else the per-phase ones)."""
+    registers = _outlet([s for s in found if s.measurand == ENERGY])
+    return [s for s in registers if s.phase is None] or registers
+
+
 def energy_wh(found: Iterable[Sample]) -> Decimal | None:
     """The energy register in Wh (the total, not a per-phase value), or None if absent."""
-    registers = _outlet([s for s in found if s.measurand == ENERGY])
-    totals = [s for s in registers if s.phase is None] or registers
+    totals = energy_registers(found)
     return max((s.in_base_unit for s in totals), default=None) if totals else None
 
 
@@ -107,33 +151,41 @@ def power_w(found: Iterable[Sample]) -> tuple[Decimal | None, str]:
 
     MV-1 allows either: Power.Active.Import (total, or summed over phases), OR Current.Import
     with Voltage, multiplied per phase (a phase-less current goes with a phase-less voltage).
+    The neutral's current is not a phase current; a line-to-line voltage is divided by √3.
     """
     items = list(found)
     power = _outlet([s for s in items if s.measurand == POWER])
     if power:
         total = [s for s in power if s.phase is None]
         if total:
-            return total[0].in_base_unit, POWER
-        return sum((s.in_base_unit for s in power), Decimal(0)), POWER
-    currents = _outlet([s for s in items if s.measurand == CURRENT])
-    voltages = _outlet([s for s in items if s.measurand == VOLTAGE])
+            return total[0].in_base_unit, VIA_POWER
+        return sum((s.in_base_unit for s in power if s.phase != "N"), Decimal(0)), VIA_POWER
+    currents = _outlet([s for s in items if s.measurand == CURRENT and s.phase != "N"])
+    voltages = _outlet([s for s in items if s.measurand == VOLTAGE and s.phase != "N"])
     if not currents or not voltages:
-        return None, "absent"
-    by_phase: dict[str | None, Decimal] = {}
+        return None, ABSENT
+    # Per-phase currents, when given, are the measurement; a phase-less one next to them is their sum.
+    if any(c.phase is not None for c in currents):
+        currents = [c for c in currents if c.phase is not None]
+    to_neutral: dict[str | None, Decimal] = {}
+    line_to_line: list[Decimal] = []
     for v in voltages:
-        by_phase[_phase_key(v.phase)] = v.in_base_unit
+        if v.phase in _LINE_TO_LINE:
+            line_to_line.append(v.in_base_unit / _SQRT3)
+        else:
+            to_neutral[_phase_key(v.phase)] = v.in_base_unit
+    if not to_neutral and line_to_line:
+        to_neutral[None] = sum(line_to_line, Decimal(0)) / len(line_to_line)
     watts = Decimal(0)
     phase_currents: dict[str | None, Decimal] = defaultdict(Decimal)
     for c in currents:
         phase_currents[_phase_key(c.phase)] += c.in_base_unit
     for phase, amps in phase_currents.items():
-        volts = by_phase.get(phase, by_phase.get(None))
-        if volts is None and len(by_phase) >= 1:
-            volts = next(iter(by_phase.values()))
+        volts = to_neutral.get(phase, to_neutral.get(None))
         if volts is None:
-            return None, "absent"
+            volts = next(iter(to_neutral.values()))
         watts += amps * volts
-    return watts, f"{CURRENT}×{VOLTAGE}"
+    return watts, VIA_CURRENT_VOLTAGE
 
 
 def _phase_key(phase: str | None) -> str | None:
@@ -145,3 +197,73 @@ def _phase_key(phase: str | None) -> str | None:
 
 def measurands(found: Iterable[Sample]) -> set[str]:
     return {s.measurand for s in found}
+
+
+# --- configuration values (MeterValuesSampledData) --------------------------------------------
+
+
+def measurand_set(value: str | None) -> set[str]:
+    """The measurands of a MeterValuesSampledData-like CSL, whitespace- and case-tolerant.
+
+    §9.1: an item may carry a phase ("Voltage.L1"); it stands for its measurand. Names are
+    returned in their canonical spelling when the charger used another case.
+    """
+    canonical = {m.lower(): m for m in spec16.MEASURANDS}
+    phases = {p.lower() for p in spec16.PHASES}
+    found: set[str] = set()
+    for item in (value or "").split(","):
+        text = item.strip()
+        if not text:
+            continue
+        key = text.lower()
+        if key not in canonical:
+            head, _, tail = key.rpartition(".")
+            if head in canonical and tail in phases:
+                key = head
+        found.add(canonical.get(key, text))
+    return found
+
+
+# --- time series ---------------------------------------------------------------------------------
+
+
+_SECONDS = re.compile(r"T\d{2}:\d{2}:\d{2}(?:[.,](\d+))?", re.IGNORECASE)
+
+
+def timestamp_resolution(raw: Iterable[str | None]) -> float:
+    """The coarsest resolution (s) of RFC 3339 timestamps as written: 1.0 without fractions, 0.001 for ms."""
+    worst = 0.0
+    for text in raw:
+        match = _SECONDS.search(text) if isinstance(text, str) else None
+        if match is None:
+            continue
+        digits = len(match.group(1) or "")
+        worst = max(worst, 10.0 ** -digits if digits else 1.0)
+    return worst
+
+
+@dataclass(frozen=True)
+class Integral:
+    """∫P dt over a series by the trapezoid rule, in Wh, and how far sampling alone can move it."""
+
+    wh: Decimal
+    granularity_wh: Decimal  # Σ |ΔP|·Δt/2: between two samples the power may have changed anywhere
+    seconds: float
+
+
+def integrate_power(series: Sequence[tuple[dt.datetime, Decimal]]) -> Integral:
+    """Trapezoid integral of (time, W) points in Wh.
+
+    Between two samples Δt apart, a monotone change of power from P1 to P2 puts the true
+    energy anywhere between P1·Δt and P2·Δt; the trapezoid takes the middle, so it can be off
+    by at most |P2 − P1|·Δt/2 per window: `granularity_wh` sums that bound.
+    """
+    points = sorted(series, key=lambda p: p[0])
+    total = Decimal(0)
+    bound = Decimal(0)
+    for (t1, p1), (t2, p2) in zip(points, points[1:]):
+        seconds = Decimal(str((t2 - t1).total_seconds()))
+        total += (p1 + p2) / 2 * seconds / 3600
+        bound += abs(p2 - p1) * seconds / 2 / 3600
+    span = (points[-1][0] - points[0][0]).total_seconds() if len(points) > 1 else 0.0
+    return Integral(total, bound, span)
