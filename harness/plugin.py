@@ -33,8 +33,9 @@ from harness.session import ChargerSession, SessionSettings
 from harness.settings import Settings
 
 try:  # the report collector (its own module; the plugin works without it)
-    from harness.report.collector import EVIDENCE, RUN_INFO, ReportCollector
+    from harness.report.collector import CERTIFICATION_RUN, EVIDENCE, RUN_INFO, ReportCollector
 except ImportError:  # pragma: no cover - while the report package is absent
+    CERTIFICATION_RUN = pytest.StashKey[bool]()
     EVIDENCE = pytest.StashKey[dict]()
     RUN_INFO = pytest.StashKey[dict]()
     ReportCollector = None  # type: ignore[assignment,misc]
@@ -126,7 +127,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             # The endpoint lives on the session loop: every harness test must run there too.
             item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
             item.obj = _guard(item, item.obj)
-    if not uses_harness and ReportCollector is not None:
+    if uses_harness:
+        config.stash[CERTIFICATION_RUN] = True
+    elif ReportCollector is not None and not config.stash.get(CERTIFICATION_RUN, False):
         # Unit tests of the harness itself: no certification report.
         plugin = config.pluginmanager.get_plugin("ev-energy-report")
         if plugin is not None:
@@ -142,7 +145,10 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
         settings = item.config.stash[SETTINGS]
         bound = settings.scaled(QUICK_TEST_BOUND if settings.quick else CERTIFICATION_TEST_BOUND)
         session: ChargerSession | None = item.funcargs.get("charger")  # type: ignore[assignment]
-        start = item.stash.get(TEST_START, 0)
+        endpoint = item.funcargs.get("csms")
+        if session is None and isinstance(endpoint, Endpoint):
+            session = endpoint.sessions.get(settings.charger_id)
+        start = item.stash.get(TEST_START, session.trace.next_seq if session is not None else 0)
         try:
             try:
                 async with asyncio.timeout(bound) as scope:

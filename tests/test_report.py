@@ -413,7 +413,7 @@ def test_frames_are_capped_and_ten_thousand_render_quickly(tmp_path):
 
 CONFTEST = f'''
 import pytest
-from harness.report.collector import EVIDENCE, RUN_INFO, ReportCollector
+from harness.report.collector import CERTIFICATION_RUN, EVIDENCE, RUN_INFO, ReportCollector
 
 SECRET = {SECRET!r}
 
@@ -437,6 +437,7 @@ def pytest_configure(config):
         "secrets": [SECRET],
         "connection_attempts": [],
     }}
+    config.stash[CERTIFICATION_RUN] = True  # as suites/conftest.py does
     if not config.pluginmanager.has_plugin("ev-energy-report"):
         config.pluginmanager.register(ReportCollector(config), "ev-energy-report")
 

@@ -33,6 +33,9 @@ from . import model
 from .render import write_report
 
 RUN_INFO = pytest.StashKey[dict]()
+# Set by the plugin (a collected test uses the harness) or by suites/conftest.py (certification
+# suites were asked for, even if they then fail to collect): only then is a report written.
+CERTIFICATION_RUN = pytest.StashKey[bool]()
 EVIDENCE = pytest.StashKey[dict]()
 
 #: Name of the report attribute that carries a test phase's payload (worker → controller).
@@ -394,7 +397,7 @@ class ReportCollector:
 
     @pytest.hookimpl(trylast=True)  # after the harness plugin's own sessionfinish updated RUN_INFO
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.is_worker:
+        if self.is_worker or not self.config.stash.get(CERTIFICATION_RUN, False):
             return
         if self._reports_seen and not self._payloads_seen:
             # xdist: the workers' collectors were unregistered (not a certification run).
