@@ -262,7 +262,12 @@ def make_backend(settings: Settings, config: pytest.Config | None = None) -> Cha
     if settings.charger == "sim":
         from harness.drivers.sim import SimBackend
 
-        return SimBackend(defects=settings.sim_defects, connectors=settings.sim_connectors)
+        hardware = {"phases": settings.phases, "voltage": settings.nominal_voltage, "max_current": settings.max_current}
+        return SimBackend(
+            defects=settings.sim_defects,
+            connectors=settings.sim_connectors,
+            **{k: v for k, v in hardware.items() if v is not None},
+        )
     if settings.charger == "http":
         from harness.drivers.http import HttpBackend
 

@@ -328,7 +328,36 @@ def load(config: pytest.Config, known_defects: Callable[[], dict[str, Any]] | No
             if catalogue and defect not in catalogue:
                 raise _usage(_Raw(defect, raw.source, raw.label), f"use one of {', '.join(sorted(catalogue))}")
     settings.sim_defects = defects
+    if settings.charger == "sim":
+        _reference_hardware(settings)
     return settings
+
+
+def _reference_hardware(settings: Settings) -> None:
+    """For the reference charger, the hardware it really has (the profile's values, else its defaults)."""
+    try:
+        from harness.sim.charger import SimConfig
+    except ImportError:  # pragma: no cover - while the reference charger is absent
+        return
+    declared = {
+        "phases": settings.phases,
+        "voltage": settings.nominal_voltage,
+        "max_current": settings.max_current,
+    }
+    try:
+        config = SimConfig(
+            url="wss://127.0.0.1/ocpp",
+            charge_point_id=settings.charger_id,
+            connectors=settings.sim_connectors,
+            defects=frozenset(settings.sim_defects),
+            **{k: v for k, v in declared.items() if v is not None},
+        )
+    except ValueError as exc:
+        raise pytest.UsageError(f"the reference charger cannot have this hardware: {exc}") from None
+    settings.connectors = config.connectors
+    settings.phases = config.phases
+    settings.nominal_voltage = float(config.voltage)
+    settings.max_current = float(config.max_current)
 
 
 def _authorization_key(settings: Settings, src: _Sources) -> None:

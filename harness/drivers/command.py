@@ -24,6 +24,7 @@ import contextlib
 import os
 import shlex
 import signal
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -121,57 +122,47 @@ class CommandBackend(ChargerBackend):
         for key, value in values.items():
             env[f"HARNESS_{key.upper()}"] = _word(value)
         env.update(extra_env or {})
-        try:
-            process = await asyncio.create_subprocess_shell(
-                command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                cwd=self.cwd,
-                env=env,
-                start_new_session=True,  # its own process group: a timeout kills the whole rig command
-            )
-        except OSError as exc:
-            raise RigError(f"rig command for '{act}' could not start: {command}\n  {exc}") from None
-        output = bytearray()
-        assert process.stdout is not None
-        reader = asyncio.ensure_future(_collect(process.stdout, output))
-        try:
-            async with asyncio.timeout(self.timeout):
-                await process.wait()
-            # A command may leave a background child holding its output open (a `start` hook
-            # launching an emulator): do not wait for that child, only for what is already written.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(reader), 1.0)
-            reader.cancel()
-        except TimeoutError:
-            _kill_group(process)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(process.wait(), 5)
-            reader.cancel()
-            self.history.append((act, command, -1))
-            raise RigError(
-                f"rig command for '{act}' did not finish within {self.timeout:g} s (killed): {command}"
-                + _shown(output, secret)
-            ) from None
-        except BaseException:
-            _kill_group(process)
-            reader.cancel()
-            raise
-        code = process.returncode if process.returncode is not None else -1
-        self.history.append((act, command, code))
-        if code != 0:
-            raise RigError(f"rig command for '{act}' failed with exit status {code}: {command}" + _shown(output, secret))
+        # Output goes to a file, not a pipe: a command may leave a background child holding its
+        # output open (a `start` hook launching an emulator), and the harness must not wait for it.
+        with tempfile.TemporaryFile() as output:
+            try:
+                process = await asyncio.create_subprocess_shell(
+                    command,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=asyncio.subprocess.STDOUT,
+                    cwd=self.cwd,
+                    env=env,
+                    start_new_session=True,  # its own process group: a timeout kills the whole rig command
+                )
+            except OSError as exc:
+                raise RigError(f"rig command for '{act}' could not start: {command}\n  {exc}") from None
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await process.wait()
+            except TimeoutError:
+                _kill_group(process)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(process.wait(), 5)
+                self.history.append((act, command, -1))
+                raise RigError(
+                    f"rig command for '{act}' did not finish within {self.timeout:g} s (killed): {command}"
+                    + _shown(_read(output), secret)
+                ) from None
+            except BaseException:
+                _kill_group(process)
+                raise
+            code = process.returncode if process.returncode is not None else -1
+            self.history.append((act, command, code))
+            if code != 0:
+                raise RigError(
+                    f"rig command for '{act}' failed with exit status {code}: {command}" + _shown(_read(output), secret)
+                )
 
 
-async def _collect(stream: asyncio.StreamReader, into: bytearray) -> None:
-    while True:
-        chunk = await stream.read(4096)
-        if not chunk:
-            return
-        room = MAX_OUTPUT - len(into)
-        if room > 0:
-            into += chunk[:room]
+def _read(output: Any) -> bytes:
+    output.seek(0)
+    return output.read(MAX_OUTPUT + 1)
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
@@ -184,11 +175,11 @@ def _kill_group(process: asyncio.subprocess.Process) -> None:
 
 
 def _shown(output: bytes | bytearray, secret: str | None) -> str:
-    text = bytes(output).decode("utf-8", "replace").rstrip()
+    text = bytes(output[:MAX_OUTPUT]).decode("utf-8", "replace").rstrip()
     if secret:
         text = text.replace(secret, "<redacted>")
     if not text:
         return "\n  (no output)"
-    truncated = len(output) >= MAX_OUTPUT
+    truncated = len(output) > MAX_OUTPUT
     lines = text.splitlines()
     return "\n  output:\n" + "\n".join("    " + line for line in lines) + ("\n    … (truncated)" if truncated else "")

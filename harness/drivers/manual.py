@@ -1,9 +1,10 @@
 """`--charger manual`: the operator performs each physical act, prompted in the terminal.
 
-    ACT  Plug the EV into connector 1
-         goes on by itself once the charger reports a StatusNotification Preparing, Charging,
-         SuspendedEV or SuspendedEVSE on connector 1; Enter = done, s + Enter = skip (not tested)
-         177 s left
+    [harness] ACT  Plug the EV into connector 1
+    [harness]      goes on by itself once the charger sends a StatusNotification Preparing, Charging,
+                   SuspendedEV or SuspendedEVSE on connector 1; Enter = done, s + Enter = skip (...)
+    [harness]      180 s left
+    [harness]      seen: StatusNotification Preparing on connector 1
 
 Each prompt has a countdown (the timeout comes from the charger profile's [rig.manual]
 prompt_timeout, times the timeout factor). It ends as soon as the charger's OCPP messages since
@@ -281,7 +282,7 @@ class _LineReader:
 class _Act:
     name: str  # the backend method, for ActNotSupported
     instruction: str  # what the operator is asked to do
-    evidence: str  # what the harness watches for, in words
+    evidence: str  # what the harness watches for, as a clause ("the charger sends a BootNotification")
     seen: Callable[[int], str | None]  # since the prompt's mark: a description of the evidence, or None
 
 
@@ -325,7 +326,7 @@ class ManualBackend(ChargerBackend):
             _Act(
                 "plugin",
                 f"Plug the EV into connector {connector}",
-                f"a StatusNotification {', '.join(PLUGGED[:-1])} or {PLUGGED[-1]} on connector {connector}",
+                f"the charger sends a StatusNotification {', '.join(PLUGGED[:-1])} or {PLUGGED[-1]} on connector {connector}",
                 lambda since: self._status(since, (connector,), lambda s: s in PLUGGED),
             )
         )
@@ -335,7 +336,7 @@ class ManualBackend(ChargerBackend):
             _Act(
                 "plugout",
                 f"Unplug the EV from connector {connector}",
-                f"a StatusNotification Available or Finishing on connector {connector}",
+                f"the charger sends a StatusNotification Available or Finishing on connector {connector}",
                 lambda since: self._status(since, (connector,), lambda s: s in ("Available", "Finishing")),
             )
         )
@@ -353,7 +354,7 @@ class ManualBackend(ChargerBackend):
             _Act(
                 "authorize",
                 f"Present the RFID card with idTag {id_tag} at connector {connector}",
-                f"an Authorize or StartTransaction with idTag {id_tag}",
+                f"the charger sends an Authorize or StartTransaction with idTag {id_tag}",
                 seen,
             )
         )
@@ -363,14 +364,14 @@ class ManualBackend(ChargerBackend):
             act = _Act(
                 "ev_suspend",
                 f"Make the EV on connector {connector} stop drawing power by itself (pause charging in the EV or its app)",
-                f"a StatusNotification SuspendedEV on connector {connector}",
+                f"the charger sends a StatusNotification SuspendedEV on connector {connector}",
                 lambda since: self._status(since, (connector,), lambda s: s == "SuspendedEV"),
             )
         else:
             act = _Act(
                 "ev_suspend",
                 f"Make the EV on connector {connector} resume drawing power",
-                f"a StatusNotification Charging or SuspendedEVSE on connector {connector}",
+                f"the charger sends a StatusNotification Charging or SuspendedEVSE on connector {connector}",
                 lambda since: self._status(since, (connector,), lambda s: s in ("Charging", "SuspendedEVSE")),
             )
         await self._prompt(act)
@@ -380,14 +381,14 @@ class ManualBackend(ChargerBackend):
             act = _Act(
                 "fault",
                 f"Raise a fault on connector {connector} (e.g. press the RCD test button, or open the CP line)",
-                f"a StatusNotification Faulted on connector {connector} (or 0)",
+                f"the charger sends a StatusNotification Faulted on connector {connector} (or 0)",
                 lambda since: self._status(since, (connector, 0), lambda s: s == "Faulted"),
             )
         else:
             act = _Act(
                 "fault",
                 f"Clear the fault on connector {connector}",
-                f"a StatusNotification other than Faulted on connector {connector}",
+                f"the charger sends a StatusNotification other than Faulted on connector {connector}",
                 lambda since: self._status(since, (connector,), lambda s: s != "Faulted"),
             )
         await self._prompt(act)
@@ -397,7 +398,7 @@ class ManualBackend(ChargerBackend):
             _Act(
                 "reboot",
                 "Power-cycle the charger (switch it off, wait a few seconds, switch it on)",
-                "a BootNotification",
+                "the charger sends a BootNotification",
                 lambda since: "BootNotification" if self._session().received("BootNotification", since=since) else None,
             )
         )
@@ -416,14 +417,14 @@ class ManualBackend(ChargerBackend):
             act = _Act(
                 "network",
                 "Restore the charger's network (plug the cable back in, switch the access point or modem on)",
-                "the charger connecting again",
+                "the charger connects again",
                 seen,
             )
         else:
             act = _Act(
                 "network",
                 "Cut the charger's network (unplug its Ethernet cable, switch off its WiFi access point or modem)",
-                "the charger's connection dropping",
+                "the charger's connection drops",
                 lambda since: None if self._session().connected else "the charger disconnected",
             )
         await self._prompt(act)
@@ -450,7 +451,7 @@ class ManualBackend(ChargerBackend):
             self._reader = _LineReader(console.input_fd)
         reader = self._reader
         deadline = time.monotonic() + self.timeout
-        how = f"goes on by itself once the charger sends {act.evidence}; " if session is not None else ""
+        how = f"goes on by itself once {act.evidence}; " if session is not None else ""
         with console.operator(), reader.listening():
             reader.discard_typed_ahead()
             console.show(f"[harness] ACT  {act.instruction}")
@@ -468,8 +469,8 @@ class ManualBackend(ChargerBackend):
                     self.history.append((act.name, "timed out"))
                     raise RigError(
                         f"manual rig: '{act.instruction}' did not happen within {self.timeout:g} s: "
-                        + (f"the charger sent no {act.evidence}, and " if session is not None else "")
-                        + "nobody pressed Enter"
+                        + (f"the charger's messages did not show it (waiting until {act.evidence}), " if session is not None else "")
+                        + "and nobody pressed Enter"
                     )
                 seconds = math.ceil(left)
                 if seconds != last_shown and (console.interactive or _milestone(seconds, self.timeout)):
