@@ -317,7 +317,10 @@ async def charger_backend(
         )
     )
     if settings.charger != "sim" and not session.connected:
-        _tell(pytestconfig, settings.waiting_text(csms.charger_url(settings.charger_id), csms.certs.ca_pem))
+        _tell(
+            pytestconfig,
+            settings.waiting_text(csms.charger_url(settings.charger_id), csms.certs.ca_pem, csms.certs.server_names()),
+        )
     try:
         yield backend
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,17 +136,27 @@ class Settings:
         }
 
 
-    def waiting_text(self, url: str, ca_file: object) -> str:
+    def waiting_text(self, url: str, ca_file: object, names: list[str] | tuple[str, ...] = ()) -> str:
         """What the charger must be configured with, shown while the harness waits for it.
 
-        Never the AuthorizationKey itself: where it comes from.
+        `names`: the host names and addresses the server certificate covers. Never the
+        AuthorizationKey itself: where it comes from.
         """
         cid = self.charger_id
-        lines = [
-            f"waiting up to {self.scaled(self.connect_timeout):g} s for charger {cid!r} to connect and boot",
-            f"  URL:  {url}  (TLS 1.2 only, ELBSecurityPolicy-TLS-1-2-Ext-2018-06)",
-            f"  CA:   {ca_file}  (the charger must trust it)",
-        ]
+        lines = [f"waiting up to {self.scaled(self.connect_timeout):g} s for charger {cid!r} to connect and boot"]
+        if self.csms_host in ("0.0.0.0", "::", "") and names:
+            # Listening on every interface: the charger dials one of the certificate's names.
+            parts = urllib.parse.urlsplit(url)
+            lines.append(
+                f"  URL:  wss://HOST:{parts.port}{parts.path}  (TLS 1.2 only, ELBSecurityPolicy-TLS-1-2-Ext-2018-06)"
+            )
+            lines.append(
+                f"        HOST: a name in the server certificate that the charger can reach: {', '.join(names)}"
+                " (python -m harness certs --host NAME --ip ADDR adds one)"
+            )
+        else:
+            lines.append(f"  URL:  {url}  (TLS 1.2 only, ELBSecurityPolicy-TLS-1-2-Ext-2018-06)")
+        lines.append(f"  CA:   {ca_file}  (the charger must trust it)")
         if self.security_profile == 2:
             lines.append(
                 f"  auth: security profile 2, HTTP Basic: user {cid!r}, password = the AuthorizationKey from "
