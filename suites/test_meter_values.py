@@ -467,6 +467,10 @@ class Reading:
     resolution: Decimal
     raw: str
 
+    @property
+    def shown(self) -> str:
+        return self.raw if self.raw.endswith(" Wh") else f"{self.raw} (= {self.wh} Wh)"
+
 
 def _readings(rec: Recording, problems: list[str]) -> list[Reading]:
     """Every energy register reading of the session (MeterValues and StopTransaction.transactionData)."""
@@ -524,20 +528,20 @@ async def test_energy_register_consistent_from_start_to_stop(
             problems.append(f"MeterValues frame #{call.seq}: transactionId {tx}, the session's is {rec.transaction_id}")
 
     readings = _readings(rec, problems)
+    ordered = sorted(readings, key=lambda r: (r.when, r.seq))
+    for a, b in zip(ordered, ordered[1:]):
+        slack = Decimal(0) if a.resolution == b.resolution else max(a.resolution, b.resolution)
+        if b.wh < a.wh - slack:
+            problems.append(f"the register decreased: {a.shown} ({a.what}) then {b.shown} ({b.what})")
     for r in readings:
         slack = r.resolution if r.resolution > 1 else Decimal(1)
         if r.wh < start - slack:
             hint = ""
             if r.wh * 1000 >= start - 1000 and r.wh * 1000 <= max(stop, start) + 1000:
                 hint = " (it looks like a kWh number labelled Wh)"
-            problems.append(f"{r.what}: {r.raw} = {r.wh} Wh is below meterStart {start} Wh{hint}")
+            problems.append(f"{r.what}: {r.shown} is below meterStart {start} Wh{hint}")
         elif stop >= start and r.wh > stop + slack:
-            problems.append(f"{r.what}: {r.raw} = {r.wh} Wh is above meterStop {stop} Wh")
-    ordered = sorted(readings, key=lambda r: (r.when, r.seq))
-    for a, b in zip(ordered, ordered[1:]):
-        slack = Decimal(0) if a.resolution == b.resolution else max(a.resolution, b.resolution)
-        if b.wh < a.wh - slack:
-            problems.append(f"the register decreased: {a.raw} ({a.what}) then {b.raw} ({b.what})")
+            problems.append(f"{r.what}: {r.shown} is above meterStop {stop} Wh")
     _fail(problems, "expected consistent energy readings: meterStart ≤ samples ≤ meterStop, never decreasing (MV-2):", rec)
     units = sorted({r.raw.split()[-1] for r in readings})
     charger.note(
@@ -614,7 +618,7 @@ async def test_power_reflects_charging_and_agrees_with_energy(
         if w > near_zero:
             why = rec.suspended_reaction[1] if rec.suspended_reaction else "the pause"
             problems.append(
-                f"while the EV is suspended (after {why}), {p.describe()}: power {w} W, expected ≈ 0 (≤ {near_zero} W)"
+                f"while the EV is suspended (after {why}), {p.describe()}: power {w} W, expected ≈ 0 (≤ {near_zero:.0f} W)"
             )
     if not charging:
         untested.append("no sample while charging")

@@ -1,0 +1,98 @@
+"""Positive and negative controls for CFG-1, CFG-2, MV-1, MV-2 and MV-3.
+
+Each control runs the real suites (test_configuration.py and test_meter_values.py together, so a
+defect of one group is seen not to fail the other) against the reference charger:
+- without a defect, and with each conformant variant of these requirements: everything passes;
+- with each defect: exactly the requirement it breaks fails, the others pass.
+
+MV-3 judges the power values; when a charger reports no power at all (the MV-1 defects) there is
+nothing for it to judge, so it is "not tested" (not "pass", and not a second failure).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.sim.defects import DEFECTS
+from tests.controls.runner import SuiteRun, run_suites
+
+SUITES = ["suites/test_configuration.py", "suites/test_meter_values.py"]
+MINE = ("CFG-1", "CFG-2", "MV-1", "MV-2", "MV-3")
+
+# defects injected -> the one requirement that must fail
+NEGATIVE: dict[tuple[str, ...], str] = {
+    ("no-power-measurand",): "MV-1",
+    # The defect is a Current+Voltage meter's; on the reference's power meter Power.Active.Import
+    # is still reported and MV-1 holds through it, so it is injected into the Current+Voltage variant.
+    ("current-voltage", "current-without-voltage"): "MV-1",
+    ("rejects-sampled-data",): "CFG-1",
+    ("ignores-sample-interval",): "CFG-2",
+    ("rejects-sample-interval",): "CFG-2",
+    ("energy-decreasing",): "MV-2",
+    ("wrong-energy-units",): "MV-2",
+    ("meter-stop-below-start",): "MV-2",
+    ("power-not-zero-when-suspended",): "MV-3",
+    ("power-mismatch-energy",): "MV-3",
+}
+NO_POWER = {("no-power-measurand",), ("current-voltage", "current-without-voltage")}
+VARIANTS = ("current-voltage", "kw-units", "single-phase")
+
+
+@pytest.fixture(scope="module")
+def shared_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One harness CA for all the runs of this module (key generation is the slow part)."""
+    return tmp_path_factory.mktemp("meter-certs")
+
+
+def _verdicts(run: SuiteRun) -> dict[str, str]:
+    verdicts = run.verdicts()
+    missing = [r for r in MINE if r not in verdicts]
+    assert not missing, f"no verdict for {missing}\n{run.explain()}"
+    return {r: verdicts[r] for r in MINE}
+
+
+def _alternative(run: SuiteRun, requirement: str) -> str | None:
+    for entry in run.report.get("requirements", []):
+        if entry.get("id") == requirement:
+            return entry.get("alternative")
+    return None
+
+
+def test_the_table_covers_the_catalogue() -> None:
+    """Every defect and conformant variant the catalogue ties to these requirements has a control."""
+    defects = {n for n, d in DEFECTS.items() if not d.conformant and d.requirement_id in MINE}
+    assert defects == {names[-1] for names in NEGATIVE}
+    assert all(DEFECTS[names[-1]].requirement_id == req for names, req in NEGATIVE.items())
+    variants = {n for n, d in DEFECTS.items() if d.conformant and d.requirement_id in MINE}
+    assert variants == set(VARIANTS)
+
+
+def test_reference_charger_passes(tmp_path: Path, shared_certs: Path) -> None:
+    run = run_suites(SUITES, tmp_path, certs_dir=shared_certs)
+    assert run.failing() == set(), run.explain()
+    assert _verdicts(run) == {r: "pass" for r in MINE}, run.explain()
+    assert _alternative(run, "MV-1") == "Power.Active.Import", run.explain()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_conformant_variant_passes(variant: str, tmp_path: Path, shared_certs: Path) -> None:
+    run = run_suites(SUITES, tmp_path, defects=(variant,), certs_dir=shared_certs)
+    assert run.failing() == set(), run.explain()
+    assert _verdicts(run) == {r: "pass" for r in MINE}, run.explain()
+    if variant == "current-voltage":
+        assert _alternative(run, "MV-1") == "Current.Import+Voltage", run.explain()
+        assert _alternative(run, "CFG-1") == "Current.Import+Voltage", run.explain()
+
+
+@pytest.mark.parametrize("defects", list(NEGATIVE), ids=lambda names: "+".join(names))
+def test_defect_fails_exactly_its_requirement(defects: tuple[str, ...], tmp_path: Path, shared_certs: Path) -> None:
+    expected = NEGATIVE[defects]
+    run = run_suites(SUITES, tmp_path, defects=defects, certs_dir=shared_certs)
+    assert run.failing() == {expected}, run.explain()
+    wanted = {r: "pass" for r in MINE}
+    wanted[expected] = "fail"
+    if defects in NO_POWER:
+        wanted["MV-3"] = "not tested"  # no power to judge: MV-1's failure, not a second one
+    assert _verdicts(run) == wanted, run.explain()
