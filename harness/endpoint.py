@@ -305,6 +305,11 @@ class Endpoint:
         self.attempts.append(attempt)
         timeout = self.config.handshake_timeout * self.config.timeout_factor
         sock.setblocking(False)
+        # No Nagle: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and ours (from
+        # socket.socket(family, SOCK_STREAM), proto 0) is not; without it a small frame written while the
+        # previous one is unacknowledged waits for the peer's delayed ACK (~40 ms on Linux).
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             first = await _peek(sock, 1, timeout)
         except TimeoutError:
@@ -342,6 +347,9 @@ class Endpoint:
         def tagged() -> ServerConnection:
             connection = factory()
             connection.harness_attempt = attempt  # type: ignore[attr-defined]
+            connection.connection_lost_waiter.add_done_callback(
+                lambda _lost: self._lost_before_upgrade(attempt, connection, timeout)
+            )
             return connection
 
         loop = asyncio.get_running_loop()
@@ -353,6 +361,23 @@ class Endpoint:
         except Exception as exc:  # noqa: BLE001 - never let one bad client kill the accept loop
             sock.close()
             self._finish(attempt, TLS_FAILED, f"{type(exc).__name__}: {exc}")
+
+    def _lost_before_upgrade(self, attempt: ConnectionAttempt, connection: ServerConnection, timeout: float) -> None:
+        """TLS was done but the connection ended before any outcome: no (or no valid) HTTP upgrade request."""
+        if attempt.outcome != "pending":
+            return
+        failure = connection.protocol.handshake_exc
+        cause = (failure.__cause__ or failure) if failure is not None else None
+        elapsed = time.monotonic() - attempt.mono
+        if connection.request is None and (cause is None or isinstance(cause, EOFError)):
+            self._finish(
+                attempt, SILENT, f"TLS handshake completed, then no HTTP upgrade request: the connection ended "
+                f"after {elapsed:.1f} s (the limit is {timeout:g} s)"
+            )
+        elif failure is not None:
+            self._finish(attempt, NOT_HTTP, f"TLS handshake completed, then an invalid HTTP upgrade request: {cause}")
+        else:
+            self._finish(attempt, NOT_HTTP, "the connection ended during the WebSocket upgrade")
 
     async def _refuse_plain(self, sock: socket.socket, attempt: ConnectionAttempt, timeout: float) -> None:
         """TLS-2: a ws:// (or other plain) attempt. Record it against its charger, answer 400, close."""
@@ -508,8 +533,11 @@ class Endpoint:
                 session.receive(message)
         except ConnectionClosed as exc:
             reason = _close_reason(exc)
-            if exc.rcvd is None and exc.sent is not None and exc.sent.code == 1009:
-                session.violation("frame too large", f"a frame exceeded {self.config.max_frame} bytes", "")
+            if exc.rcvd is None and exc.sent is not None and exc.sent.code in _PROTOCOL_CLOSES:
+                # websockets failed the connection because of what the charger sent (RFC 6455 §7.4.1).
+                kind, what = _PROTOCOL_CLOSES[exc.sent.code]
+                what = what.format(max_frame=self.config.max_frame, reason=exc.sent.reason)
+                session.violation(kind, f"{what}: the harness closed the connection with code {exc.sent.code}", "")
         finally:
             if reason == "closed" and connection.close_code is not None:
                 reason = f"code {connection.close_code} {connection.close_reason or ''}".strip()
@@ -555,6 +583,14 @@ def _common_name(subject: str) -> str | None:
         if part.startswith("commonName="):
             return part[len("commonName=") :]
     return None
+
+
+# Close codes websockets sends when the peer broke the WebSocket protocol, as violation kinds.
+_PROTOCOL_CLOSES = {
+    1002: ("WebSocket protocol error", "the charger broke RFC 6455 ({reason})"),
+    1007: ("invalid UTF-8", "a text frame was not valid UTF-8 ({reason})"),
+    1009: ("frame too large", "a frame exceeded {max_frame} bytes"),
+}
 
 
 def _close_reason(exc: ConnectionClosed) -> str:
