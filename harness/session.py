@@ -17,7 +17,7 @@ import datetime as dt
 import inspect
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -140,7 +140,7 @@ class ChargerSession:
         self._arrival = asyncio.Event()
         self._state_change = asyncio.Event()
         self._pending: dict[str, _Pending] = {}
-        self._timed_out_ids: deque[str] = deque(maxlen=64)
+        self._timed_out: OrderedDict[str, int] = OrderedDict()  # message id -> seq of the CALL that timed out
         self._call_lock = asyncio.Lock()
         self._peer_ids = ocppj.IdTracker()
         self._peer_outstanding: str | None = None
@@ -297,7 +297,9 @@ class ChargerSession:
                 async with asyncio.timeout(bound):
                     return await future
             except TimeoutError:
-                self._timed_out_ids.append(frame.unique_id)
+                self._timed_out[frame.unique_id] = mark
+                while len(self._timed_out) > 64:
+                    self._timed_out.popitem(last=False)
                 raise NoAnswer(
                     f"the charger did not answer {frame.action} (message id {frame.unique_id}) within {bound:g} s.\n"
                     f"Frames since the request:\n{format_frames(self.trace.since(mark))}"
@@ -371,12 +373,14 @@ class ChargerSession:
                 pending.future.set_exception(_ConnectionClosed())
         self._notify()
 
-    def violation(self, kind: str, message: str, frame: str | bytes = "") -> None:
+    def violation(self, kind: str, message: str, frame: str | bytes = "", *, seq: int | None = None) -> None:
+        """Record a violation; it belongs to the test running at `seq` (default: the frame just received)."""
         self.violation_count += 1
         text = frame if isinstance(frame, str) else f"<binary {len(frame)} bytes>"
         if len(self.violations) < _MAX_VIOLATIONS:
+            at = self.trace.next_seq - 1 if seq is None else seq
             self.violations.append(
-                Violation(self.trace.next_seq - 1, dt.datetime.now(dt.timezone.utc), kind, message, self.redact(text[:2000]))
+                Violation(at, dt.datetime.now(dt.timezone.utc), kind, message, self.redact(text[:2000]))
             )
 
     def violations_since(self, seq: int) -> list[Violation]:
@@ -506,8 +510,13 @@ class ChargerSession:
     def _receive_answer(self, frame: ocppj.CallResult | ocppj.CallError, raw: str | bytes) -> None:
         pending = self._pending.get(frame.unique_id)
         if pending is None or pending.future.done():
-            if frame.unique_id in self._timed_out_ids:
-                self.violation("late answer", f"answer to message id {frame.unique_id!r} arrived after its timeout", raw)
+            if frame.unique_id in self._timed_out:
+                # It belongs to the test whose CALL timed out (already failed with NoAnswer), not to
+                # the test that happens to be running when it arrives.
+                self.violation(
+                    "late answer", f"answer to message id {frame.unique_id!r} arrived after its timeout", raw,
+                    seq=self._timed_out[frame.unique_id],
+                )
             else:
                 kind = "CALLRESULT" if isinstance(frame, ocppj.CallResult) else "CALLERROR"
                 self.violation(
