@@ -3,20 +3,18 @@ GetConfiguration, §9.1 MeterValuesSampledData and MeterValueSampleInterval; OCT
 
 Whether the configured measurands then appear in MeterValues is MV-1's business, not CFG-1's:
 CFG-1 is the charger accepting the platform's list (or, for a Current+Voltage meter, its own
-equivalent) and reporting it back. CFG-2 is the interval accepted, reported, and honoured.
+equivalent) and reporting it back. CFG-2 is the interval accepted and reported (here) and honoured:
+the cadence is judged on the periodic samples of the charging session recorded for the MV tests
+(test_meter_values.py::test_samples_arrive_at_the_interval), so no second session is needed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
-from harness import meter, ocppj, spec16
-from harness.errors import CallErrorReceived, ExpectationTimeout
-from harness.flows import Charging, start_charging, stop_charging
-from harness.session import ChargerSession, ReceivedCall
-from harness.settings import Settings
+from harness import meter, ocppj
+from harness.errors import CallErrorReceived
+from harness.session import ChargerSession
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -25,13 +23,6 @@ SAMPLE_INTERVAL = "MeterValueSampleInterval"
 POWER_LIST = f"{meter.ENERGY},{meter.POWER}"
 CURRENT_VOLTAGE_LIST = f"{meter.ENERGY},{meter.CURRENT},{meter.VOLTAGE}"
 PLATFORM_INTERVAL = 60  # s: what ev.energy sends
-CADENCE_SAMPLES = 3  # periodic samples observed: the first one and two gaps
-
-
-def cadence_tolerance(interval: float) -> float:
-    """How far one sampling gap may be from the interval: ±max(0.5 s, 20 %)."""
-    return max(0.5, 0.2 * interval)
-
 
 async def change_configuration(charger: ChargerSession, key: str, value: str) -> str:
     """ChangeConfiguration's status, or "CALLERROR <code>"."""
@@ -120,118 +111,4 @@ async def test_sample_interval_60_accepted_and_reported(charger: ChargerSession)
     assert text.isdigit() and int(text) == PLATFORM_INTERVAL, (
         f"expected GetConfiguration to report {SAMPLE_INTERVAL} = {PLATFORM_INTERVAL} after it was Accepted; "
         f"it reports {value!r}"
-    )
-
-
-@dataclass(frozen=True)
-class _Sample:
-    raw_timestamp: str | None
-    call: ReceivedCall
-
-    def when(self) -> float | None:
-        try:
-            return ocppj.parse_datetime(self.raw_timestamp).timestamp() if self.raw_timestamp else None
-        except ValueError:
-            return None
-
-
-def _periodic_entries(call: ReceivedCall) -> list[str | None]:
-    """Timestamps of the meterValue entries with a Sample.Periodic value (§7.43: no context = periodic)."""
-    stamps = []
-    for entry in call.get("meterValue") or []:
-        if not isinstance(entry, dict):
-            continue
-        contexts = {sv.get("context") or spec16.CONTEXT_PERIODIC for sv in entry.get("sampledValue") or []}
-        if spec16.CONTEXT_PERIODIC in contexts:
-            stamp = entry.get("timestamp")
-            stamps.append(stamp if isinstance(stamp, str) else None)
-    return stamps
-
-
-@pytest.mark.requirement("CFG-2")
-async def test_samples_arrive_at_the_interval(charger: ChargerSession, harness_settings: Settings) -> None:
-    """CFG-2: during a transaction, Sample.Periodic MeterValues come every MeterValueSampleInterval
-    seconds: 60 in certification mode, the mode's short interval in quick mode (OCPP 1.6 §4.7,
-    §9.1 MeterValueSampleInterval; OCTT TC_070_CS). Clock-aligned and triggered samples are ignored."""
-    interval = PLATFORM_INTERVAL if not harness_settings.quick else harness_settings.meter_sample_interval
-    status = await change_configuration(charger, SAMPLE_INTERVAL, str(interval))
-    if status != "Accepted":
-        if harness_settings.quick and interval != PLATFORM_INTERVAL:
-            pytest.skip(
-                f"not tested: the charger answered {status} to the quick mode's {SAMPLE_INTERVAL}={interval}; "
-                "run with --mode certification to check the 60 s cadence"
-            )
-        pytest.fail(_not_accepted(SAMPLE_INTERVAL, str(interval), status), pytrace=False)
-    tolerance = cadence_tolerance(interval)
-    session = await start_charging(charger)
-    found: list[_Sample] = []
-    cursor = session.since
-    try:
-        while len(found) < CADENCE_SAMPLES:
-            bound = interval + tolerance + 1
-            try:
-                call = await charger.expect(
-                    "MeterValues",
-                    where=lambda c: c.get("connectorId") == session.connector and bool(_periodic_entries(c)),
-                    within=bound,
-                    since=cursor,
-                    describe="a Sample.Periodic MeterValues",
-                )
-            except ExpectationTimeout:
-                after = "the start of the transaction" if not found else f"sample {len(found)}"
-                pytest.fail(
-                    f"expected a Sample.Periodic MeterValues every {interval} s after {SAMPLE_INTERVAL}={interval} "
-                    f"was Accepted; none came within {harness_settings.scaled(bound):g} s after {after} "
-                    f"({len(found)} of {CADENCE_SAMPLES} seen)",
-                    pytrace=False,
-                )
-            cursor = call.seq + 1
-            for stamp in _periodic_entries(call):
-                if not found or stamp is None or found[-1].raw_timestamp != stamp:
-                    found.append(_Sample(stamp, call))
-    finally:
-        if charger.connected and any(t.transaction_id == session.transaction_id for t in charger.active_transactions()):
-            await _stop(charger, session)
-    _judge_cadence(charger, session, found[:CADENCE_SAMPLES], interval, tolerance)
-
-
-async def _stop(charger: ChargerSession, session: Charging) -> None:
-    try:
-        await stop_charging(charger, session, remote=True)
-    except (AssertionError, CallErrorReceived):
-        await stop_charging(charger, session, remote=False)
-
-
-def _judge_cadence(charger: ChargerSession, session: Charging, found: list[_Sample], interval: int,
-                   tolerance: float) -> None:
-    stamps = [s.raw_timestamp for s in found] + [session.start.get("timestamp")]
-    resolution = meter.timestamp_resolution(stamps)
-    charger_times = [s.when() for s in found]
-    start_time = _Sample(session.start.get("timestamp"), session.start).when()
-    # The charger's own timestamps say when it sampled; when they are too coarse for the
-    # tolerance (whole seconds in quick mode), the arrival times stand in.
-    use_stamps = resolution < tolerance / 2 and None not in charger_times and start_time is not None
-    if use_stamps:
-        times = [t for t in charger_times if t is not None]
-        origin = start_time if start_time is not None else times[0]
-        source = "the charger's timestamps"
-    else:
-        times = [s.call.mono for s in found]
-        origin = session.start.mono
-        source = "arrival times"
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    first = times[0] - origin
-    charger.note(
-        f"interval {interval} s: first sample {first:.2f} s after the start, then gaps "
-        f"{', '.join(f'{g:.2f}' for g in gaps)} s ({source}; tolerance ±{tolerance:g} s)"
-    )
-    problems = []
-    if first > interval + tolerance:
-        problems.append(f"the first sample came {first:.2f} s after the start of the transaction")
-    for i, gap in enumerate(gaps, start=1):
-        if abs(gap - interval) > tolerance:
-            problems.append(f"samples {i} and {i + 1} are {gap:.2f} s apart")
-    assert not problems, (
-        f"expected Sample.Periodic MeterValues every {interval} s (±{tolerance:g} s) during the transaction: "
-        + "; ".join(problems) + f" (measured with {source})"
     )

@@ -1,9 +1,9 @@
-"""MV-1, MV-2, MV-3: the meter values of a real charging session (OCPP 1.6 §4.7 MeterValues, §4.8
-StartTransaction.meterStart, §4.10 StopTransaction.meterStop, §7.31 Measurand, §7.43 SampledValue,
-§9.1 MeterValuesSampledData and MeterValueSampleInterval; OCTT TC_070_CS "sampled meter values").
+"""MV-1, MV-2, MV-3 (and CFG-2's cadence): the meter values of a real charging session (OCPP 1.6 §4.7
+MeterValues, §4.8 StartTransaction.meterStart, §4.10 StopTransaction.meterStop, §7.31 Measurand,
+§7.43 SampledValue, §9.1 MeterValuesSampledData and MeterValueSampleInterval; OCTT TC_070_CS).
 
-One session serves the three requirements, judged separately (a defect of one must not fail
-another). The first of these tests to run records it; the others judge the same recording
+One session serves the four checks, each judged separately (a defect of one requirement must not
+fail another). The first of these tests to run records it; the others judge the same recording
 (its frames are in the evidence of the test that recorded it):
 
 1. MeterValuesSampledData = the platform's list (Energy + Power). A Current+Voltage charger may
@@ -26,6 +26,7 @@ which may have been measured over an interval that straddles the change (averagi
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import statistics
 import time
@@ -108,6 +109,7 @@ class Recording:
     measurands_configured: str | None  # the alternative whose list was Accepted, or None
     sampled_data: str | None  # MeterValuesSampledData as the charger reports it after the change
     interval: int  # the interval the harness asked for
+    interval_status: str  # the charger's answer to it
     interval_in_force: int | None  # as the charger reports it
     session: Charging
     stop: ReceivedCall | None = None
@@ -164,9 +166,8 @@ async def recorded_session(charger: ChargerSession, settings: Settings, request:
         try:
             found = await _record(charger, settings, request.node.nodeid)
         except BaseException as exc:  # noqa: BLE001 - every MV test reports the same cause
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            _RECORDINGS[charger] = exc
+            if not isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                _RECORDINGS[charger] = exc  # a failed or skipped recording: the other MV tests say the same
             raise
         _RECORDINGS[charger] = found
         charger.note(
@@ -233,8 +234,8 @@ async def _record(charger: ChargerSession, settings: Settings, nodeid: str) -> R
 
     # 2. Charge.
     session = await start_charging(charger)
-    rec = Recording(nodeid, session.connector, configured, sampled_data, interval, in_force, session, notes=notes,
-                    first_seq=session.since)
+    rec = Recording(nodeid, session.connector, configured, sampled_data, interval, status, in_force, session,
+                    notes=notes, first_seq=session.since)
     sampler = _Sampler(charger, rec, settings)
     await sampler.collect(CHARGING, CHARGING_SAMPLES)
 
@@ -318,7 +319,6 @@ class _Sampler:
         if await self._wait(rec.interval * 1.5 + 1):
             return True
         if self.trigger_usable:
-            since = self.charger.trace.next_seq
             try:
                 answer = await self.charger.call_raw(
                     "TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": rec.connector}
@@ -327,10 +327,10 @@ class _Sampler:
             except CallErrorReceived as exc:
                 status = f"CALLERROR {exc.code}"
             if status == "Accepted":
-                self.cursor = min(self.cursor, since)
                 if await self._wait(10):
                     rec.triggered += 1
                     return True
+                status = "Accepted, but no MeterValues followed within 10 s"
             self.trigger_usable = False
             rec.trigger_problem = f"TriggerMessage MeterValues: {status}"
             rec.notes.append(f"no periodic sample came, and TriggerMessage MeterValues was answered {status}")
@@ -697,3 +697,77 @@ def _when(call: ReceivedCall) -> dt.datetime:
         return ocppj.parse_datetime(raw) if isinstance(raw, str) else call.wall
     except ValueError:
         return call.wall
+
+
+# --- CFG-2: the cadence ----------------------------------------------------------------------------
+
+
+def cadence_tolerance(interval: float) -> float:
+    """How far one sampling gap may be from the interval: ±max(0.5 s, 20 %)."""
+    return max(0.5, 0.2 * interval)
+
+
+@pytest.mark.requirement("CFG-2")
+async def test_samples_arrive_at_the_interval(
+    charger: ChargerSession, harness_settings: Settings, request: pytest.FixtureRequest
+) -> None:
+    """CFG-2: during a transaction, Sample.Periodic MeterValues come every MeterValueSampleInterval
+    seconds: 60 in certification mode, the mode's short interval in quick mode (OCPP 1.6 §4.7, §9.1
+    MeterValueSampleInterval; OCTT TC_070_CS). Clock-aligned and triggered samples do not count."""
+    rec = await recorded_session(charger, harness_settings, request)
+    interval = rec.interval
+    if rec.interval_status != "Accepted":
+        if harness_settings.quick:
+            pytest.skip(
+                f"not tested: the charger answered {rec.interval_status} to the quick mode's "
+                f"MeterValueSampleInterval={interval}; run with --mode certification to check the 60 s cadence"
+            )
+        pytest.fail(
+            f"expected ChangeConfiguration MeterValueSampleInterval={interval} to be Accepted (OCPP 1.6 §5.3); "
+            f"it was answered {rec.interval_status}",
+            pytrace=False,
+        )
+    tolerance = cadence_tolerance(interval)
+    periodic = [p for p in rec.points if p.periodic]
+    start = rec.session.start
+    assert periodic, (
+        f"expected a Sample.Periodic MeterValues every {interval} s after MeterValueSampleInterval={interval} was "
+        f"Accepted; none came during the {(rec.stop.mono if rec.stop else start.mono) - start.mono:.1f} s transaction"
+        + (f" ({rec.triggered} sample(s) had to be asked for with TriggerMessage)" if rec.triggered else "")
+    )
+    stamps = [p.raw_timestamp for p in periodic] + [start.get("timestamp")]
+    resolution = meter.timestamp_resolution(stamps)
+    # The charger's own timestamps say when it sampled; when they are too coarse for the tolerance
+    # (whole seconds in quick mode), the arrival times stand in.
+    if resolution < tolerance / 2 and all(p.raw_timestamp for p in periodic) and isinstance(start.get("timestamp"), str):
+        times = [p.timestamp.timestamp() for p in periodic]
+        origin = _when(start).timestamp()
+        end = _when(rec.stop).timestamp() if rec.stop is not None else None
+        source = "the charger's timestamps"
+    else:
+        times = [p.call.mono for p in periodic]
+        origin = start.mono
+        end = rec.stop.mono if rec.stop is not None else None
+        source = "arrival times"
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    first = times[0] - origin
+    charger.note(
+        f"interval {interval} s: first sample {first:.2f} s after the start, then gaps "
+        f"{', '.join(f'{g:.2f}' for g in gaps) or '-'} s ({source}; tolerance ±{tolerance:g} s)"
+    )
+    problems = []
+    if first > interval + tolerance:
+        problems.append(f"the first sample came {first:.2f} s after the start of the transaction")
+    for i, gap in enumerate(gaps, start=1):
+        if abs(gap - interval) > tolerance:
+            problems.append(f"samples {i} and {i + 1} are {gap:.2f} s apart")
+    if end is not None and end - times[-1] > interval + tolerance:
+        problems.append(f"no sample in the last {end - times[-1]:.2f} s before the StopTransaction")
+    assert not problems, (
+        f"expected Sample.Periodic MeterValues every {interval} s (±{tolerance:g} s) during the transaction: "
+        + "; ".join(problems) + f" (measured with {source})"
+    )
+    assert len(periodic) >= 3, (
+        f"expected Sample.Periodic MeterValues every {interval} s during the transaction; only {len(periodic)} came "
+        f"in {(end or times[-1]) - origin:.1f} s"
+    )
