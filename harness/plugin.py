@@ -321,9 +321,40 @@ async def charger_backend(
             pytestconfig,
             settings.waiting_text(csms.charger_url(settings.charger_id), csms.certs.ca_pem, csms.certs.server_names()),
         )
+
+    async def boot_if_reconnected() -> None:
+        # A charger that was already running (brought up with `serve`, say) reconnects without a
+        # BootNotification, as OCPP 1.6 allows; the suites start from its boot: power-cycle it.
+        from harness.drivers.base import ActNotSupported, RigError
+
+        try:
+            await session.wait_until(lambda: session.connected, settings.connect_timeout, "the charger to connect")
+        except ExpectationTimeout:
+            return  # the `charger` fixture reports it
+        with contextlib.suppress(ExpectationTimeout):
+            await session.wait_until(lambda: session.boot is not None, 10, "a BootNotification")
+            return
+        _tell(
+            pytestconfig,
+            f"charger {settings.charger_id!r} connected without a BootNotification (it was already running): "
+            "power-cycling it through the rig, so that the run starts from its boot",
+        )
+        session.record_event("rig: power-cycle the charger (it reconnected without a BootNotification)")
+        try:
+            await backend.reboot()
+        except (ActNotSupported, RigError) as exc:
+            _tell(pytestconfig, f"the rig could not power-cycle it ({exc}); asking for a BootNotification with TriggerMessage")
+            with contextlib.suppress(Exception):
+                await session.call_raw("TriggerMessage", {"requestedMessage": "BootNotification"})
+
+    kick = asyncio.get_running_loop().create_task(boot_if_reconnected()) if settings.charger != "sim" else None
     try:
         yield backend
     finally:
+        if kick is not None:
+            kick.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await kick
         await backend.stop()
 
 

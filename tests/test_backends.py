@@ -612,3 +612,53 @@ def test_waiting_shows_what_to_configure_and_every_refused_attempt(
     first_refusal = output.index("connection attempt refused")
     assert first_refusal < output.index("charger never connected")
     assert KEY not in output and "ff" * 20 not in output
+
+
+@pytest.mark.parametrize("rig", ["http", "command without reboot"])
+def test_a_charger_already_running_is_power_cycled_so_the_run_starts_from_its_boot(
+    pytester: pytest.Pytester, bench: Any, certs_dir: Path, monkeypatch: pytest.MonkeyPatch, rig: str
+) -> None:
+    """The README's path: `serve` brings the charger up, Ctrl-C, then the suites. The charger reconnects
+    without a BootNotification (OCPP 1.6 allows it); the harness power-cycles it through the rig, or,
+    when the rig cannot, asks for a BootNotification with TriggerMessage."""
+    charger, port = bench("CP-E2E-UP")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "harness", "serve", "--csms-port", str(port), "--charger-id", "CP-E2E-UP",
+         "--authorization-key", KEY, "--certs-dir", str(certs_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )
+    try:
+        assert serve.stdout is not None
+        deadline = time.monotonic() + 30
+        for line in serve.stdout:
+            if '"BootNotification"' in line or time.monotonic() > deadline:
+                break
+    finally:
+        serve.send_signal(2)
+        serve.wait(15)
+    pytester.makepyfile(
+        test_up="""
+        import pytest
+        pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+        async def test_booted_in_this_run(charger):
+            assert charger.received("BootNotification", since=0)
+        """
+    )
+    if rig == "http":
+        backend = ["--charger", "http", "--charger-control-url", str(charger.control_url)]
+        expected = "power-cycling it through the rig"
+    else:
+        script = f"{shlex.quote(sys.executable)} {shlex.quote(str(RIG_SCRIPT))} --url {charger.control_url}"
+        (pytester.path / "charger.toml").write_text(
+            f'[rig]\nbackend = "command"\n[rig.command]\nplugin = {_toml(script + " plugin {connector}")}\n'
+        )
+        backend = ["--charger-profile", "charger.toml"]
+        expected = "asking for a BootNotification with TriggerMessage"
+    result = pytester.runpytest_subprocess(
+        *_common(certs_dir, port, "CP-E2E-UP"), *backend, "--authorization-key", KEY, timeout=120
+    )
+    output = result.stdout.str()
+    result.assert_outcomes(passed=1)
+    assert "connected without a BootNotification (it was already running)" in output
+    assert expected in output
