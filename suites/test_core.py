@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 
+from harness.endpoint import CONNECTED, Endpoint
 from harness.errors import CallErrorReceived, ChargerFailure, ExpectationTimeout
 from harness.platform import utc_now
 from harness.session import ChargerSession, ReceivedCall
@@ -22,6 +23,33 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 #: OCPP-J 1.6 §4.2.3: "NotImplemented: requested Action is not known by receiver"; "NotSupported:
 #: requested Action is recognized but not supported by the receiver". Either is a correct refusal.
 REFUSAL_CODES = ("NotImplemented", "NotSupported")
+
+
+@pytest.mark.requirement("CORE-1")
+async def test_charger_registers(csms: Endpoint, charger_backend: object, harness_settings: Settings) -> None:
+    """CORE-1: the charger connects and registers with a schema-valid BootNotification (OCPP 1.6 §4.2; OCTT
+    TC_001_CS). Judged without the booted-charger fixture: a charger whose BootNotification is invalid
+    (which the platform cannot register) fails CORE-1 here instead of leaving the run only incomplete."""
+    settings = harness_settings
+    attempt = await csms.wait_attempt(
+        lambda a: a.charger_id == settings.charger_id and a.outcome == CONNECTED, within=settings.connect_timeout
+    )
+    if attempt is None:
+        seen = csms.attempts_for(settings.charger_id) or list(csms.attempts)
+        raise ChargerFailure(
+            "expected the charger to connect and send BootNotification; it never connected:\n  "
+            + "\n  ".join(a.summary() for a in seen[-10:] or ["no connection attempt at all"])
+        )
+    session = csms.session(settings.charger_id)
+    first = await session.expect("BootNotification", since=0, within=settings.connect_timeout,
+                                 describe="a BootNotification after connecting")
+    invalid = [b for b in session.received("BootNotification", since=0) if b.problems]
+    assert not invalid, (
+        "expected a schema-valid BootNotification (OCPP 1.6 §4.2, BootNotification.req schema); the platform cannot "
+        f"register the charger: {len(invalid)} invalid one(s), the first: "
+        + "; ".join(str(p) for p in invalid[0].problems)
+    )
+    assert first.get("chargePointVendor") and first.get("chargePointModel"), "BootNotification without vendor/model"
 
 
 def _pending_interval(settings: Settings) -> int:

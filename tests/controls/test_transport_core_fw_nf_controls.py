@@ -1,0 +1,121 @@
+"""Positive and negative controls for TLS-3, AUTH-1/AUTH-2, CORE-1, FW-1 and NF-2.
+
+Each row runs the real suites against the reference charger (a subprocess, quick mode) and asserts
+the set of requirements whose verdict is "fail":
+- without a defect, and with the conformant variants: nothing fails and all of these pass
+  (AUTH-2 "not applicable" with security profile 2; with profile 3 it passes and AUTH-1 is
+  "not applicable");
+- with each defect: exactly the requirement it breaks fails.
+CORE-1's controls run suites/test_boot.py with suites/test_core.py (the defects of CORE-1 are split
+across both); AUTH-1's run suites/test_transport_security.py (the basic Basic-auth case) with
+suites/test_authorization.py (the key change).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import tls
+from harness.sim.defects import DEFECTS
+from tests.controls.runner import run_suites
+
+TLS3 = "suites/test_server_certificate.py"
+AUTH = "suites/test_authorization.py"
+TRANSPORT = "suites/test_transport_security.py"
+BOOT = "suites/test_boot.py"
+CORE = "suites/test_core.py"
+FIRMWARE = "suites/test_firmware.py"
+OFFLINE = "suites/test_offline.py"
+ALL_FILES = [TRANSPORT, TLS3, AUTH, BOOT, CORE, FIRMWARE, OFFLINE]
+MINE = {"TLS-3", "AUTH-1", "CORE-1", "FW-1", "NF-2"}
+
+# defect -> (suite files, the exact set of requirements that must fail, extra pytest args)
+NEGATIVE: dict[str, tuple[list[str], set[str], tuple[str, ...]]] = {
+    "no-cert-check": ([TLS3], {"TLS-3"}, ()),
+    "stale-clock": ([TLS3], {"TLS-3"}, ()),
+    # The charger never gets past the 401: test_transport_security.py's AUTH-1 test fails; the key-change
+    # test cannot start (no booted charger: "incomplete"), which does not turn a fail into anything else.
+    "no-basic-auth": ([TRANSPORT, AUTH], {"AUTH-1"}, ()),
+    "ignores-new-authorization-key": ([TRANSPORT, AUTH], {"AUTH-1"}, ()),
+    "no-heartbeat": ([BOOT, CORE], {"CORE-1"}, ()),
+    "no-status-after-boot": ([BOOT, CORE], {"CORE-1"}, ()),
+    "sends-before-accepted": ([BOOT, CORE], {"CORE-1"}, ()),
+    "boot-bad-schema": ([BOOT, CORE], {"CORE-1"}, ()),
+    # Silent after UpdateFirmware: every update test waits its full bound for Downloading, so one is enough.
+    "firmware-update-silent": ([FIRMWARE], {"FW-1"}, ("-k", "test_update_firmware and https")),
+    "no-diagnostics-upload": ([FIRMWARE], {"FW-1"}, ()),
+    "never-reconnects": ([OFFLINE], {"NF-2"}, ()),
+    "loses-offline-stop": ([OFFLINE], {"NF-2"}, ()),
+    "no-offline-queue": ([OFFLINE], {"NF-2"}, ()),
+}
+
+#: Known cross-requirement failures outside these files, each reported to the file's owner.
+KNOWN_LEAKS: dict[str, str] = {
+    "no-basic-auth": (
+        "suites/test_transport_security.py also fails TLS-1 and TLS-2 when every attempt is refused with 401: "
+        "first_outcome() requires a connection, although TLS 1.2 with a policy suite was negotiated and no ws:// "
+        "was tried (reported to its owner)"
+    ),
+}
+
+#: Conformant variants of the reference charger relevant here (the CORE-1 ones; they touch every suite).
+VARIANTS = ("slow-responses", "two-connectors")
+
+
+def test_every_defect_of_these_requirements_has_a_control() -> None:
+    ours = {name for name, d in DEFECTS.items() if not d.conformant and d.requirement_id in MINE | {"AUTH-2"}}
+    assert ours == set(NEGATIVE), f"defects without a control: {ours - set(NEGATIVE)}; stale rows: {set(NEGATIVE) - ours}"
+    for name, (_files, expected, _extra) in NEGATIVE.items():
+        assert DEFECTS[name].requirement_id in expected
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("certs")
+    tls.CertStore(directory).ensure()
+    return directory
+
+
+@pytest.mark.parametrize("variant", [None, *VARIANTS], ids=["reference", *VARIANTS])
+def test_conformant_charger_passes(variant: str | None, tmp_path: Path, certs: Path) -> None:
+    run = run_suites(ALL_FILES, tmp_path, defects=(variant,) if variant else (), certs_dir=certs)
+    assert run.failing() == set(), run.explain()
+    verdicts = run.verdicts()
+    assert {rid: verdicts.get(rid) for rid in MINE} == {rid: "pass" for rid in MINE}, run.explain()
+    assert verdicts.get("AUTH-2") == "not applicable", run.explain()
+    groups = {g["id"]: g for g in run.report.get("groups", [])}
+    assert groups["AUTH"]["verdict"] == "pass" and groups["AUTH"]["held"] == ["AUTH-1"], run.explain()
+    fw = next(r for r in run.report["requirements"] if r["id"] == "FW-1")
+    assert fw["declaration"]["value"] is True, run.explain()
+
+
+def test_profile_3_passes_through_client_certificates(tmp_path: Path, certs: Path) -> None:
+    run = run_suites([TRANSPORT, AUTH], tmp_path, extra=("--security-profile", "3"), certs_dir=certs)
+    assert run.failing() == set(), run.explain()
+    verdicts = run.verdicts()
+    assert (verdicts.get("AUTH-1"), verdicts.get("AUTH-2")) == ("not applicable", "pass"), run.explain()
+    groups = {g["id"]: g for g in run.report.get("groups", [])}
+    assert groups["AUTH"]["verdict"] == "pass" and groups["AUTH"]["held"] == ["AUTH-2"], run.explain()
+
+
+def test_key_change_never_shows_a_key(tmp_path: Path, certs: Path) -> None:
+    key = "0123456789abcdef0123456789abcdef01234567"
+    run = run_suites([AUTH], tmp_path, extra=("--authorization-key", key), certs_dir=certs)
+    assert run.failing() == set(), run.explain()
+    report_dir = tmp_path / "report"
+    texts = [p.read_text(errors="replace") for p in report_dir.iterdir() if p.is_file()]
+    assert texts and not any(key in t for t in texts), "the configured AuthorizationKey appears in the report"
+    assert key not in run.output
+    # The key generated for the change is registered with the redactor: it shows only as «redacted».
+    assert any("«redacted»" in t for t in texts), run.explain()
+
+
+@pytest.mark.parametrize("defect", sorted(NEGATIVE))
+def test_defect_fails_exactly_its_requirement(defect: str, tmp_path: Path, certs: Path, request: pytest.FixtureRequest) -> None:
+    files, expected, extra = NEGATIVE[defect]
+    if defect in KNOWN_LEAKS:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN_LEAKS[defect], strict=True))
+    run = run_suites(files, tmp_path, defects=(defect,), extra=extra, certs_dir=certs)
+    assert run.failing() == expected, run.explain()
