@@ -131,6 +131,16 @@ def _merge_run_info(base: dict[str, Any], other: Mapping[str, Any]) -> None:
             base[key] = value
 
 
+def _worker_charger(worker: str, snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """One worker's charger as the report lists it under ``charger.workers``."""
+    charger = snapshot.get("charger") if isinstance(snapshot.get("charger"), Mapping) else {}
+    entry: dict[str, Any] = {"worker": worker}
+    for key in ("id", "serial", "firmware"):
+        entry[key] = charger.get(key)
+    entry["endpoint"] = snapshot.get("endpoint")
+    return entry
+
+
 class ReportCollector:
     """pytest plugin object: per-test verdicts and evidence in, certification report out."""
 
@@ -366,8 +376,20 @@ class ReportCollector:
     def _run_info(self, exitstatus: int) -> dict[str, Any]:
         base = self.config.stash.get(RUN_INFO, None)
         info: dict[str, Any] = model.jsonable(dict(base)) if isinstance(base, Mapping) else {}
-        for snapshot in self._worker_run_info.values():
-            _merge_run_info(info, snapshot)
+        configured_id = (info.get("charger") or {}).get("id") if isinstance(info.get("charger"), Mapping) else None
+        for worker in sorted(self._worker_run_info):
+            _merge_run_info(info, self._worker_run_info[worker])
+        if self._worker_run_info:
+            # pytest-xdist: one charger per worker, each with its own id, endpoint and (after FW-1) firmware.
+            # The merge above keeps one value per key; the per-worker facts are kept here, so that no
+            # worker's charger disappears from the report.
+            charger = dict(info.get("charger") or {})
+            charger["workers"] = [
+                _worker_charger(worker, self._worker_run_info[worker]) for worker in sorted(self._worker_run_info)
+            ]
+            if configured_id:
+                charger["id"] = configured_id  # the configured id; each worker's charger adds its worker id
+            info["charger"] = charger
         finished = _now()
         info.setdefault("started", self.started)
         info["finished"] = finished
