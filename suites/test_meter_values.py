@@ -292,7 +292,8 @@ class _Sampler:
                 continue
             stamp = entry.get("timestamp")
             last = self.rec.points[-1] if self.rec.points else None
-            if last is not None and last.raw_timestamp == stamp and stamp is not None:
+            if (last is not None and stamp is not None and last.raw_timestamp == stamp
+                    and not _quantities([entry]) & _quantities(last.entries)):
                 last.entries.append(entry)  # one instant reported in several entries or messages
             else:
                 self.rec.points.append(Point(call, stamp if isinstance(stamp, str) else None, [entry]))
@@ -379,6 +380,14 @@ class _Sampler:
                 skipped_first = True  # may have been measured across the change
                 continue
             p.judged = True
+
+
+def _quantities(entries: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    """What the entries measure (measurand, phase, location): two readings of one quantity are two instants."""
+    return {
+        (sv.get("measurand") or meter.ENERGY, sv.get("phase"), sv.get("location"))
+        for e in entries for sv in e.get("sampledValue") or [] if isinstance(sv, dict)
+    }
 
 
 def _fail(problems: list[str], headline: str, rec: Recording) -> None:

@@ -96,3 +96,66 @@ def test_defect_fails_exactly_its_requirement(defects: tuple[str, ...], tmp_path
     if defects in NO_POWER:
         wanted["MV-3"] = "not tested"  # no power to judge: MV-1's failure, not a second one
     assert _verdicts(run) == wanted, run.explain()
+
+
+# --- harness/meter.py: the readings the controls rely on (fast, no charger) ------------------------
+
+import datetime as _dt  # noqa: E402
+from decimal import Decimal  # noqa: E402
+
+from harness import meter  # noqa: E402
+
+
+def _entry(*values: dict, timestamp: str = "2024-05-01T10:00:00.000Z") -> dict:
+    return {"timestamp": timestamp, "sampledValue": list(values)}
+
+
+def test_meter_current_times_voltage_per_phase_line_to_line_and_neutral() -> None:
+    per_phase = meter.samples([_entry(
+        *({"value": "16", "measurand": "Current.Import", "unit": "A", "phase": p} for p in ("L1", "L2", "L3")),
+        {"value": "3", "measurand": "Current.Import", "unit": "A", "phase": "N"},  # the neutral is not a phase
+        *({"value": "230", "measurand": "Voltage", "unit": "V", "phase": p} for p in ("L1-N", "L2-N", "L3-N")),
+    )])
+    assert meter.power_w(per_phase) == (Decimal(3 * 16 * 230), meter.VIA_CURRENT_VOLTAGE)
+    line_to_line = meter.samples([_entry(
+        {"value": "10", "measurand": "Current.Import", "unit": "A", "phase": "L1"},
+        {"value": "400", "measurand": "Voltage", "unit": "V", "phase": "L1-L2"},
+    )])
+    watts, _ = meter.power_w(line_to_line)
+    assert watts is not None and abs(watts - Decimal(4000) / Decimal(3).sqrt()) < Decimal("0.01")
+    no_voltage = meter.samples([_entry({"value": "16", "measurand": "Current.Import", "unit": "A"})])
+    assert meter.power_w(no_voltage) == (None, meter.ABSENT)
+
+
+def test_meter_units_resolution_and_unreadable_values() -> None:
+    errors: list[meter.MeterFormatError] = []
+    found = meter.samples([_entry(
+        {"value": "1000.12", "unit": "kWh"},  # no measurand: the energy register
+        {"value": "7.4", "measurand": "Power.Active.Import", "unit": "kW"},
+        {"value": "n/a", "measurand": "Voltage", "unit": "V"},
+        {"value": "AB12==", "format": "SignedData"},  # opaque: skipped, not an error
+    )], errors=errors)
+    assert [str(e) for e in errors] == ["Voltage value 'n/a' is not a number"]
+    assert meter.energy_wh(found) == Decimal("1000120")
+    assert meter.energy_registers(found)[0].resolution == Decimal(10)
+    assert meter.power_w(found) == (Decimal("7400.0"), meter.VIA_POWER)
+    wrong = meter.samples([_entry({"value": "5", "measurand": "Power.Active.Import", "unit": "Wh"})])
+    with pytest.raises(meter.MeterFormatError):
+        meter.power_w(wrong)
+
+
+def test_meter_measurand_lists_and_timestamps() -> None:
+    assert meter.measurand_set(" energy.active.import.register , Power.Active.Import,") == {
+        "Energy.Active.Import.Register", "Power.Active.Import"}
+    assert meter.measurand_set("Current.Import,Voltage.L1,Voltage.L2") == {"Current.Import", "Voltage"}
+    assert meter.timestamp_resolution(["2024-05-01T10:00:00Z"]) == 1.0
+    assert meter.timestamp_resolution(["2024-05-01T10:00:00.123+02:00", "2024-05-01T10:00:01.1Z"]) == 0.1
+
+
+def test_meter_power_integral_and_its_sampling_bound() -> None:
+    t0 = _dt.datetime(2024, 5, 1, tzinfo=_dt.timezone.utc)
+    series = [(t0 + _dt.timedelta(seconds=s), Decimal(w)) for s, w in ((0, 3600), (1, 3600), (2, 0))]
+    result = meter.integrate_power(series)
+    assert result.wh == Decimal("1.5")  # 1 Wh steady + the half-window of the step
+    assert result.granularity_wh == Decimal("0.5")  # the step may lie anywhere in its window
+    assert result.seconds == 2.0
