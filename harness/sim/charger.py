@@ -179,7 +179,9 @@ class ReferenceCharger:
         self.defects = config.defects
         self.id = config.charge_point_id
         # --- persistent state: survives reboots and disconnects -------------------------------
-        measurands = CURRENT_VOLTAGE_MEASURANDS if self._variant("current-voltage") else SUPPORTED_MEASURANDS
+        # A Current+Voltage meter (the variant, and the defect that forgets its voltage channel) has no power.
+        cv_meter = self._variant("current-voltage") or "current-without-voltage" in self.defects
+        measurands = CURRENT_VOLTAGE_MEASURANDS if cv_meter else SUPPORTED_MEASURANDS
         self.supported_measurands = frozenset(measurands)
         self.configuration: Configuration = standard_configuration(
             connectors=config.connectors,
@@ -313,7 +315,8 @@ class ReferenceCharger:
     async def _reboot(self, reason: str = "PowerLoss") -> None:
         log.info("%s: rebooting (%s)", self.id, reason)
         self._pending_stop_reason = reason
-        await self._power_off(graceful=False)
+        # A power cut drops the link; a reboot the firmware decides on closes it properly first.
+        await self._power_off(graceful=reason != "PowerLoss")
         if self._running:
             self._firmware = asyncio.get_running_loop().create_task(self._power_cycle(), name=f"sim-{self.id}")
 
@@ -668,19 +671,27 @@ class ReferenceCharger:
         self._wake.set()
 
     async def _heartbeats(self) -> None:
+        """§4.6: a Heartbeat every HeartbeatInterval seconds; a new interval starts counting when it is set."""
+        loop = asyncio.get_running_loop()
+        await self._accepted.wait()
+        last = loop.time()
+        interval = self.configuration.int("HeartbeatInterval")
         while True:
             await self._accepted.wait()
             event = self._config_event
-            interval = self.configuration.int("HeartbeatInterval")
+            current = self.configuration.int("HeartbeatInterval")
+            if current != interval:
+                interval, last = current, loop.time()
             if interval <= 0:
                 await event.wait()
                 continue
             try:
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(max(0.0, last + interval - loop.time())):
                     await event.wait()
-                continue  # a configuration change: start the interval again
+                continue  # a configuration change: see whether it was the interval
             except TimeoutError:
                 pass
+            last = max(last + interval, loop.time() - interval)  # keep the cadence, but never catch up in bursts
             # Firmware bug "no-heartbeat": the heartbeat timer fires but nothing is sent.
             if self._connected.is_set() and "no-heartbeat" not in self.defects:
                 self._enqueue("Heartbeat", {})
@@ -1271,6 +1282,8 @@ class ReferenceCharger:
         # Firmware bug "rejects-remote-start".
         if "rejects-remote-start" in self.defects:
             return {"status": "Rejected"}, None
+        if not self._accepted.is_set():
+            return {"status": "Rejected"}, None  # §4.2.1: not while Pending
         id_tag = p["idTag"]
         cid = p.get("connectorId")
         if cid is None:
@@ -1313,6 +1326,8 @@ class ReferenceCharger:
 
     async def _on_RemoteStopTransaction(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None] | None]:  # noqa: N802
         wanted = p["transactionId"]
+        if not self._accepted.is_set():
+            return {"status": "Rejected"}, None  # §4.2.1: not while Pending
         for cid, c in self.model.connectors.items():
             tx = c.transaction
             if tx is not None and tx.handle.transaction_id == wanted:

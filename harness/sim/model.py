@@ -54,6 +54,7 @@ class StatusMachine:
                 raise IllegalTransition(message)
             log.warning(message)
         self.history.append((self.status, new))
+        del self.history[:-1000]
         self.status = new
         return True
 
