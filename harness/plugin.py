@@ -431,11 +431,30 @@ async def _ensure_idle(session: ChargerSession, rig: Rig, settings: Settings) ->
     with contextlib.suppress(Exception):
         await rig.undo()
     busy = {"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing", "Faulted"}
-    await session.wait_until(
-        lambda: session.connected and not any(s in busy for c, s in session.connector_status.items() if c > 0),
-        15,
-        "the charger to be idle (no connector preparing, charging, suspended, finishing or faulted)",
-    )
+
+    def idle() -> bool:
+        return session.connected and not any(s in busy for c, s in session.connector_status.items() if c > 0)
+
+    stuck = getattr(session, "_stuck_at", None)
+    if stuck is not None and not idle() and len(session.status_history) == stuck[0]:
+        # Nothing changed since the last test found it stuck: do not wait again, say so at once.
+        raise ChargerNotIdle(stuck[1])
+    try:
+        await session.wait_until(idle, 15, "the charger to be idle")
+    except ExpectationTimeout:
+        statuses = ", ".join(f"connector {c}: {s}" for c, s in sorted(session.connector_status.items()))
+        reason = (
+            "charger not idle: this test needs an idle charger (no connector preparing, charging, suspended, "
+            f"finishing or faulted) and the charger stayed {statuses or 'without status'} after the previous "
+            "test's session was stopped and its EV unplugged; the requirement behind that is judged by its own test"
+        )
+        session._stuck_at = (len(session.status_history), reason)  # type: ignore[attr-defined]
+        raise ChargerNotIdle(reason) from None
+    session._stuck_at = None  # type: ignore[attr-defined]
+
+
+class ChargerNotIdle(RuntimeError):
+    """Setup could not bring the charger back to idle: the test cannot run (incomplete, not failed)."""
 
 
 async def _configuration_baseline(session: ChargerSession) -> tuple[dict[str, str | None], frozenset[str]]:
