@@ -195,10 +195,14 @@ class ChargerSession:
         deadline = time.monotonic() + bound
         checked = 0  # inbox entries already looked at (by seq)
         while True:
-            for received in self._inbox:
-                if received.seq < max(start, checked) or received.action != action:
-                    continue
-                if match(received):
+            # Only what arrived since the last look (the inbox is in seq order): a flood stays O(n).
+            fresh: list[ReceivedCall] = []
+            for received in reversed(self._inbox):
+                if received.seq < max(start, checked):
+                    break
+                fresh.append(received)
+            for received in reversed(fresh):
+                if received.action == action and match(received):
                     return received
             checked = self.trace.next_seq
             remaining = deadline - time.monotonic()
