@@ -51,9 +51,12 @@ STATUS_WITHIN = 10.0  # s from a physical act to its StatusNotification (plus Mi
 IN_TRANSACTION = {spec16.CHARGING, spec16.SUSPENDED_EV, spec16.SUSPENDED_EVSE}
 
 
+_MINIMUM_STATUS_DURATION: dict[str, int] = {}  # charger id -> its MinimumStatusDuration (read once per run)
+
+
 async def status_bound(charger: ChargerSession) -> float:
     """STATUS_WITHIN plus the charger's MinimumStatusDuration (§9.1, optional key), if it has one."""
-    if "minimum_status_duration" not in charger.details:
+    if charger.id not in _MINIMUM_STATUS_DURATION:
         extra = 0
         try:
             answer = await charger.call_raw("GetConfiguration", {"key": ["MinimumStatusDuration"]})
@@ -63,8 +66,8 @@ async def status_bound(charger: ChargerSession) -> float:
                     extra = int(value) if value.isdigit() else 0
         except AssertionError:
             extra = 0
-        charger.details["minimum_status_duration"] = extra
-    return STATUS_WITHIN + charger.details["minimum_status_duration"]
+        _MINIMUM_STATUS_DURATION[charger.id] = extra
+    return STATUS_WITHIN + _MINIMUM_STATUS_DURATION[charger.id]
 
 
 async def next_status(
@@ -168,15 +171,21 @@ async def test_charging_while_the_ev_draws_power(charger: ChargerSession, harnes
     try:
         await wait_reading(charger, session.connector, lambda r: near_zero(r.watts, reading.watts), since=paused,
                            within=reading_bound(settings), what="the power to drop while the EV pauses")
-    except ExpectationTimeout:
-        charger.note("the power did not drop while the EV paused (MV-3 judges that)")
+    except (ExpectationTimeout, NoPowerData):
+        charger.note("the pause did not show in the power (MV-3 judges that)")
     resumed = charger.trace.next_seq
     await charger.rig.ev_suspend(False, session.connector)
-    again = await wait_reading(
-        charger, session.connector, charging_with_power, since=resumed, within=reading_bound(settings) + bound,
-        what=f"a MeterValues with imported power (> {CHARGING_W} W) while the connector is Charging, after the "
-             "EV resumed",
-    )
+    try:
+        again = await wait_reading(
+            charger, session.connector, charging_with_power, since=resumed, within=reading_bound(settings) + bound,
+            what=f"a MeterValues with imported power (> {CHARGING_W} W) while the connector is Charging, after "
+                 "the EV resumed",
+        )
+    except NoPowerData as exc:
+        await status_becomes(charger, session.connector, spec16.CHARGING, within=bound,
+                             why="after the EV resumed drawing power")
+        charger.note(f"after the EV resumed: Charging; power not checked ({exc})")
+        return
     charger.note(f"after the EV resumed: Charging with {again.describe()}")
 
 

@@ -1,0 +1,84 @@
+"""Positive and negative controls for ST-1..ST-4, SC-1, SC-2, RT-1 and RT-2.
+
+Each row runs the real suites against the reference charger (in a subprocess, quick mode) with one
+injected defect, and asserts the set of requirements whose verdict is "fail". Positive controls (no
+defect, and the conformant variants that touch these requirements) must fail nothing and pass all
+eight requirements.
+
+Each negative row runs the suite files its defect concerns (plus the neighbouring suite where the
+point is that the defect must NOT leak into it, e.g. never-suspended must not fail SC-2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import tls
+from tests.controls.runner import run_suites
+
+STATUS = "suites/test_status.py"
+SMART = "suites/test_smart_charging.py"
+TRIGGER = "suites/test_remote_trigger.py"
+ALL_FILES = [TRIGGER, SMART, STATUS]
+MINE = {"ST-1", "ST-2", "ST-3", "ST-4", "SC-1", "SC-2", "RT-1", "RT-2"}
+
+# defect -> (suite files to run, the exact set of requirements that must fail, extra pytest args)
+NEGATIVE: dict[str, tuple[list[str], set[str], tuple[str, ...]]] = {
+    # ST-1: the connector stays Finishing after a session and unplug. Only ST-1's own tests: after the
+    # first session the connector is stuck in Finishing for good, so every later test's setup times out
+    # waiting for an idle charger, and the plugin counts that timeout (an AssertionError) as a finding
+    # against the next test's requirement. That cascade is the fixture's, not a verdict on ST-2..ST-4.
+    "never-available-after-unplug": ([STATUS], {"ST-1"}, ("-k", "available")),
+    # ST-1: Charging -> Preparing when a session stops with the EV plugged in (illegal in §4.9). Only
+    # test_status.py: the harness fails *every* test in which an illegal transition happens, so SC-2's
+    # RemoteStopTransaction test (which stops a session with the EV plugged in) would fail as well.
+    "illegal-transition": ([STATUS], {"ST-1"}, ()),
+    # ST-2: SuspendedEV while drawing power. SC-2 judges power only, so it must stay green.
+    "never-charging-status": ([STATUS, SMART], {"ST-2"}, ()),
+    "never-faulted": ([STATUS], {"ST-3"}, ()),
+    # ST-4: Charging while suspended. SC-2's 0 A test judges power, not status: it must stay green.
+    "never-suspended": ([STATUS, SMART], {"ST-4"}, ()),
+    # SC-1: every SetChargingProfile Rejected. The platform then cannot turn the charger off at all, so
+    # SC-2 fails too, honestly: its 0 A and 6 A limits cannot be set. ST-4's SuspendedEVSE test is
+    # "not tested" (no limit could be set), never "fail".
+    "rejects-all-profiles": ([SMART, STATUS], {"SC-1", "SC-2"}, ()),
+    # SC-2: profiles accepted, never applied. ST-4's SuspendedEVSE test is "not tested" (the EV keeps
+    # charging, so Charging is the honest status); SC-1 passes (the profiles are accepted and reported).
+    "profile-no-effect": ([SMART, STATUS], {"SC-2"}, ()),
+    "rejects-remote-start": ([SMART], {"SC-2"}, ()),
+    "trigger-boot-silent": ([TRIGGER], {"RT-1"}, ()),
+    "trigger-status-silent": ([TRIGGER], {"RT-2"}, ()),
+}
+
+# Conformant variants that exercise these requirements: all eight must pass.
+VARIANTS = ("txprofile-only", "cpmax-only", "two-connectors", "single-phase", "slow-responses")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("certs")
+    tls.CertStore(directory).ensure()
+    return directory
+
+
+@pytest.mark.parametrize("variant", [None, *VARIANTS], ids=["reference", *VARIANTS])
+def test_conformant_charger_passes(variant: str | None, tmp_path: Path, certs: Path) -> None:
+    run = run_suites(ALL_FILES, tmp_path, defects=(variant,) if variant else (), certs_dir=certs)
+    assert run.failing() == set(), run.explain()
+    verdicts = run.verdicts()
+    assert {rid: verdicts.get(rid) for rid in MINE} == {rid: "pass" for rid in MINE}, run.explain()
+    sc1 = next(r for r in run.report["requirements"] if r["id"] == "SC-1")
+    expected_alternative = {
+        "txprofile-only": "TxProfile",
+        "cpmax-only": "ChargePointMaxProfile",
+    }.get(variant or "", "TxProfile and ChargePointMaxProfile")
+    assert sc1.get("alternative") == expected_alternative, run.explain()
+
+
+@pytest.mark.parametrize("defect", sorted(NEGATIVE))
+def test_defect_fails_exactly_its_requirement(defect: str, tmp_path: Path, certs: Path) -> None:
+    files, expected, extra = NEGATIVE[defect]
+    run = run_suites(files, tmp_path, defects=(defect,), extra=extra, certs_dir=certs)
+    assert run.failing() == expected, run.explain()
