@@ -533,7 +533,8 @@ class Endpoint:
                 session.receive(message)
         except ConnectionClosed as exc:
             reason = _close_reason(exc)
-            if exc.rcvd is None and exc.sent is not None and exc.sent.code in _PROTOCOL_CLOSES:
+            harness_closed_first = exc.sent is not None and (exc.rcvd is None or exc.rcvd_then_sent is False)
+            if harness_closed_first and exc.sent is not None and exc.sent.code in _PROTOCOL_CLOSES:
                 # websockets failed the connection because of what the charger sent (RFC 6455 §7.4.1).
                 kind, what = _PROTOCOL_CLOSES[exc.sent.code]
                 what = what.format(max_frame=self.config.max_frame, reason=exc.sent.reason)
