@@ -54,7 +54,7 @@ async def test_charger_registers(csms: Endpoint, charger_backend: object, harnes
 
 def _pending_interval(settings: Settings) -> int:
     """The retry interval given with Pending: short in quick mode, a realistic one in certification."""
-    return 2 if settings.quick else 20
+    return 1 if settings.quick else 20
 
 
 @pytest.mark.requirement("CORE-1")
