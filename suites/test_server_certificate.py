@@ -7,9 +7,10 @@ OCTT TC_086_CS (TLS: server certificate). ev.energy: "A charger that connects to
 untrusted, expired or wrong-host certificate fails."
 
 How a refusal is seen: the endpoint records every connection attempt. A TLS handshake that fails
-is a refusal; an attempt that reaches the HTTP upgrade means the charger completed TLS with the bad
-certificate and went on talking: it accepted it (fail). An attempt that completes TLS but never
-sends the upgrade is a refusal too (the charger hung up after looking at the certificate).
+is a refusal; an attempt that sends a request after TLS (the HTTP upgrade, even a malformed one)
+means the charger completed TLS with the bad certificate and went on talking: it accepted it (fail).
+An attempt that completes TLS but never sends a request is a refusal too (the charger hung up after
+looking at the certificate). A TCP connection with nothing sent decides nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 import pytest
 
 from harness import ocppj
-from harness.endpoint import CONNECTED, SILENT, TLS_FAILED, ConnectionAttempt, Endpoint
+from harness.endpoint import CONNECTED, NOT_HTTP, SILENT, TLS_FAILED, ConnectionAttempt, Endpoint
 from harness.errors import CallErrorReceived, ChargerFailure, ExpectationTimeout
 from harness.flows import start_charging, stop_charging
 from harness.session import ChargerSession, ReceivedCall
@@ -56,12 +57,22 @@ def _reconnect_bound(settings: Settings) -> float:
 
 
 def _reached_http(attempt: ConnectionAttempt) -> bool:
-    """The attempt got past TLS to the HTTP upgrade (or further): the charger accepted the certificate."""
-    return attempt.path is not None or attempt.http_status is not None or attempt.outcome == CONNECTED
+    """The attempt got past TLS and sent a request (the upgrade, even a broken one): the certificate was accepted."""
+    return (
+        attempt.path is not None
+        or attempt.http_status is not None
+        or attempt.outcome == CONNECTED
+        or (attempt.transport == "tls" and attempt.outcome == NOT_HTTP)
+    )
+
+
+def _refused(attempt: ConnectionAttempt) -> bool:
+    """The TLS handshake failed, or it completed and the charger hung up without a request."""
+    return attempt.outcome == TLS_FAILED or (attempt.transport == "tls" and attempt.outcome == SILENT)
 
 
 def _decided(attempt: ConnectionAttempt) -> bool:
-    return attempt.outcome == TLS_FAILED or _reached_http(attempt)
+    return _refused(attempt) or _reached_http(attempt)
 
 
 def _tls_without_upgrade(csms: Endpoint, since: float) -> list[ConnectionAttempt]:
@@ -91,7 +102,7 @@ async def test_refuses_bad_server_certificates(
             if charger.connection is not None:
                 # Drop the connection from the platform side: the charger's next attempt meets the bad certificate.
                 await charger.connection.close(1001, "harness: certificate check (TLS-3)")
-            attempt = await csms.wait_attempt(lambda a: a.outcome != SILENT and _decided(a), within=retry, since=since)
+            attempt = await csms.wait_attempt(_decided, within=retry, since=since)
             if attempt is None:
                 hung_up = _tls_without_upgrade(csms, since)
                 if hung_up:
