@@ -132,6 +132,30 @@ async def test_available_when_unplugged(charger: ChargerSession) -> None:
                       why="once the EV is unplugged")
 
 
+# ST-1 again, as the first test with a session: a charger that stays Finishing after unplug leaves no idle
+# connector for the tests after it (they are then "not run"), so this is the one that must see it.
+
+
+@pytest.mark.requirement("ST-1")
+async def test_finishing_then_available_after_stop_and_unplug(charger: ChargerSession) -> None:
+    """ST-1: when a transaction stops with the EV still plugged in the connector reports Finishing (not
+    yet available for a new user), and Available once the EV is unplugged (OCPP 1.6 §4.9 C6, F1, §7.7;
+    OCTT TC_003_CS)."""
+    bound = await status_bound(charger)
+    session = await start_charging(charger)
+    # The session runs (whichever in-transaction status: Charging is ST-2's, Suspended* ST-4's) before it stops.
+    await next_status(charger, session.connector, IN_TRANSACTION, since=session.since, within=bound,
+                      why="once the transaction has started")
+    mark = charger.trace.next_seq
+    await stop_charging(charger, session, remote=True, unplug=False)
+    await next_status(charger, session.connector, {spec16.FINISHING}, since=mark, within=bound,
+                      why="after the transaction stopped with the EV still plugged in")
+    mark = charger.trace.next_seq
+    await charger.rig.plugout(session.connector)
+    await next_status(charger, session.connector, {spec16.AVAILABLE}, since=mark, within=bound,
+                      why="once the EV is unplugged after the session")
+
+
 # === ST-2: Charging ==================================================================================
 
 
@@ -283,26 +307,3 @@ async def test_faulted_on_a_fault_and_back_after_it_clears(charger: ChargerSessi
                                  f"connector {cid} to leave Faulted once the fault cleared (OCPP 1.6 §4.9)")
     charger.note("after clearing: " + ", ".join(f"connector {cid}: {charger.connector_status.get(cid)}"
                                                 for cid in sorted(faulted_ids)))
-
-
-# === ST-1: Finishing, then Available (last: a charger stuck in Finishing leaves the next test no idle connector)
-
-
-@pytest.mark.requirement("ST-1")
-async def test_finishing_then_available_after_stop_and_unplug(charger: ChargerSession) -> None:
-    """ST-1: when a transaction stops with the EV still plugged in the connector reports Finishing (not
-    yet available for a new user), and Available once the EV is unplugged (OCPP 1.6 §4.9 C6, F1, §7.7;
-    OCTT TC_003_CS)."""
-    bound = await status_bound(charger)
-    session = await start_charging(charger)
-    # The session runs (whichever in-transaction status: Charging is ST-2's, Suspended* ST-4's) before it stops.
-    await next_status(charger, session.connector, IN_TRANSACTION, since=session.since, within=bound,
-                      why="once the transaction has started")
-    mark = charger.trace.next_seq
-    await stop_charging(charger, session, remote=True, unplug=False)
-    await next_status(charger, session.connector, {spec16.FINISHING}, since=mark, within=bound,
-                      why="after the transaction stopped with the EV still plugged in")
-    mark = charger.trace.next_seq
-    await charger.rig.plugout(session.connector)
-    await next_status(charger, session.connector, {spec16.AVAILABLE}, since=mark, within=bound,
-                      why="once the EV is unplugged after the session")
