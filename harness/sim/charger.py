@@ -73,6 +73,10 @@ NON_POLICY_CIPHERS = (
 )
 STALE_CLOCK_OFFSET = dt.timedelta(minutes=10)
 MAX_DOWNLOAD = 64 * 1024 * 1024
+# CALLERROR codes that refuse a malformed request (not an unknown or unsupported action): ADV-1 defects.
+_MALFORMED_REQUEST_CODES = frozenset(
+    {"FormationViolation", "ProtocolError", "OccurenceConstraintViolation", "TypeConstraintViolation"}
+)
 _CALL_ID_RE = re.compile(r'^\s*\[\s*2\s*,\s*"([^"\\]{1,36})"')
 _AUTH_KEY_VALUE_RE = re.compile(r'("value"\s*:\s*")((?:[^"\\]|\\.)*)(")')
 
@@ -577,6 +581,13 @@ class ReferenceCharger:
         ws = self._ws
         if ws is None:
             return False
+        if isinstance(frame, CallError) and frame.code in _MALFORMED_REQUEST_CODES:
+            # Firmware bugs "crashes-on-malformed" and "wrong-error-codes": the request parser's error path.
+            if "crashes-on-malformed" in self.defects:
+                await ws.close(1011, "internal error")
+                return False
+            if "wrong-error-codes" in self.defects:
+                frame = CallError(frame.unique_id, "GenericError", frame.description, frame.details)
         text = encode_frame(frame)
         frame_log.info("%s > %s", self.id, text)
         try:

@@ -84,6 +84,13 @@ _ALL: tuple[Defect, ...] = (
     _d("never-reconnects", "NF-2", "After the connection drops it never reconnects (until power-cycled)."),
     _d("loses-offline-stop", "NF-2", "A StopTransaction produced while offline is dropped, not queued."),
     _d("no-offline-queue", "NF-2", "No transaction message produced while offline is queued: all are lost."),
+    # --- advisory (ADV-1: outside ev.energy's list; they must not affect its requirements) ---
+    _d("crashes-on-malformed", "ADV-1",
+       "A malformed request (bad frame structure, missing or mistyped field) crashes the OCPP task: the "
+       "connection is closed instead of answering CALLERROR (it then reconnects)."),
+    _d("wrong-error-codes", "ADV-1",
+       "A malformed request (bad frame structure, missing or mistyped field) is refused with CALLERROR GenericError "
+       "instead of the fitting OCPP-J 1.6 code."),
     # --- conformant variants ---
     _v("current-voltage", "MV-1",
        "The meter measures Current.Import and Voltage per phase, not power: MeterValuesSampledData with "
