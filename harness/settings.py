@@ -119,7 +119,7 @@ class Settings:
 
     @property
     def heartbeat_interval(self) -> int:
-        return 2 if self.quick else 60
+        return 1 if self.quick else 60
 
     @property
     def firmware_managed_by_ev_energy(self) -> bool | None:
