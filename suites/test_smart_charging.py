@@ -94,9 +94,14 @@ class Reading:
     volts: tuple[Decimal, ...] = ()  # phase-to-neutral voltages
 
     @property
+    def per_phase(self) -> dict[str, Decimal]:
+        """Current.Import on the line conductors L1..L3 (not a total, not the neutral)."""
+        return {p: a for p, a in self.currents.items() if p in ("L1", "L2", "L3")}
+
+    @property
     def phases_drawing(self) -> int | None:
         """Phases carrying at least 1 A, if the charger reports current per phase."""
-        per_phase = {p: a for p, a in self.currents.items() if p}
+        per_phase = self.per_phase
         if not per_phase:
             return None
         return sum(1 for a in per_phase.values() if a >= 1)
@@ -270,7 +275,7 @@ class Applied:
 async def apply_limit(charger: ChargerSession, connector: int, transaction_id: int, amps: Decimal | int) -> Applied:
     """Limit the charger to `amps` per phase the way SC-1 allows: a TxProfile for the running
     transaction, else (Rejected) a ChargePointMaxProfile on connector 0. Reuses the purpose that
-    worked in this test. pytest.fail if the charger takes neither."""
+    worked earlier in this test. Raises LimitRefused if the charger takes neither."""
     tried: list[str] = []
     preferred = charger.details.get("limit_purpose")
     order = [CP_MAX_PROFILE, TX_PROFILE] if preferred == CP_MAX_PROFILE else [TX_PROFILE, CP_MAX_PROFILE]
@@ -529,7 +534,7 @@ def six_amps(reading: Reading, unlimited: Reading) -> tuple[bool, str]:
     carried current without the limit, or else the phase count (1..3) closest to the power.
     """
     low, high = MIN_PILOT_CURRENT * (1 - SIX_AMP_TOLERANCE), MIN_PILOT_CURRENT * (1 + SIX_AMP_TOLERANCE)
-    per_phase = {p: a for p, a in reading.currents.items() if p}
+    per_phase = reading.per_phase
     if per_phase:
         drawing = {p: a for p, a in per_phase.items() if a >= 1}
         ok = bool(drawing) and all(low <= a <= high for a in drawing.values())
