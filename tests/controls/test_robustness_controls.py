@@ -1,0 +1,99 @@
+"""Positive and negative controls for the advisory robustness suite (ADV-1, suites/test_robustness.py).
+
+The reference charger refuses every malformed CALL with the fitting OCPP-J 1.6 code and keeps the
+connection: every ADV-1 finding passes. Each ADV-1 defect of the reference charger must fail exactly
+the malformed-request findings, and nothing on ev.energy's list: the whole of suites/ runs with the
+defect, and every ev.energy requirement gets the same verdict as without it (advisory findings never
+affect certification).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import requirements as catalogue, tls
+from harness.sim.defects import DEFECTS
+from tests.controls.runner import SuiteRun, run_suites
+
+SUITES = ["suites/"]
+ROBUSTNESS = "suites/test_robustness.py"
+MALFORMED_REQUEST = {
+    "test_call_with_three_elements",
+    "test_call_payload_not_an_object",
+    "test_missing_required_field",
+    "test_field_of_the_wrong_type",
+}
+ALL_FINDINGS = MALFORMED_REQUEST | {
+    "test_unknown_action",  # NotImplemented/NotSupported: CORE-1 relies on that answer, no ADV-1 defect touches it
+    "test_unreadable_frame_leaves_the_connection_open[not-json]",
+    "test_unreadable_frame_leaves_the_connection_open[not-an-array]",
+}
+
+# defect -> the robustness findings it must fail (and no ev.energy requirement)
+NEGATIVE: dict[str, set[str]] = {
+    "crashes-on-malformed": MALFORMED_REQUEST,  # the connection closes instead of a CALLERROR
+    "wrong-error-codes": MALFORMED_REQUEST,  # CALLERROR GenericError instead of the fitting code
+}
+
+
+def findings(run: SuiteRun) -> dict[str, dict]:
+    """The robustness suite's advisory entries of a run, by test name."""
+    return {
+        t["nodeid"].split("::", 1)[1]: t for t in run.report.get("advisory", []) if t["nodeid"].startswith(ROBUSTNESS)
+    }
+
+
+def check_advisory_only(run: SuiteRun) -> None:
+    """ADV-1 is never one of the report's requirements, and every finding says why it is advisory."""
+    assert "ADV-1" not in {r["id"] for r in run.report["requirements"]}, run.explain()
+    assert set(findings(run)) == ALL_FINDINGS, run.explain()
+    for entry in findings(run).values():
+        assert entry["advisory_reason"] == "the test marked its finding advisory", entry
+        assert entry["requirements"] == ["ADV-1"], entry
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("certs")
+    tls.CertStore(directory).ensure()
+    return directory
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, certs: Path) -> SuiteRun:
+    """All suites against the reference charger without defects."""
+    return run_suites(SUITES, tmp_path_factory.mktemp("reference"), certs_dir=certs)
+
+
+def test_the_catalogue_has_a_control_for_every_adv1_defect() -> None:
+    ours = {name for name, d in DEFECTS.items() if d.requirement_id == "ADV-1"}
+    assert ours == set(NEGATIVE)
+    assert all(not DEFECTS[name].conformant for name in ours)
+    assert catalogue.by_id("ADV-1").kind == catalogue.ADVISORY
+
+
+def test_reference_charger_passes_every_robustness_finding(reference: SuiteRun) -> None:
+    assert reference.failing() == set(), reference.explain()
+    check_advisory_only(reference)
+    verdicts = {name: t["verdict"] for name, t in findings(reference).items()}
+    assert verdicts == dict.fromkeys(ALL_FINDINGS, "pass"), reference.explain()
+    notes = [n for t in findings(reference).values() for n in t["details"].get("notes", [])]
+    assert sum("(the preferred code)" in n for n in notes) == 5, notes
+
+
+@pytest.mark.parametrize("defect", sorted(NEGATIVE))
+def test_defect_fails_its_findings_and_no_ev_energy_requirement(
+    defect: str, tmp_path: Path, certs: Path, reference: SuiteRun
+) -> None:
+    run = run_suites(SUITES, tmp_path, defects=(defect,), certs_dir=certs)
+    assert run.failing() == set(), run.explain()
+    assert run.verdicts() == reference.verdicts(), "an advisory defect changed an ev.energy verdict\n" + run.explain()
+    check_advisory_only(run)
+    failed = {name for name, t in findings(run).items() if t["verdict"] == "fail"}
+    assert failed == NEGATIVE[defect], run.explain()
+    assert {t["verdict"] for name, t in findings(run).items() if name not in failed} == {"pass"}, run.explain()
+    words = "closed the connection" if defect == "crashes-on-malformed" else "answered CALLERROR GenericError"
+    for name in failed:
+        assert words in findings(run)[name]["message"], findings(run)[name]["message"]
