@@ -10,7 +10,15 @@ from typing import Any
 
 
 class ChargerFailure(AssertionError):
-    """The charger did not do what the requirement asks; the message says expected vs actual."""
+    """The charger did not do what the requirement asks; the message says expected vs actual.
+
+    `requirements` names the requirement a finding is about when it is not the test's own: a §4.9
+    transition seen during an SC-2 test is an ST-1 finding, so the report files it under ST-1.
+    """
+
+    def __init__(self, *args: object, requirements: tuple[str, ...] = ()) -> None:
+        super().__init__(*args)
+        self.requirements = requirements
 
 
 class NoAnswer(ChargerFailure):

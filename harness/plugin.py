@@ -170,7 +170,9 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
         if session is not None:
             found = session.violations_since(start)
             if found:
-                raise ProtocolViolation(_violations_text(found))
+                # §4.9 transitions are ST-1's finding whichever test saw them (the test still fails).
+                status_only = all(v.kind == "illegal status transition" for v in found)
+                raise ProtocolViolation(_violations_text(found), requirements=("ST-1",) if status_only else ())
 
     return guarded
 
@@ -443,6 +445,18 @@ async def _ensure_idle(session: ChargerSession, rig: Rig, settings: Settings) ->
         await session.wait_until(idle, 15, "the charger to be idle")
     except ExpectationTimeout:
         statuses = ", ".join(f"connector {c}: {s}" for c, s in sorted(session.connector_status.items()))
+        unplugged_but_busy = [
+            c for c, s in session.connector_status.items()
+            if c > 0 and s in busy - {"Faulted"} and c not in rig.plugged and not session.active_transactions()
+        ]
+        if unplugged_but_busy and getattr(session, "_stuck_at", None) is None:
+            # ST-1: "Available: the vehicle is unplugged". The rig unplugged the EV and no transaction runs.
+            session._stuck_at = (len(session.status_history), f"charger not idle: {statuses} after the EV was unplugged")  # type: ignore[attr-defined]
+            raise ChargerFailure(
+                f"expected connector(s) {unplugged_but_busy} to report Available once the EV was unplugged and no "
+                f"transaction ran (OCPP 1.6 §4.9; ST-1); after 15 s they still report: {statuses}",
+                requirements=("ST-1",),
+            )
         reason = (
             "charger not idle: this test needs an idle charger (no connector preparing, charging, suspended, "
             f"finishing or faulted) and the charger stayed {statuses or 'without status'} after the previous "

@@ -193,6 +193,11 @@ class ReportCollector:
 
     def _attach(self, item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
         ids = requirement_ids(item)
+        finding = call.excinfo.value if call.excinfo is not None else None
+        elsewhere = [str(r) for r in getattr(finding, "requirements", ()) or ()]
+        if elsewhere and not report.passed:
+            # The failure is a finding about another requirement (e.g. a §4.9 transition seen in an SC-2 test).
+            ids = elsewhere
         payload: dict[str, Any] = {
             "phase": report.when,
             "requirements": ids,
