@@ -201,6 +201,7 @@ class ReportCollector:
         payload: dict[str, Any] = {
             "phase": report.when,
             "requirements": ids,
+            "refiled": bool(elsewhere and not report.passed),
             "name": item.name,
         }
         if report.when == "setup":
@@ -309,8 +310,10 @@ class ReportCollector:
         for key in ("doc", "worker"):
             if payload.get(key):
                 test[key] = payload[key]
-        if payload.get("requirements"):
+        if payload.get("requirements") and not test.get("refiled"):
             test["requirements"] = list(payload["requirements"])
+        if payload.get("refiled"):
+            test["refiled"] = True  # a later phase (teardown) must not put the finding back under the marker
         if payload.get("evidence") is not None:
             test["frames"] = payload["evidence"].get("frames") or []
             test["details"] = payload["evidence"].get("details") or {}
@@ -353,6 +356,7 @@ class ReportCollector:
         in_flight = self._current.nodeid if self._current is not None else None
         for nodeid, test in self._tests.items():
             test = dict(test)
+            test.pop("refiled", None)  # bookkeeping only, not part of the schema
             if nodeid not in self._finished or test.get("verdict") is None:
                 if test.get("verdict") in (None, model.PASS) or nodeid == in_flight:
                     test["verdict"] = model.INCOMPLETE
