@@ -148,6 +148,8 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
         endpoint = item.funcargs.get("csms")
         if session is None and isinstance(endpoint, Endpoint):
             session = endpoint.sessions.get(settings.charger_id)
+            if session is not None:
+                session.details = {}  # the charger fixture resets it for the others
         start = item.stash.get(TEST_START, session.trace.next_seq if session is not None else 0)
         try:
             try:
@@ -416,7 +418,11 @@ def _never_connected(csms: Endpoint, session: ChargerSession, settings: Settings
         f"  security profile {settings.security_profile}; CA to trust: {csms.certs.ca_pem}",
     ]
     if session.connected and session.boot is None:
-        lines.append("  it connected but sent no BootNotification")
+        boots = session.received("BootNotification", since=0)
+        lines.append(
+            "  it connected but its BootNotification was not schema-valid" if boots
+            else "  it connected but sent no BootNotification"
+        )
     lines.append(f"  connection attempts seen: {len(attempts)}")
     lines += [f"    {a.summary()}" for a in attempts[-10:]]
     return "\n".join(lines)
@@ -426,7 +432,11 @@ async def _ensure_idle(session: ChargerSession, rig: Rig, settings: Settings) ->
     """Stop what a previous test left running; wait until every connector is available again."""
     for tx in session.active_transactions():
         with contextlib.suppress(Exception):
-            await session.call_raw("RemoteStopTransaction", {"transactionId": tx.transaction_id})
+            answer = await session.call_raw("RemoteStopTransaction", {"transactionId": tx.transaction_id})
+            if answer.get("status") != "Accepted":
+                # The charger does not know it (e.g. it lost the StopTransaction): nothing to wait for.
+                tx.stopped = tx.started
+                continue
             await session.expect(
                 "StopTransaction", where={"transactionId": tx.transaction_id}, within=10, since=tx.started.seq
             )
