@@ -357,6 +357,11 @@ class ChargerSession:
     def attach(self, connection: Any, info: Mapping[str, Any]) -> Any:
         """A new authenticated connection for this id; returns the one it replaces (to be closed)."""
         previous = self.connection
+        if previous is not None:
+            # CALLs sent on the old connection will never be answered on the new one.
+            for pending in self._pending.values():
+                if not pending.future.done():
+                    pending.future.set_exception(_ConnectionClosed())
         self.connection = connection
         self.connection_info = dict(info)
         self.connections += 1
