@@ -15,6 +15,7 @@ This module also holds the meter and limit helpers the status suite (ST-2, ST-4)
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -198,14 +199,36 @@ async def wait_reading(
     factor = charger.settings.timeout_factor
     began = time.monotonic()
     deadline = began + within * factor
+    statuses = charger.trace.next_seq  # a status change from here on is the charger reporting its reaction
+
+    def reported(call: ReceivedCall) -> bool:
+        return call.get("connectorId") == connector
+
     while (remaining := (deadline - time.monotonic()) / factor) > 0:
         await nudge(charger, connector)
-        step = min(remaining, within if charger.id in _NUDGE_REFUSED else NUDGE_EVERY)
+        step = max(min(remaining, within if charger.id in _NUDGE_REFUSED else NUDGE_EVERY), 0.01)
+        sample = asyncio.ensure_future(
+            charger.expect("MeterValues", where=match, within=step, since=since, describe=what)
+        )
+        waits = {sample}
+        if charger.id not in _NUDGE_REFUSED:
+            # When the charger reports a status change on the connector (SuspendedEVSE under a 0 A limit,
+            # Charging when it is lifted), its reaction has happened: ask for a sample at once rather than
+            # waiting for the next periodic one or the next nudge.
+            waits.add(asyncio.ensure_future(
+                charger.expect("StatusNotification", where=reported, within=step, since=statuses)
+            ))
         try:
-            call = await charger.expect("MeterValues", where=match, within=max(step, 0.01), since=since, describe=what)
-        except ExpectationTimeout:
-            continue
-        return readings[call.seq]
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits - {sample} if sample.done() else waits:
+                task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        if sample.done() and not sample.cancelled() and sample.exception() is None:
+            return readings[sample.result().seq]
+        for task in done - {sample}:
+            if not task.cancelled() and task.exception() is None:
+                statuses = task.result().seq + 1
     seen = [r for _, r in sorted(readings.items())]
     powered = [r for r in seen if r.watts is not None]
     if not powered:
