@@ -52,13 +52,7 @@ NEGATIVE: dict[str, tuple[list[str], set[str], tuple[str, ...]]] = {
 }
 
 #: Known cross-requirement failures outside these files, each reported to the file's owner.
-KNOWN_LEAKS: dict[str, str] = {
-    "no-basic-auth": (
-        "suites/test_transport_security.py also fails TLS-1 and TLS-2 when every attempt is refused with 401: "
-        "first_outcome() requires a connection, although TLS 1.2 with a policy suite was negotiated and no ws:// "
-        "was tried (reported to its owner)"
-    ),
-}
+KNOWN_LEAKS: dict[str, str] = {}  # defects whose failure still spreads to another requirement: none
 
 #: Conformant variants of the reference charger relevant here (the CORE-1 ones; they touch every suite).
 VARIANTS = ("slow-responses", "two-connectors")
