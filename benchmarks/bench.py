@@ -340,10 +340,14 @@ def analyse(data: dict[str, Any], process_start: float, process_end: float) -> d
         parts = _claim(by_test.get(name, []))
         summary.append({"test": name, "seconds": seconds, "floor": sum(parts[c] for c in FLOOR),
                         "waits": {c: round(v, 3) for c, v in parts.items() if v > 0.0005}})
+    charger_waits = floor + per_category[REACTION] + per_category[STARTUP]
     return {
         "wall": wall,
         "floor": floor,
         "ratio": wall / floor if floor else None,
+        # the floor plus what the charger itself took to react (control delay, firmware install, reboots, answers)
+        "floor_with_charger": charger_waits,
+        "ratio_with_charger": wall / charger_waits if charger_waits else None,
         "floor_parts": {c: per_category[c] for c in FLOOR},
         "other_waits": {c: per_category[c] for c in CATEGORIES if c not in FLOOR},
         "pytest_startup": marks.get("sessionstart", first) - process_start,  # interpreter, imports, plugins
@@ -606,6 +610,8 @@ def _print_run(title: str, r: dict[str, Any]) -> None:
     if not r.get("finished", True):
         print(f"   did NOT finish within its bound of {r['timeout']:g} s (killed after {r['wall']:.1f} s)")
     print(f"   wall time (process): {r['wall']:.2f} s; exit status {r.get('exit_status')}; {r.get('summary', '')}")
+    if r.get("overall"):
+        print(f"   report: {r['overall']}; pytest session {r.get('session_duration')} s")
     if "floor" not in r:
         return
     print(f"   floor (protocol timers): {r['floor']:.2f} s  →  wall / floor = "
@@ -613,6 +619,8 @@ def _print_run(title: str, r: dict[str, Any]) -> None:
     for c, v in r["floor_parts"].items():
         if v:
             print(f"      {c:40s} {v:7.2f} s")
+    print(f"   floor + the charger's own reaction times: {r['floor_with_charger']:.2f} s  →  wall / that = "
+          + (f"{r['ratio_with_charger']:.3f}" if r.get("ratio_with_charger") else "n/a"))
     print("   the rest of the wall time:")
     rest = [
         ("interpreter, imports, plugins", r["pytest_startup"]),
