@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import http.server
 import itertools
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -41,8 +42,11 @@ class MiniCsms:
     """A tiny central system: records every frame, answers with scripted payloads, sends CALLs."""
 
     def __init__(self, certs_dir: Path, *, key: str = KEY, boot: list[tuple[str, int]] | None = None,
-                 heartbeat: int = 60) -> None:
+                 heartbeat: int = 60, client_certs: bool = False) -> None:
         self.store = tls.CertStore(certs_dir)
+        self.client_certs = client_certs
+        self.presented: ssl.SSLContext | None = None  # another server certificate to present (TLS-3 tests)
+        self.handshakes = 0
         self.key = key
         self.boot_script = list(boot or [])  # (status, interval) answers, then Accepted
         self.heartbeat = heartbeat
@@ -59,7 +63,9 @@ class MiniCsms:
         self.auth_failures = 0
 
     async def start(self) -> MiniCsms:
-        self._server = await serve(self._handler, "127.0.0.1", 0, ssl=self.store.server_context(),
+        context = self.store.server_context(require_client_cert=self.client_certs)
+        context.sni_callback = self._sni
+        self._server = await serve(self._handler, "127.0.0.1", 0, ssl=context,
                                    subprotocols=["ocpp1.6"], process_request=self._auth)  # type: ignore[list-item]
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -74,7 +80,22 @@ class MiniCsms:
     def url(self) -> str:
         return f"wss://127.0.0.1:{self.port}/ocpp"
 
+    def _sni(self, ssl_object: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> None:
+        self.handshakes += 1
+        if self.presented is not None:
+            ssl_object.context = self.presented
+        self.changed_soon()
+
+    def changed_soon(self) -> None:
+        async def notify() -> None:
+            async with self.changed:
+                self.changed.notify_all()
+
+        asyncio.get_running_loop().create_task(notify())
+
     def _auth(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self.client_certs:
+            return None if request.path == f"/ocpp/{CP_ID}" else connection.respond(404, "unknown\n")
         expected = "Basic " + base64.b64encode(f"{CP_ID}:{self.key}".encode()).decode()
         if request.path != f"/ocpp/{CP_ID}":
             return connection.respond(404, "unknown charge point\n")
@@ -700,3 +721,76 @@ async def test_firmware_update_and_diagnostics(csms: MiniCsms, certs_dir: Path, 
             "Downloading", "Downloaded", "Installing", "Installed"]
         assert boot.payload["firmwareVersion"] == "2.4.1"
         assert "/fw-2.4.1.bin" in file_server.fetched
+
+
+# --- security ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_security_profile_3_uses_the_client_certificate(certs_dir: Path) -> None:
+    csms = await MiniCsms(certs_dir, client_certs=True).start()
+    cert, key = csms.store.issue_client_cert(CP_ID)
+    try:
+        async with running(csms, certs_dir, security_profile=3, client_cert=(str(cert), str(key))):
+            await booted(csms)
+            headers = csms.events[0][1]
+            assert "Authorization" not in headers
+            peer = csms.ws.transport.get_extra_info("ssl_object").getpeercert()
+            assert dict(x[0] for x in peer["subject"])["commonName"] == CP_ID
+    finally:
+        await csms.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", ["untrusted-ca", "expired", "wrong-host"])
+async def test_bad_server_certificate_is_refused_then_good_one_accepted(certs_dir: Path, kind: str) -> None:
+    csms = await MiniCsms(certs_dir).start()
+    csms.presented = csms.store.bad_server_context(kind)
+    try:
+        async with running(csms, certs_dir, reconnect_backoff_max=0.3) as charger:
+            await csms.wait(lambda: csms.handshakes >= 3, timeout=5)  # it tried, refused, tried again
+            assert csms.opens() == 0 and not charger.connected
+            csms.presented = None
+            await booted(csms)  # it reconnects by itself
+    finally:
+        await csms.stop()
+
+
+@pytest.mark.asyncio
+async def test_no_cert_check_defect_connects_to_a_bad_certificate(certs_dir: Path) -> None:
+    csms = await MiniCsms(certs_dir).start()
+    csms.presented = csms.store.bad_server_context("untrusted-ca")
+    try:
+        async with running(csms, certs_dir, defects=frozenset({"no-cert-check"})):
+            await booted(csms)
+    finally:
+        await csms.stop()
+
+
+def test_transport_defects_are_where_firmware_keeps_them(certs_dir: Path) -> None:
+    def charger(*defects: str) -> ReferenceCharger:
+        return ReferenceCharger(SimConfig(url="wss://127.0.0.1:1/ocpp", charge_point_id="CP/1", authorization_key=KEY,
+                                          ca_file=str(tls.CertStore(certs_dir).ca_pem), defects=frozenset(defects)))
+
+    good = charger()
+    assert good._url() == "wss://127.0.0.1:1/ocpp/CP%2F1"
+    ctx = good._ssl_context()
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert set(tls.POLICY_SUITES) & {c["name"] for c in ctx.get_ciphers()}
+    assert good._headers()["Authorization"] == "Basic " + base64.b64encode(f"CP/1:{KEY}".encode()).decode()
+    assert charger("plain-ws")._url().startswith("ws://")
+    assert charger("tls13-only")._ssl_context().minimum_version == ssl.TLSVersion.TLSv1_3
+    weird = charger("non-policy-ciphers")._ssl_context()
+    offered = {c["name"] for c in weird.get_ciphers() if c["protocol"] == "TLSv1.2"}
+    assert offered and not offered & set(tls.POLICY_SUITES)
+    assert charger("no-basic-auth")._headers() == {}
+    assert charger("no-cert-check")._ssl_context().verify_mode == ssl.CERT_NONE
+
+
+def test_frames_are_logged_without_the_authorization_key() -> None:
+    from harness.sim.charger import _redact
+
+    text = '[2,"1","ChangeConfiguration",{"key":"AuthorizationKey","value":"s3cr3t-0123456789"}]'
+    assert "s3cr3t" not in _redact(text) and '"value":"***"' in _redact(text)
+    assert _redact('[2,"1","Heartbeat",{}]') == '[2,"1","Heartbeat",{}]'
