@@ -626,7 +626,7 @@ def _print_run(title: str, r: dict[str, Any]) -> None:
         ("interpreter, imports, plugins", r["pytest_startup"]),
         ("collection, until the first test", r["until_first_test"]),
         *[(f"waiting: {c}", v) for c, v in r["other_waits"].items()],
-        ("in tests, not waiting (CPU of harness and charger, fixtures)", r["in_tests_not_waiting"]),
+        ("in tests, other (the harness's requests, CPU, fixtures)", r["in_tests_not_waiting"]),
         ("between tests (pytest)", r["between_tests"]),
         ("after the last test (report, exit)", r["finish"]),
     ]
