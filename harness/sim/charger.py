@@ -1454,8 +1454,9 @@ class ReferenceCharger:
             for target in targets:
                 c = self.model.connector(target)
                 snap = self.model.snapshot(target, time.monotonic())
-                values = self._sampled_values(snap, self.configuration.list("MeterValuesSampledData"),
-                                              spec16.CONTEXT_TRIGGER, c.transaction)
+                # Nothing configured: the register, the measurand a SampledValue defaults to (§7.43).
+                measurands = self.configuration.list("MeterValuesSampledData") or [spec16.ENERGY_IMPORT_REGISTER]
+                values = self._sampled_values(snap, measurands, spec16.CONTEXT_TRIGGER, c.transaction)
                 payload: dict[str, Any] = {"connectorId": target,
                                            "meterValue": [{"timestamp": self._timestamp(), "sampledValue": values}]}
                 if c.transaction is not None and c.transaction.handle.transaction_id is not None:
