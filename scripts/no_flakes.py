@@ -17,10 +17,12 @@ directory by default), so they never touch the repository's reports/ or certs/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
 import subprocess
+import sysconfig
 import sys
 import tempfile
 import time
@@ -38,6 +40,8 @@ class RunResult:
     exit_code: int
     failures: list[tuple[str, str]] = field(default_factory=list)  # (test id, first failure line)
     counts: str = ""
+    environment_changed: str | None = None  # the installed packages changed under the run
+
 
     @property
     def passed(self) -> bool:
@@ -84,6 +88,25 @@ def failures_from_junit(path: Path) -> tuple[list[tuple[str, str]], str]:
     return found, counts
 
 
+def _packages_stamp() -> tuple[float, str]:
+    """When the installed packages last changed: the newest entry of site-packages (mtime, name).
+
+    A run fails for reasons that are not the harness's when something reinstalls packages into the
+    environment while it runs (a module or a schema file disappears mid-run); such a run is still
+    counted as failed, but said so.
+    """
+    newest = (0.0, "")
+    for key in ("purelib", "platlib"):
+        root = Path(sysconfig.get_paths()[key])
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(root):
+                with contextlib.suppress(OSError):
+                    mtime = entry.stat(follow_symlinks=False).st_mtime
+                    if mtime > newest[0]:
+                        newest = (mtime, entry.name)
+    return newest
+
+
 def run_once(index: int, args: argparse.Namespace, out_dir: Path, certs_dir: Path) -> RunResult:
     run_dir = out_dir / f"run-{index:03d}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +118,7 @@ def run_once(index: int, args: argparse.Namespace, out_dir: Path, certs_dir: Pat
     ]
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    before = _packages_stamp()
     start = time.monotonic()
     try:
         proc = subprocess.run(
@@ -109,6 +133,10 @@ def run_once(index: int, args: argparse.Namespace, out_dir: Path, certs_dir: Pat
     wall = time.monotonic() - start
     (run_dir / "output.txt").write_text(output, encoding="utf-8")
     result = RunResult(index, wall, code)
+    after = _packages_stamp()
+    if after[0] > before[0]:
+        when = time.strftime("%H:%M:%S", time.localtime(after[0]))
+        result.environment_changed = f"installed packages changed during the run ({after[1]} at {when})"
     if junit.exists():
         try:
             result.failures, result.counts = failures_from_junit(junit)
@@ -155,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run {index:3d}/{args.runs}: {word} {result.wall:6.1f} s  {result.counts}", flush=True)
         for test_id, line in result.failures:
             print(f"    {test_id}: {line}", flush=True)
+        if result.environment_changed:
+            print(f"    note: {result.environment_changed}; see its output", flush=True)
         if not result.passed and args.exitfirst:
             break
 
@@ -165,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
           + (f" ({args.runs - len(results)} not run: stopped at the first failure)" if len(results) < args.runs else ""))
     print(f"no_flakes: wall time per run: min {min(walls):.1f} s, median {statistics.median(walls):.1f} s, "
           f"max {max(walls):.1f} s; total {sum(walls):.0f} s")
+    disturbed = [r for r in failed if r.environment_changed]
+    if disturbed:
+        print(f"no_flakes: {len(disturbed)} of the failed runs ran while the installed packages changed: "
+              + ", ".join(f"run {r.index}" for r in disturbed))
     if failed:
         tally: dict[str, int] = {}
         for r in failed:
