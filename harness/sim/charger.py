@@ -978,6 +978,7 @@ class ReferenceCharger:
         self._tx_state[connector].sampler = self._spawn(self._periodic_samples(connector, tx), f"sampler-{connector}")
 
     def _on_start_answer(self, ref: TxRef, response: dict[str, Any]) -> None:
+        self._bump()  # a RemoteStop may be waiting for this transaction's id
         for cid, c in self.model.connectors.items():
             tx = c.transaction
             if tx is None or tx.handle is not ref:
@@ -1339,10 +1340,28 @@ class ReferenceCharger:
         wanted = p["transactionId"]
         if not self._accepted.is_set():
             return {"status": "Rejected"}, None  # §4.2.1: not while Pending
-        for cid, c in self.model.connectors.items():
-            tx = c.transaction
-            if tx is not None and tx.handle.transaction_id == wanted:
-                return {"status": "Accepted"}, lambda: self._stop_transaction(cid, "Remote")
+
+        def match() -> int | None:
+            for cid, c in self.model.connectors.items():
+                tx = c.transaction
+                if tx is not None and tx.handle.transaction_id == wanted:
+                    return cid
+            return None
+
+        def numbering() -> bool:
+            # A transaction whose StartTransaction.conf is on the wire or being processed: its id is coming.
+            return any(c.transaction is not None and c.transaction.handle.transaction_id is None
+                       and not c.transaction.handle.start_failed and self.connected
+                       for c in self.model.connectors.values())
+
+        cid = match()
+        if cid is None and numbering():
+            with contextlib.suppress(TimeoutError):
+                await self.wait_for(lambda: match() is not None or not numbering(), timeout=2.0)
+            cid = match()
+        if cid is not None:
+            found = cid
+            return {"status": "Accepted"}, lambda: self._stop_transaction(found, "Remote")
         return {"status": "Rejected"}, None
 
     async def _on_Reset(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:  # noqa: N802
