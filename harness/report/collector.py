@@ -21,7 +21,6 @@ verdict, alternative), so ``--junitxml`` carries them without the evidence.
 
 from __future__ import annotations
 
-import datetime as _dt
 import time
 from collections.abc import Mapping
 from pathlib import Path

@@ -40,12 +40,6 @@ NO_POWER = {("no-power-measurand",), ("current-voltage", "current-without-voltag
 VARIANTS = ("current-voltage", "kw-units", "single-phase")
 
 
-@pytest.fixture(scope="module")
-def shared_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One harness CA for all the runs of this module (key generation is the slow part)."""
-    return tmp_path_factory.mktemp("meter-certs")
-
-
 def _verdicts(run: SuiteRun) -> dict[str, str]:
     verdicts = run.verdicts()
     missing = [r for r in MINE if r not in verdicts]
@@ -69,16 +63,16 @@ def test_the_table_covers_the_catalogue() -> None:
     assert variants == set(VARIANTS)
 
 
-def test_reference_charger_passes(tmp_path: Path, shared_certs: Path) -> None:
-    run = run_suites(SUITES, tmp_path, certs_dir=shared_certs)
+def test_reference_charger_passes(tmp_path: Path, certs_dir: Path) -> None:
+    run = run_suites(SUITES, tmp_path, certs_dir=certs_dir)
     assert run.failing() == set(), run.explain()
     assert _verdicts(run) == {r: "pass" for r in MINE}, run.explain()
     assert _alternative(run, "MV-1") == "Power.Active.Import", run.explain()
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_conformant_variant_passes(variant: str, tmp_path: Path, shared_certs: Path) -> None:
-    run = run_suites(SUITES, tmp_path, defects=(variant,), certs_dir=shared_certs)
+def test_conformant_variant_passes(variant: str, tmp_path: Path, certs_dir: Path) -> None:
+    run = run_suites(SUITES, tmp_path, defects=(variant,), certs_dir=certs_dir)
     assert run.failing() == set(), run.explain()
     assert _verdicts(run) == {r: "pass" for r in MINE}, run.explain()
     if variant == "current-voltage":
@@ -87,9 +81,9 @@ def test_conformant_variant_passes(variant: str, tmp_path: Path, shared_certs: P
 
 
 @pytest.mark.parametrize("defects", list(NEGATIVE), ids=lambda names: "+".join(names))
-def test_defect_fails_exactly_its_requirement(defects: tuple[str, ...], tmp_path: Path, shared_certs: Path) -> None:
+def test_defect_fails_exactly_its_requirement(defects: tuple[str, ...], tmp_path: Path, certs_dir: Path) -> None:
     expected = NEGATIVE[defects]
-    run = run_suites(SUITES, tmp_path, defects=defects, certs_dir=shared_certs)
+    run = run_suites(SUITES, tmp_path, defects=defects, certs_dir=certs_dir)
     assert run.failing() == {expected}, run.explain()
     wanted = {r: "pass" for r in MINE}
     wanted[expected] = "fail"

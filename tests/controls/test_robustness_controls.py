@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import requirements as catalogue, tls
+from harness import requirements as catalogue
 from harness.sim.defects import DEFECTS
 from tests.controls.runner import SuiteRun, run_suites
 
@@ -55,16 +55,9 @@ def check_advisory_only(run: SuiteRun) -> None:
 
 
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("certs")
-    tls.CertStore(directory).ensure()
-    return directory
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, certs: Path) -> SuiteRun:
+def reference(tmp_path_factory: pytest.TempPathFactory, certs_dir: Path) -> SuiteRun:
     """All suites against the reference charger without defects."""
-    return run_suites(SUITES, tmp_path_factory.mktemp("reference"), certs_dir=certs)
+    return run_suites(SUITES, tmp_path_factory.mktemp("reference"), certs_dir=certs_dir)
 
 
 def test_the_catalogue_has_a_control_for_every_adv1_defect() -> None:
@@ -85,9 +78,9 @@ def test_reference_charger_passes_every_robustness_finding(reference: SuiteRun) 
 
 @pytest.mark.parametrize("defect", sorted(NEGATIVE))
 def test_defect_fails_its_findings_and_no_ev_energy_requirement(
-    defect: str, tmp_path: Path, certs: Path, reference: SuiteRun
+    defect: str, tmp_path: Path, certs_dir: Path, reference: SuiteRun
 ) -> None:
-    run = run_suites(SUITES, tmp_path, defects=(defect,), certs_dir=certs)
+    run = run_suites(SUITES, tmp_path, defects=(defect,), certs_dir=certs_dir)
     assert run.failing() == set(), run.explain()
     assert run.verdicts() == reference.verdicts(), "an advisory defect changed an ev.energy verdict\n" + run.explain()
     check_advisory_only(run)

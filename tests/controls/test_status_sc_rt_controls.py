@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import tls
 from tests.controls.runner import run_suites
 
 STATUS = "suites/test_status.py"
@@ -56,16 +55,9 @@ NEGATIVE: dict[str, tuple[list[str], set[str], tuple[str, ...]]] = {
 VARIANTS = ("txprofile-only", "cpmax-only", "two-connectors", "single-phase", "slow-responses")
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("certs")
-    tls.CertStore(directory).ensure()
-    return directory
-
-
 @pytest.mark.parametrize("variant", [None, *VARIANTS], ids=["reference", *VARIANTS])
-def test_conformant_charger_passes(variant: str | None, tmp_path: Path, certs: Path) -> None:
-    run = run_suites(ALL_FILES, tmp_path, defects=(variant,) if variant else (), certs_dir=certs)
+def test_conformant_charger_passes(variant: str | None, tmp_path: Path, certs_dir: Path) -> None:
+    run = run_suites(ALL_FILES, tmp_path, defects=(variant,) if variant else (), certs_dir=certs_dir)
     assert run.failing() == set(), run.explain()
     verdicts = run.verdicts()
     assert {rid: verdicts.get(rid) for rid in MINE} == {rid: "pass" for rid in MINE}, run.explain()
@@ -78,7 +70,7 @@ def test_conformant_charger_passes(variant: str | None, tmp_path: Path, certs: P
 
 
 @pytest.mark.parametrize("defect", sorted(NEGATIVE))
-def test_defect_fails_exactly_its_requirement(defect: str, tmp_path: Path, certs: Path) -> None:
+def test_defect_fails_exactly_its_requirement(defect: str, tmp_path: Path, certs_dir: Path) -> None:
     files, expected, extra = NEGATIVE[defect]
-    run = run_suites(files, tmp_path, defects=(defect,), extra=extra, certs_dir=certs)
+    run = run_suites(files, tmp_path, defects=(defect,), extra=extra, certs_dir=certs_dir)
     assert run.failing() == expected, run.explain()

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import tls
 from harness.sim.defects import DEFECTS
 from tests.controls.runner import run_suites
 
@@ -65,16 +64,9 @@ def test_every_defect_of_these_requirements_has_a_control() -> None:
         assert DEFECTS[name].requirement_id in expected
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("certs")
-    tls.CertStore(directory).ensure()
-    return directory
-
-
 @pytest.mark.parametrize("variant", [None, *VARIANTS], ids=["reference", *VARIANTS])
-def test_conformant_charger_passes(variant: str | None, tmp_path: Path, certs: Path) -> None:
-    run = run_suites(ALL_FILES, tmp_path, defects=(variant,) if variant else (), certs_dir=certs)
+def test_conformant_charger_passes(variant: str | None, tmp_path: Path, certs_dir: Path) -> None:
+    run = run_suites(ALL_FILES, tmp_path, defects=(variant,) if variant else (), certs_dir=certs_dir)
     assert run.failing() == set(), run.explain()
     verdicts = run.verdicts()
     assert {rid: verdicts.get(rid) for rid in MINE} == {rid: "pass" for rid in MINE}, run.explain()
@@ -85,8 +77,8 @@ def test_conformant_charger_passes(variant: str | None, tmp_path: Path, certs: P
     assert fw["declaration"]["value"] is True, run.explain()
 
 
-def test_profile_3_passes_through_client_certificates(tmp_path: Path, certs: Path) -> None:
-    run = run_suites([TRANSPORT, AUTH], tmp_path, extra=("--security-profile", "3"), certs_dir=certs)
+def test_profile_3_passes_through_client_certificates(tmp_path: Path, certs_dir: Path) -> None:
+    run = run_suites([TRANSPORT, AUTH], tmp_path, extra=("--security-profile", "3"), certs_dir=certs_dir)
     assert run.failing() == set(), run.explain()
     verdicts = run.verdicts()
     assert (verdicts.get("AUTH-1"), verdicts.get("AUTH-2")) == ("not applicable", "pass"), run.explain()
@@ -94,9 +86,9 @@ def test_profile_3_passes_through_client_certificates(tmp_path: Path, certs: Pat
     assert groups["AUTH"]["verdict"] == "pass" and groups["AUTH"]["held"] == ["AUTH-2"], run.explain()
 
 
-def test_key_change_never_shows_a_key(tmp_path: Path, certs: Path) -> None:
+def test_key_change_never_shows_a_key(tmp_path: Path, certs_dir: Path) -> None:
     key = "0123456789abcdef0123456789abcdef01234567"
-    run = run_suites([AUTH], tmp_path, extra=("--authorization-key", key), certs_dir=certs)
+    run = run_suites([AUTH], tmp_path, extra=("--authorization-key", key), certs_dir=certs_dir)
     assert run.failing() == set(), run.explain()
     report_dir = tmp_path / "report"
     texts = [p.read_text(errors="replace") for p in report_dir.iterdir() if p.is_file()]
@@ -107,9 +99,9 @@ def test_key_change_never_shows_a_key(tmp_path: Path, certs: Path) -> None:
 
 
 @pytest.mark.parametrize("defect", sorted(NEGATIVE))
-def test_defect_fails_exactly_its_requirement(defect: str, tmp_path: Path, certs: Path, request: pytest.FixtureRequest) -> None:
+def test_defect_fails_exactly_its_requirement(defect: str, tmp_path: Path, certs_dir: Path, request: pytest.FixtureRequest) -> None:
     files, expected, extra = NEGATIVE[defect]
     if defect in KNOWN_LEAKS:
         request.applymarker(pytest.mark.xfail(reason=KNOWN_LEAKS[defect], strict=True))
-    run = run_suites(files, tmp_path, defects=(defect,), extra=extra, certs_dir=certs)
+    run = run_suites(files, tmp_path, defects=(defect,), extra=extra, certs_dir=certs_dir)
     assert run.failing() == expected, run.explain()
