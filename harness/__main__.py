@@ -16,7 +16,6 @@ from pathlib import Path
 from harness import __version__, tls
 from harness.endpoint import CONNECTED, ConnectionAttempt, Endpoint, EndpointConfig
 from harness.platform import PlatformSettings
-from harness.session import ChargerSession
 
 
 def _print(line: str) -> None:
@@ -30,10 +29,6 @@ async def serve(args: argparse.Namespace) -> int:
         if attempt.client_hello and attempt.outcome != CONNECTED:
             _print(f"    client hello: {attempt.client_hello}")
 
-    def on_frame(session: ChargerSession, direction: str, text: str) -> None:
-        # Received frames are printed from the trace below, already redacted.
-        return None
-
     endpoint = Endpoint(
         EndpointConfig(
             host=args.csms_host,
@@ -44,7 +39,6 @@ async def serve(args: argparse.Namespace) -> int:
             platform=PlatformSettings(heartbeat_interval=args.heartbeat_interval),
         ),
         on_attempt=on_attempt,
-        on_frame=on_frame,
     )
     await endpoint.start()
     session = endpoint.register(args.charger_id, args.authorization_key)
@@ -58,15 +52,8 @@ async def serve(args: argparse.Namespace) -> int:
         _print(f"  auth:     security profile 3, client certificate with CN {args.charger_id!r} from this CA")
     _print("  Ctrl-C to stop.")
 
-    # Print every frame as the trace records it (redacted), without touching the session's logic.
-    original_record = session.trace.record
-
-    def record(direction: str, text: str | bytes, note: str | None = None):  # type: ignore[no-untyped-def]
-        entry = original_record(direction, text, note)
-        _print(entry.line())
-        return entry
-
-    session.trace.record = record  # type: ignore[method-assign]
+    # Every frame, as the trace records it (already redacted).
+    session.trace.listener = lambda entry: _print(entry.line())
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

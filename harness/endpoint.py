@@ -109,11 +109,9 @@ class Endpoint:
         config: EndpointConfig,
         *,
         on_attempt: Callable[[ConnectionAttempt], None] | None = None,
-        on_frame: Callable[[ChargerSession, str, str], None] | None = None,
     ) -> None:
         self.config = config
         self.on_attempt = on_attempt
-        self.on_frame = on_frame
         self.certs = tls.CertStore(config.certs_dir)
         self.sessions: dict[str, ChargerSession] = {}
         self.attempts: deque[ConnectionAttempt] = deque(maxlen=1000)
@@ -527,9 +525,6 @@ class Endpoint:
         reason = "closed"
         try:
             async for message in connection:
-                if self.on_frame:
-                    with contextlib.suppress(Exception):
-                        self.on_frame(session, "rx", message if isinstance(message, str) else "<binary>")
                 session.receive(message)
         except ConnectionClosed as exc:
             reason = _close_reason(exc)

@@ -11,7 +11,7 @@ import json
 import re
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 RX = "charger→csms"
@@ -87,6 +87,8 @@ class Trace:
         self._entries: deque[TraceEntry] = deque(maxlen=capacity)
         self._seq = 0
         self.redact = redactor
+        # Called with every entry as it is recorded (already redacted), e.g. to print frames live.
+        self.listener: Callable[[TraceEntry], None] | None = None
 
     @property
     def next_seq(self) -> int:
@@ -104,6 +106,8 @@ class Trace:
             self._seq, direction, dt.datetime.now(dt.timezone.utc), time.monotonic(), self.redact(shown), note
         )
         self._entries.append(entry)
+        if self.listener is not None:
+            self.listener(entry)
         return entry
 
     def event(self, text: str) -> TraceEntry:
