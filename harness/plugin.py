@@ -53,6 +53,9 @@ class RunState:
     never_connected: str | None = None
     baseline_config: dict[str, str | None] | None = None
     readonly_keys: frozenset[str] = frozenset()
+    # (len(status_history), reason) when setup last found the charger stuck busy: not waited for again
+    # until a status changes.
+    stuck: tuple[int, str] | None = None
 
 
 def _known_defects() -> dict[str, Any]:
@@ -383,7 +386,7 @@ async def charger(
         raise ChargerNeverConnected(state.never_connected) from None
     rig = Rig(charger_backend, session)
     session.rig = rig  # type: ignore[attr-defined]
-    await _ensure_idle(session, rig, settings)
+    await _ensure_idle(session, rig, state)
     if state.baseline_config is None:
         state.baseline_config, state.readonly_keys = await _configuration_baseline(session)
     session.reset_answers()
@@ -428,7 +431,7 @@ def _never_connected(csms: Endpoint, session: ChargerSession, settings: Settings
     return "\n".join(lines)
 
 
-async def _ensure_idle(session: ChargerSession, rig: Rig, settings: Settings) -> None:
+async def _ensure_idle(session: ChargerSession, rig: Rig, state: RunState) -> None:
     """Stop what a previous test left running; wait until every connector is available again."""
     for tx in session.active_transactions():
         with contextlib.suppress(Exception):
@@ -447,7 +450,7 @@ async def _ensure_idle(session: ChargerSession, rig: Rig, settings: Settings) ->
     def idle() -> bool:
         return session.connected and not any(s in busy for c, s in session.connector_status.items() if c > 0)
 
-    stuck = getattr(session, "_stuck_at", None)
+    stuck = state.stuck
     if stuck is not None and not idle() and len(session.status_history) == stuck[0]:
         # Nothing changed since the last test found it stuck: do not wait again, say so at once.
         raise ChargerNotIdle(stuck[1])
@@ -459,9 +462,9 @@ async def _ensure_idle(session: ChargerSession, rig: Rig, settings: Settings) ->
             c for c, s in session.connector_status.items()
             if c > 0 and s in busy - {"Faulted"} and c not in rig.plugged and not session.active_transactions()
         ]
-        if unplugged_but_busy and getattr(session, "_stuck_at", None) is None:
+        if unplugged_but_busy and state.stuck is None:
             # ST-1: "Available: the vehicle is unplugged". The rig unplugged the EV and no transaction runs.
-            session._stuck_at = (len(session.status_history), f"charger not idle: {statuses} after the EV was unplugged")  # type: ignore[attr-defined]
+            state.stuck = (len(session.status_history), f"charger not idle: {statuses} after the EV was unplugged")
             raise ChargerFailure(
                 f"expected connector(s) {unplugged_but_busy} to report Available once the EV was unplugged and no "
                 f"transaction ran (OCPP 1.6 §4.9; ST-1); after 15 s they still report: {statuses}",
@@ -472,9 +475,9 @@ async def _ensure_idle(session: ChargerSession, rig: Rig, settings: Settings) ->
             f"finishing or faulted) and the charger stayed {statuses or 'without status'} after the previous "
             "test's session was stopped and its EV unplugged; the requirement behind that is judged by its own test"
         )
-        session._stuck_at = (len(session.status_history), reason)  # type: ignore[attr-defined]
+        state.stuck = (len(session.status_history), reason)
         raise ChargerNotIdle(reason) from None
-    session._stuck_at = None  # type: ignore[attr-defined]
+    state.stuck = None
 
 
 class ChargerNotIdle(RuntimeError):
