@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - while the report package is absent
 SETTINGS = pytest.StashKey[Settings]()
 STATE = pytest.StashKey["RunState"]()
 TEST_START = pytest.StashKey[int]()
+NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
 
 QUICK_TEST_BOUND = 60.0  # seconds a single test may take in quick mode (before the timeout factor)
 CERTIFICATION_TEST_BOUND = 900.0
@@ -142,6 +143,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 # --- the bound, the evidence and the violations of each test -----------------------------------
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    item.stash[NEXT_ITEM] = nextitem
+
+
 def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(test)
     async def guarded(*args: Any, **kwargs: Any) -> None:
@@ -157,7 +163,12 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
         try:
             try:
                 async with asyncio.timeout(bound) as scope:
-                    await test(*args, **kwargs)
+                    try:
+                        await test(*args, **kwargs)
+                    finally:
+                        if session is not None and session.watches and not _charger_test_follows(item):
+                            # The watches this run set get their whole window before the run leaves them.
+                            await session.settle_watches()
             except TimeoutError:
                 if not scope.expired():
                     raise
@@ -166,24 +177,35 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
                 ) from None
         except BaseException as exc:
             if session is not None and isinstance(exc, Exception):
-                found = session.violations_since(start)
+                found = session.take_findings(start)
                 if found:
                     exc.add_note(_violations_text(found))
             raise
         finally:
             _keep_evidence(item, session, start)
         if session is not None:
-            found = session.violations_since(start)
+            found = session.take_findings(start)
             if found:
-                # §4.9 transitions are ST-1's finding whichever test saw them (the test still fails).
-                status_only = all(v.kind == "illegal status transition" for v in found)
-                raise ProtocolViolation(_violations_text(found), requirements=("ST-1",) if status_only else ())
+                # A finding about another requirement (a §4.9 transition is ST-1's; a watch's is the requirement of
+                # the test that set it) is filed there, whichever test saw it (the test still fails).
+                about = {v.requirement for v in found}
+                refile = tuple(sorted(about)) if None not in about else ()  # type: ignore[type-var]
+                raise ProtocolViolation(_violations_text(found), requirements=refile)
 
     return guarded
 
 
+def _charger_test_follows(item: pytest.Item) -> bool:
+    """Whether the next test of this process talks to the charger (and so goes on watching)."""
+    following = item.stash.get(NEXT_ITEM, None)
+    return following is not None and "charger" in getattr(following, "fixturenames", ())
+
+
 def _violations_text(found: list[Any]) -> str:
-    lines = [f"the charger broke OCPP-J 1.6 during this test ({len(found)} violation(s)):"]
+    if all(v.watched for v in found):
+        lines = [f"the charger sent what a test had forbidden ({len(found)} finding(s); each names that test):"]
+    else:
+        lines = [f"the charger broke OCPP-J 1.6 during this test ({len(found)} violation(s)):"]
     lines += [f"  - {v}" for v in found[:20]]
     if len(found) > 20:
         lines.append(f"  … and {len(found) - 20} more")

@@ -64,13 +64,19 @@ class ReceivedCall:
 
 @dataclass(frozen=True)
 class Violation:
-    """A frame from the charger that broke OCPP-J 1.6; fails the test during which it arrived."""
+    """A frame from the charger that broke OCPP-J 1.6 (or a watch): fails the test during which it arrived.
+
+    `requirement` names the requirement the finding is about when it is not that test's own (a §4.9
+    transition is ST-1's; a watch's finding is the requirement of the test that set the watch).
+    """
 
     seq: int
     wall: dt.datetime
     kind: str
     message: str
     frame: str
+    requirement: str | None = None
+    watched: bool = False  # found by a watch set by an earlier test
 
     def __str__(self) -> str:
         frame = self.frame if len(self.frame) <= 400 else self.frame[:400] + "…"
@@ -102,6 +108,22 @@ class Transaction:
 
 
 @dataclass
+class Watch:
+    """A CALL the charger must not send, watched as frames arrive instead of by waiting (see `forbid`)."""
+
+    action: str
+    match: Callable[[ReceivedCall], bool]
+    since: int
+    settle_at: float  # monotonic: the end of the window the setting test would otherwise have waited
+    expires_at: float  # monotonic: a match after this is no longer the setting test's finding
+    requirement: str
+    what: str
+    origin: str
+    until_sent: frozenset[str]
+    until_disconnect: bool
+
+
+@dataclass
 class _Pending:
     action: str
     future: asyncio.Future[ocppj.CallResult | ocppj.CallError]
@@ -128,6 +150,8 @@ class ChargerSession:
         self.trace = Trace(self.redact)
         self.violations: list[Violation] = []
         self.violation_count = 0
+        self.watches: list[Watch] = []
+        self._watch_findings: list[Violation] = []  # watch findings not yet handed to a test (see take_findings)
         self.connection: Any = None  # websockets ServerConnection while connected
         self.connection_info: dict[str, Any] = {}
         self.connections = 0
@@ -239,6 +263,87 @@ class ChargerSession:
                 f"expected no {_describe(action, where)}, but the charger sent one: {ocppj.encode_json(got.payload)}"
             )
 
+    def forbid(
+        self,
+        action: str,
+        where: Mapping[str, Any] | Callable[[ReceivedCall], bool] | None = None,
+        *,
+        since: int,
+        window: float,
+        requirement: str,
+        what: str,
+        origin: str = "",
+        lasts: float = 120.0,
+        until_sent: tuple[str, ...] = (),
+        until_disconnect: bool = False,
+    ) -> None:
+        """Watch for a CALL the charger must not send, from `since` on, without waiting for it.
+
+        The negative half of a check ("and then it sends no Installing") needs an observation window.
+        Instead of sleeping through it, the test sets a watch and ends; every later frame is checked as
+        it arrives, for `lasts` seconds (or until the harness sends one of `until_sent`, or the connection
+        drops if `until_disconnect`), and a match fails the test it arrives in, filed under `requirement`.
+        The window is still honoured: the run does not leave a watch before `window` seconds have passed
+        (`settle_watches`, awaited by the plugin when no charger test follows). Both are scaled.
+        """
+        now = time.monotonic()
+        watch = Watch(
+            action, _matcher(where), since, now + self.settings.scaled(window), now + self.settings.scaled(lasts),
+            requirement, what, origin, frozenset(until_sent), until_disconnect,
+        )
+        for call in self.received(action, since=since):
+            if watch.match(call):  # already here: the current test's finding
+                self._watch_found(watch, call, current=True)
+                return
+        self.watches.append(watch)
+
+    async def settle_watches(self) -> None:
+        """Wait until every watch has been open for its window (returns at once if none is pending)."""
+        while True:
+            now = time.monotonic()
+            self.watches = [w for w in self.watches if w.expires_at > now]
+            pending = [w.settle_at for w in self.watches if w.settle_at > now]
+            if not pending:
+                return
+            arrival = self._arrival  # a finding ends its watch: look again when a frame arrives
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(pending) - now):
+                    await arrival.wait()
+
+    def take_findings(self, start: int) -> list[Violation]:
+        """The violations to fail the current test with: those since `start`, and watch findings not yet
+        handed to a test (a finding that arrived between two tests goes to the next one, never lost)."""
+        found = self.violations_since(start)
+        late = [v for v in self._watch_findings if v.seq < start]
+        self._watch_findings = []
+        return late + found
+
+    def _check_watches(self, call: ReceivedCall) -> None:
+        now = time.monotonic()
+        keep: list[Watch] = []
+        for watch in self.watches:
+            if watch.expires_at <= now:
+                continue
+            if watch.action == call.action and call.seq >= watch.since and watch.match(call):
+                self._watch_found(watch, call, current=False)
+                continue
+            keep.append(watch)
+        self.watches = keep
+
+    def _watch_found(self, watch: Watch, call: ReceivedCall, *, current: bool) -> None:
+        origin = "" if current or not watch.origin else f" (watched since {watch.origin})"
+        self.violation(
+            f"{watch.requirement} watch",
+            f"{watch.what}{origin}; it sent {call.action} {ocppj.encode_json(call.payload)}",
+            ocppj.encode_json([2, call.unique_id, call.action, call.payload]),
+            seq=call.seq, requirement=watch.requirement, watched=not current,
+        )
+
+    def _end_watches(self, *, sent: str | None = None, disconnected: bool = False) -> None:
+        if self.watches:
+            self.watches = [w for w in self.watches
+                            if not ((sent is not None and sent in w.until_sent) or (disconnected and w.until_disconnect))]
+
     async def wait_until(self, predicate: Callable[[], bool], within: float, what: str) -> None:
         """Wait for a state change of this session (connection, boot, status) until predicate() holds."""
         bound = self.settings.scaled(within)
@@ -293,6 +398,7 @@ class ChargerSession:
             future: asyncio.Future[ocppj.CallResult | ocppj.CallError] = asyncio.get_running_loop().create_future()
             self._pending[frame.unique_id] = _Pending(frame.action, future)
             self.sent_calls.append((frame.action, dict(frame.payload)))
+            self._end_watches(sent=frame.action)
             raw = text if text is not None else ocppj.encode_frame(frame)
             mark = self.trace.next_seq
             self.trace.record(TX, raw)
@@ -377,20 +483,26 @@ class ChargerSession:
             return
         self.connection = None
         self.trace.event(f"disconnected: {reason}")
+        self._end_watches(disconnected=True)
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.set_exception(_ConnectionClosed())
         self._notify()
 
-    def violation(self, kind: str, message: str, frame: str | bytes = "", *, seq: int | None = None) -> None:
+    def violation(
+        self, kind: str, message: str, frame: str | bytes = "", *, seq: int | None = None,
+        requirement: str | None = None, watched: bool = False,
+    ) -> None:
         """Record a violation; it belongs to the test running at `seq` (default: the frame just received)."""
         self.violation_count += 1
         text = frame if isinstance(frame, str) else f"<binary {len(frame)} bytes>"
         if len(self.violations) < _MAX_VIOLATIONS:
             at = self.trace.next_seq - 1 if seq is None else seq
-            self.violations.append(
-                Violation(at, dt.datetime.now(dt.timezone.utc), kind, message, self.redact(text[:2000]))
-            )
+            found = Violation(at, dt.datetime.now(dt.timezone.utc), kind, message, self.redact(text[:2000]),
+                              requirement, watched)
+            self.violations.append(found)
+            if watched:
+                self._watch_findings.append(found)
 
     def violations_since(self, seq: int) -> list[Violation]:
         return [v for v in self.violations if v.seq >= seq]
@@ -435,6 +547,8 @@ class ChargerSession:
         received = ReceivedCall(seq, frame.unique_id, frame.action, frame.payload, wall, mono, problems)
         self._inbox.append(received)
         self._track(received)
+        if self.watches:
+            self._check_watches(received)
         self._peer_outstanding = frame.unique_id
         arrival, self._arrival = self._arrival, asyncio.Event()
         arrival.set()
@@ -461,12 +575,14 @@ class ChargerSession:
                     f"connector {connector}: {old} → {new} is not allowed by OCPP 1.6 §4.9 "
                     f"(from {old}: {', '.join(allowed)})",
                     ocppj.encode_json(payload),
+                    requirement="ST-1",
                 )
             elif old is None and connector == 0 and new not in spec16.CONNECTOR0_STATUSES:
                 self.violation(
                     "illegal status transition",
                     f"connector 0 reported {new}: §4.9 allows only Available, Unavailable, Faulted on connector 0",
                     ocppj.encode_json(payload),
+                    requirement="ST-1",
                 )
             self.connector_status[connector] = new
             self.status_history.append((call.seq, connector, new))
