@@ -44,6 +44,9 @@ SETTINGS = pytest.StashKey[Settings]()
 STATE = pytest.StashKey["RunState"]()
 TEST_START = pytest.StashKey[int]()
 NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
+PREPARE_BAD_CERTIFICATES = pytest.StashKey[bool]()
+# Requirements whose tests present certificates a charger must refuse (TLS-3; NF-2 when it goes offline that way).
+_BAD_CERTIFICATE_REQUIREMENTS = frozenset({"TLS-3", "NF-2"})
 
 QUICK_TEST_BOUND = 60.0  # seconds a single test may take in quick mode (before the timeout factor)
 CERTIFICATION_TEST_BOUND = 900.0
@@ -127,6 +130,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if not isinstance(item, pytest.Function) or "charger" not in getattr(item, "fixturenames", ()):
             continue
         uses_harness = True
+        if _BAD_CERTIFICATE_REQUIREMENTS & {str(a) for m in item.iter_markers("requirement") for a in m.args}:
+            config.stash[PREPARE_BAD_CERTIFICATES] = True
         if inspect.iscoroutinefunction(item.obj):
             # The endpoint lives on the session loop: every harness test must run there too.
             item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
@@ -281,6 +286,8 @@ async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> Async
     await endpoint.start()
     endpoint.register(settings.charger_id, settings.authorization_key)
     info["endpoint"] = endpoint.charger_url(settings.charger_id)
+    if pytestconfig.stash.get(PREPARE_BAD_CERTIFICATES, False):
+        endpoint.certs.prepare_bad_contexts()  # made in the background while the run waits on the charger
     try:
         yield endpoint
     finally:

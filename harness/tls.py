@@ -15,6 +15,7 @@ OpenSSL error into a sentence.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import functools
@@ -304,6 +305,8 @@ class CertStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory: Path = Path(directory)
         self._ready: bool = False
+        self._bad: dict[str, concurrent.futures.Future[ssl.SSLContext]] = {}
+        self._bad_lock = threading.Lock()
 
     # -- paths ---------------------------------------------------------------------------------
 
@@ -523,11 +526,47 @@ class CertStore:
         - ``expired``: real CA and names, valid from 30 days ago until 1 day ago;
         - ``wrong-host``: real CA and dates, SAN (and CN) only ``wrong-host.invalid``.
 
-        Only the tested property differs from the good certificate. Nothing is written to the store.
+        Only the tested property differs from the good certificate. Nothing is written to the store;
+        each kind is made once per store object (see `prepare_bad_contexts`).
         """
         if kind not in _BAD_KINDS:
             raise ValueError(f"unknown bad certificate kind {kind!r}; valid kinds: {', '.join(_BAD_KINDS)}")
         self._ensure_ready()
+        return self._bad_future(kind).result()
+
+    def prepare_bad_contexts(self) -> None:
+        """Start making every bad context in one background thread, so TLS-3 finds them ready.
+
+        Their key generation is the slow part (~0.3 s) and releases the GIL: done while the run
+        waits on the charger, it costs the run nothing.
+        """
+        self._ensure_ready()
+        claimed = [(kind, future) for kind in _BAD_KINDS if (future := self._claim_bad(kind)) is not None]
+        if claimed:
+            threading.Thread(target=lambda: [self._make_bad_into(k, f) for k, f in claimed],
+                             name="harness-bad-certificates", daemon=True).start()
+
+    def _bad_future(self, kind: str) -> concurrent.futures.Future[ssl.SSLContext]:
+        future = self._claim_bad(kind)
+        if future is not None:  # nobody is making it: make it here
+            self._make_bad_into(kind, future)
+        return self._bad[kind]
+
+    def _claim_bad(self, kind: str) -> concurrent.futures.Future[ssl.SSLContext] | None:
+        """A new future for `kind` if nobody makes it yet (the caller must then fill it), else None."""
+        with self._bad_lock:
+            if kind in self._bad:
+                return None
+            future = self._bad[kind] = concurrent.futures.Future()
+            return future
+
+    def _make_bad_into(self, kind: str, future: concurrent.futures.Future[ssl.SSLContext]) -> None:
+        try:
+            future.set_result(self._make_bad_context(kind))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the context
+            future.set_exception(exc)
+
+    def _make_bad_context(self, kind: str) -> ssl.SSLContext:
         names, common_name = self.server_names(), self._server_common_name()
         now = _now()
         not_before, not_after = now - _BACKDATE, now + _SERVER_VALIDITY

@@ -588,6 +588,31 @@ def test_bad_server_certificates_are_refused_by_a_good_charger(
     assert handshake(store.server_context(), client_context(store.ca_pem)).ok
 
 
+def test_prepared_bad_contexts_are_made_once_in_the_background_and_still_refused(tmp_path: Path) -> None:
+    store = CertStore(tmp_path / "certs").ensure()
+    listing = sorted(p.name for p in store.directory.iterdir())
+    store.prepare_bad_contexts()
+    store.prepare_bad_contexts()  # a second call starts nothing more
+    contexts = {kind: store.bad_server_context(kind) for kind in ("untrusted-ca", "expired", "wrong-host")}
+    assert all(store.bad_server_context(k) is c for k, c in contexts.items())  # made once per store
+    assert sorted(p.name for p in store.directory.iterdir()) == listing  # nothing written
+    for ctx in contexts.values():  # negative control: a good charger refuses each; the good server is accepted
+        assert isinstance(handshake(ctx, client_context(store.ca_pem)).client_error, ssl.SSLCertVerificationError)
+    assert handshake(store.server_context(), client_context(store.ca_pem)).ok
+
+
+def test_a_failure_making_a_bad_context_reaches_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = CertStore(tmp_path / "certs").ensure()
+
+    def broken(kind: str) -> ssl.SSLContext:
+        raise OSError(f"cannot make {kind}")
+
+    monkeypatch.setattr(store, "_make_bad_context", broken)
+    store.prepare_bad_contexts()
+    with pytest.raises(OSError, match="cannot make expired"):
+        store.bad_server_context("expired")
+
+
 def test_bad_server_context_rejects_unknown_kinds(store: CertStore) -> None:
     with pytest.raises(ValueError, match="untrusted-ca, expired, wrong-host"):
         store.bad_server_context("self-signed")
