@@ -155,6 +155,7 @@ class ChargerSession:
         self.connection: Any = None  # websockets ServerConnection while connected
         self.connection_info: dict[str, Any] = {}
         self.connections = 0
+        self.connected_seq = 0  # the trace seq of the current (or last) connection's start
         self.boot: ReceivedCall | None = None
         self.boot_count = 0
         self.connector_status: dict[int, str] = {}
@@ -472,9 +473,9 @@ class ChargerSession:
         self.connection_info = dict(info)
         self.connections += 1
         self._peer_outstanding = None
-        self.trace.event(
+        self.connected_seq = self.trace.event(
             f"connected: {info.get('tls_version', '?')} {info.get('cipher', '?')} from {info.get('peer', '?')}"
-        )
+        ).seq
         self._notify()
         return previous
 
