@@ -128,12 +128,14 @@ class SimConfig:
     reconnect_backoff_min: float = 0.2
     reconnect_backoff_max: float = 3.0
     boot_retry_default: float = 5.0  # Pending/Rejected with interval 0
-    limit_delay: float = 0.2  # from SetChargingProfile answer to the EV drawing the new current
+    # Reaction times, short so quick runs wait for nothing; non-zero to keep a real charger's order
+    # (answer first, then the effect).
+    limit_delay: float = 0.02  # from a SetChargingProfile/ClearChargingProfile answer to the EV drawing the new current
     call_timeout: float = 20.0
     open_timeout: float = 10.0
     slow_response_delay: float = 1.0  # the "slow-responses" variant
-    power_on_delay: float = 0.05  # from power-on to the first connection attempt
-    install_time: float = 0.2  # firmware installation
+    power_on_delay: float = 0.02  # from power-on (start or reboot) to the first connection attempt
+    install_time: float = 0.02  # firmware installation
     soft_reset_timeout: float = 5.0  # waiting for StopTransactions before a soft reset
     tick: float = 0.5  # physics: SoC and time-dependent schedules are re-evaluated at least this often
     transfer_timeout: float = 30.0  # firmware download, diagnostics upload
@@ -239,6 +241,7 @@ class ReferenceCharger:
         self.firmware_status = "Idle"
         self.diagnostics_status = "Idle"
         self._physics_wake = asyncio.Event()
+        self._limits_settle_at = 0.0  # monotonic time from which the EVSE follows the latest profile change
         self._progress = asyncio.Event()  # broadcast: something was sent, acknowledged or changed
         self._disconnected = asyncio.Event()
         self._disconnected.set()
@@ -845,12 +848,16 @@ class ReferenceCharger:
         self._physics_wake.set()
         self._bump()
 
-    def _apply_limits(self) -> None:
+    def _apply_limits(self, *, at_once: bool = False) -> None:
+        """Give the EVSE (and so the EV) the limits of the profiles in force. After a profile change the old
+        limits hold for limit_delay (`_limits_changed`); a transaction starting or ending sets them at once."""
         # Firmware bug "profile-no-effect": profiles are stored but the EVSE is never told about them.
         if "profile-no-effect" in self.defects:
             return
-        now_dt = self._clock()
         now = time.monotonic()
+        if not at_once and now < self._limits_settle_at:
+            return
+        now_dt = self._clock()
         for cid in self.model.connectors:
             limit = self.profiles.limit_at(cid, now_dt)
             self.model.set_limit(cid, limit.amps, limit.number_phases, now)
@@ -866,13 +873,17 @@ class ReferenceCharger:
             until_full = self.model.seconds_until_next_event()
             if until_full is not None:
                 timeout = max(0.01, min(timeout, until_full + 0.01))
+            until_limits = self._limits_settle_at - time.monotonic()
+            if until_limits > 0:
+                timeout = max(0.001, min(timeout, until_limits))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._physics_wake.wait()
 
     def _limits_changed(self) -> None:
-        """A profile was set or cleared: the EVSE adopts the new limit after the control delay."""
-        asyncio.get_running_loop().call_later(self.config.limit_delay, self._physics_wake.set)
+        """A profile was set or cleared: the EV draws the new limit limit_delay later (another change restarts it)."""
+        self._limits_settle_at = time.monotonic() + self.config.limit_delay
+        self._physics_wake.set()
 
     # ============================================================================================
     # authorization and transactions (§4.1, §4.8, §4.10)
@@ -973,7 +984,7 @@ class ReferenceCharger:
         if profile is not None:
             status = self.profiles.set_profile(connector, profile, transaction_id=self._tx_key(tx), now=started)
             log.info("%s: RemoteStart TxProfile %s (%s)", self.id, status, self.profiles.last_reason or "")
-        self._apply_limits()
+        self._apply_limits(at_once=True)
         self._changed()
         self._tx_state[connector].sampler = self._spawn(self._periodic_samples(connector, tx), f"sampler-{connector}")
 
@@ -1034,7 +1045,7 @@ class ReferenceCharger:
         if data:
             payload["transactionData"] = data
         self._enqueue_tx("StopTransaction", payload, tx.handle)
-        self._apply_limits()
+        self._apply_limits(at_once=True)
         if report:
             self._changed()
 

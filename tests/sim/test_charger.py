@@ -422,6 +422,31 @@ async def test_smart_charging_limit_zero_suspends_and_lifting_resumes(csms: Mini
 
 
 @pytest.mark.asyncio
+async def test_a_new_limit_reaches_the_ev_after_limit_delay(csms: MiniCsms, certs_dir: Path) -> None:
+    """The EV keeps drawing the old current for limit_delay after the answer (physics ticks do not apply it early)."""
+    async with running(csms, certs_dir, limit_delay=0.6) as charger:
+        await booted(csms)
+        await charger.plugin(1)
+        await charger.authorize("TAG-2", 1)
+        await csms.expect("StatusNotification", lambda p: p["status"] == "Charging")
+        await csms.wait(lambda: csms.last_tx_id is not None)
+        m = csms.mark()
+        profile = {
+            "chargingProfileId": 8, "stackLevel": 1, "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Absolute", "transactionId": csms.last_tx_id,
+            "chargingSchedule": {"chargingRateUnit": "A", "startSchedule": "2020-01-01T00:00:00Z",
+                                 "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 0}]},
+        }
+        asked = time.monotonic()
+        result = await csms.call("SetChargingProfile", {"connectorId": 1, "csChargingProfiles": profile})
+        assert result.payload == {"status": "Accepted"}
+        assert charger.model.snapshot(1, time.monotonic()).power_w > 0  # not yet
+        await csms.expect("StatusNotification", lambda p: p["status"] == "SuspendedEVSE", since=m, timeout=5)
+        assert time.monotonic() - asked >= 0.6
+        assert charger.model.snapshot(1, time.monotonic()).power_w == 0
+
+
+@pytest.mark.asyncio
 async def test_remote_start_with_tx_profile(csms: MiniCsms, certs_dir: Path) -> None:
     async with running(csms, certs_dir) as charger:
         await booted(csms)
