@@ -72,6 +72,8 @@ NON_POLICY_CIPHERS = (
     "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
 )
 STALE_CLOCK_OFFSET = dt.timedelta(minutes=10)
+# The "slow-hardware" variant's reaction times (s): real hardware's, within what the quick mode's bounds allow.
+SLOW_HARDWARE = {"limit_delay": 3.0, "install_time": 5.0, "power_on_delay": 2.0}
 MAX_DOWNLOAD = 64 * 1024 * 1024
 # CALLERROR codes that refuse a malformed request (not an unknown or unsupported action): ADV-1 defects.
 _MALFORMED_REQUEST_CODES = frozenset(
@@ -129,7 +131,7 @@ class SimConfig:
     reconnect_backoff_max: float = 3.0
     boot_retry_default: float = 5.0  # Pending/Rejected with interval 0
     # Reaction times, short so quick runs wait for nothing; non-zero to keep a real charger's order
-    # (answer first, then the effect).
+    # (answer first, then the effect). The "slow-hardware" variant sets realistic ones.
     limit_delay: float = 0.02  # from a SetChargingProfile/ClearChargingProfile answer to the EV drawing the new current
     call_timeout: float = 20.0
     open_timeout: float = 10.0
@@ -151,6 +153,11 @@ class SimConfig:
             self.connectors = max(2, self.connectors)
         if "single-phase" in self.defects:
             self.phases = 1
+        if "slow-hardware" in self.defects:
+            # IEC 61851-1 gives the EV up to 5 s to follow a new current offer; flashing and booting take seconds.
+            self.limit_delay = max(self.limit_delay, SLOW_HARDWARE["limit_delay"])
+            self.install_time = max(self.install_time, SLOW_HARDWARE["install_time"])
+            self.power_on_delay = max(self.power_on_delay, SLOW_HARDWARE["power_on_delay"])
 
 
 @dataclass(eq=False)

@@ -100,6 +100,10 @@ _ALL: tuple[Defect, ...] = (
        "Smart charging through ChargePointMaxProfile only: TxProfile is Rejected (one in RemoteStart is ignored)."),
     _v("kw-units", "MV-2", "Energy in kWh and power in kW."),
     _v("slow-responses", "CORE-1", "Answers every request of the central system after about one second."),
+    _v("slow-hardware", "SC-2",
+       "Realistic hardware timings: the EV follows a new charging limit 3 s after SetChargingProfile or "
+       "ClearChargingProfile is answered (IEC 61851-1 allows up to 5 s), firmware installation takes 5 s, "
+       "and booting (power-on, reset, reboot after an update) 2 s."),
     _v("two-connectors", "CORE-1", "Two connectors instead of one."),
     _v("single-phase", "MV-1", "A single-phase installation: current and voltage on L1 only."),
 )

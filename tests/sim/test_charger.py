@@ -446,6 +446,16 @@ async def test_a_new_limit_reaches_the_ev_after_limit_delay(csms: MiniCsms, cert
         assert charger.model.snapshot(1, time.monotonic()).power_w == 0
 
 
+def test_slow_hardware_variant_sets_realistic_timings() -> None:
+    base = SimConfig(url="wss://127.0.0.1/ocpp", charge_point_id="CP")
+    slow = SimConfig(url="wss://127.0.0.1/ocpp", charge_point_id="CP", defects=frozenset({"slow-hardware"}))
+    assert (base.limit_delay, base.install_time, base.power_on_delay) == (0.02, 0.02, 0.02)
+    assert (slow.limit_delay, slow.install_time, slow.power_on_delay) == (3.0, 5.0, 2.0)
+    slower = SimConfig(url="wss://127.0.0.1/ocpp", charge_point_id="CP", defects=frozenset({"slow-hardware"}),
+                       install_time=20.0)
+    assert slower.install_time == 20.0  # a longer explicit value is kept
+
+
 @pytest.mark.asyncio
 async def test_remote_start_with_tx_profile(csms: MiniCsms, certs_dir: Path) -> None:
     async with running(csms, certs_dir) as charger:
