@@ -52,7 +52,7 @@ NEGATIVE: dict[str, tuple[list[str], set[str], tuple[str, ...]]] = {
 }
 
 # Conformant variants that exercise these requirements: all eight must pass.
-VARIANTS = ("txprofile-only", "cpmax-only", "two-connectors", "single-phase", "slow-responses")
+VARIANTS = ("txprofile-only", "cpmax-only", "two-connectors", "single-phase", "slow-responses", "slow-hardware")
 
 
 @pytest.mark.parametrize("variant", [None, *VARIANTS], ids=["reference", *VARIANTS])
