@@ -326,7 +326,7 @@ class ChargerSession:
             if watch.expires_at <= now:
                 continue
             if watch.action == call.action and call.seq >= watch.since and watch.match(call):
-                self._watch_found(watch, call, current=False)
+                self._watch_found(watch, call, current=watch.since >= self._mark)  # still the setting test?
                 continue
             keep.append(watch)
         self.watches = keep

@@ -43,7 +43,8 @@ ALLOWED: dict[tuple[str, str], str] = {
         "the 'slow-responses' defect (a negative control): a charger that answers every request late",
     ("harness/sim/charger.py", "ReferenceCharger._update_firmware"):
         "UpdateFirmware timers (OCPP 1.6 §5.19): wait until retrieveDate, retryInterval between download "
-        "attempts, and the charger's installation time (SimConfig.install_time)",
+        "attempts, and the charger's installation time (SimConfig.install_time); the 'installs-after-failed-download' "
+        "defect's delay (SimConfig.late_defect_delay)",
     ("harness/sim/charger.py", "ReferenceCharger._upload_diagnostics"):
         "GetDiagnostics retryInterval between upload attempts (OCPP 1.6 §5.9)",
     # --- outside the reference charger ---------------------------------------------------------

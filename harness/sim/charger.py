@@ -138,6 +138,7 @@ class SimConfig:
     slow_response_delay: float = 1.0  # the "slow-responses" variant
     power_on_delay: float = 0.02  # from power-on (start or reboot) to the first connection attempt
     install_time: float = 0.02  # firmware installation
+    late_defect_delay: float = 0.3  # defects that act late (after the test that provoked them has ended)
     soft_reset_timeout: float = 5.0  # waiting for StopTransactions before a soft reset
     tick: float = 0.5  # physics: SoC and time-dependent schedules are re-evaluated at least this often
     transfer_timeout: float = 30.0  # firmware download, diagnostics upload
@@ -217,6 +218,7 @@ class ReferenceCharger:
             config.connectors, voltage=config.voltage, phases=config.phases, rated_max_amps=config.max_current,
         )
         self.tx_queue = TransactionQueue()
+        self._resend_after_stop: set[int] = set()  # the "resends-after-stop" defect: transactions (by TxRef id) to replay
         self.firmware_version = config.firmware_version
         self.auth_cache: dict[str, str] = {}  # idTag -> status of its last idTagInfo
         self.boot_count = 0
@@ -680,7 +682,8 @@ class ReferenceCharger:
                 await self._boot_now.wait()  # a TriggerMessage BootNotification (Pending only)
 
     def _registered(self, interval: int) -> None:
-        if interval > 0:
+        # Firmware bug "heartbeat-ignores-interval": the interval of BootNotification.conf is dropped.
+        if interval > 0 and "heartbeat-ignores-interval" not in self.defects:
             self.configuration.set("HeartbeatInterval", str(interval))
         self.registration = "Accepted"
         self._accepted.set()
@@ -696,11 +699,13 @@ class ReferenceCharger:
         loop = asyncio.get_running_loop()
         await self._accepted.wait()
         last = loop.time()
-        interval = self.configuration.int("HeartbeatInterval")
+        interval: float = self.configuration.int("HeartbeatInterval")
         while True:
             await self._accepted.wait()
             event = self._config_event
-            current = self.configuration.int("HeartbeatInterval")
+            current: float = self.configuration.int("HeartbeatInterval")
+            if "heartbeat-too-often" in self.defects:  # firmware bug: a quarter of the interval
+                current = current / 4
             if current != interval:
                 interval, last = current, loop.time()
             if interval <= 0:
@@ -752,6 +757,8 @@ class ReferenceCharger:
             log.warning("%s: offline, %s not queued", self.id, action)
             return
         self.tx_queue.push(action, payload, tx, seq=next(self._seq))
+        if offline and action == "StopTransaction" and tx is not None and "resends-after-stop" in self.defects:
+            self._resend_after_stop.add(id(tx))
         self._wake.set()
         self._bump()
 
@@ -834,6 +841,15 @@ class ReferenceCharger:
         self.tx_queue.ack(message, response)
         if message.action == "StartTransaction" and message.tx is not None:
             self._on_start_answer(message.tx, response)
+        if message.action == "StopTransaction" and message.tx is not None and id(message.tx) in self._resend_after_stop:
+            # Firmware bug "resends-after-stop": the transaction's last MeterValues goes out again after its stop.
+            self._resend_after_stop.discard(id(message.tx))
+            last = next((m for m in reversed(self.tx_queue.delivered)
+                         if m.action == "MeterValues" and m.tx is message.tx), None)
+            if last is not None:
+                tx, again = message.tx, dict(last.payload)
+                asyncio.get_running_loop().call_later(
+                    self.config.late_defect_delay, lambda: (self.tx_queue.push("MeterValues", again, tx, seq=next(self._seq)), self._wake.set()))
         return False
 
     def _bump(self) -> None:
@@ -1542,6 +1558,11 @@ class ReferenceCharger:
         if data is None:
             self._notify("FirmwareStatusNotification", "DownloadFailed")
             self.firmware_status = "Idle"
+            if "installs-after-failed-download" in self.defects:  # firmware bug: installs what it has anyway
+                await asyncio.sleep(self.config.late_defect_delay)
+                self._notify("FirmwareStatusNotification", "Installing")
+                self._notify("FirmwareStatusNotification", "Installed")
+                self.firmware_status = "Idle"
             return
         self.downloaded_firmware = data
         self._notify("FirmwareStatusNotification", "Downloaded")

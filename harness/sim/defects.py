@@ -42,6 +42,9 @@ _ALL: tuple[Defect, ...] = (
     # --- core ---
     _d("boot-bad-schema", "CORE-1", "BootNotification chargePointVendor is longer than the schema's 20 characters."),
     _d("no-heartbeat", "CORE-1", "Never sends Heartbeat."),
+    _d("heartbeat-ignores-interval", "CORE-1",
+       "Ignores the interval of BootNotification.conf: keeps its own HeartbeatInterval (300 s)."),
+    _d("heartbeat-too-often", "CORE-1", "Sends a Heartbeat every quarter of the interval it was given."),
     _d("no-status-after-boot", "CORE-1", "Sends no StatusNotification after BootNotification is Accepted."),
     _d("sends-before-accepted", "CORE-1",
        "Treats BootNotification Pending as Accepted: sends StatusNotifications and Heartbeats while Pending."),
@@ -78,12 +81,16 @@ _ALL: tuple[Defect, ...] = (
     _d("trigger-status-silent", "RT-2", "TriggerMessage StatusNotification is Accepted but no StatusNotification follows."),
     # --- firmware ---
     _d("firmware-update-silent", "FW-1", "UpdateFirmware is answered, then nothing: no download, no notification."),
+    _d("installs-after-failed-download", "FW-1",
+       "Reports DownloadFailed, then a little later (0.3 s) Installing and Installed anyway (what it had of the file)."),
     _d("no-diagnostics-upload", "FW-1",
        "GetDiagnostics reports Uploading then Uploaded, but never uploads the file."),
     # --- robustness ---
     _d("never-reconnects", "NF-2", "After the connection drops it never reconnects (until power-cycled)."),
     _d("loses-offline-stop", "NF-2", "A StopTransaction produced while offline is dropped, not queued."),
     _d("no-offline-queue", "NF-2", "No transaction message produced while offline is queued: all are lost."),
+    _d("resends-after-stop", "NF-2",
+       "0.3 s after delivering a StopTransaction produced offline, sends that transaction's last MeterValues again."),
     # --- advisory (ADV-1: outside ev.energy's list; they must not affect its requirements) ---
     _d("crashes-on-malformed", "ADV-1",
        "A malformed request (bad frame structure, missing or mistyped field) crashes the OCPP task: the "

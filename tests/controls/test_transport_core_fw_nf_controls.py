@@ -39,15 +39,21 @@ NEGATIVE: dict[str, tuple[list[str], set[str], tuple[str, ...]]] = {
     "no-basic-auth": ([TRANSPORT, AUTH], {"AUTH-1"}, ()),
     "ignores-new-authorization-key": ([TRANSPORT, AUTH], {"AUTH-1"}, ()),
     "no-heartbeat": ([BOOT, CORE], {"CORE-1"}, ()),
+    "heartbeat-ignores-interval": ([BOOT, CORE], {"CORE-1"}, ()),
+    "heartbeat-too-often": ([BOOT, CORE], {"CORE-1"}, ()),
     "no-status-after-boot": ([BOOT, CORE], {"CORE-1"}, ()),
     "sends-before-accepted": ([BOOT, CORE], {"CORE-1"}, ()),
     "boot-bad-schema": ([BOOT, CORE], {"CORE-1"}, ()),
     # Silent after UpdateFirmware: every update test waits its full bound for Downloading, so one is enough.
     "firmware-update-silent": ([FIRMWARE], {"FW-1"}, ("-k", "test_update_firmware and https")),
     "no-diagnostics-upload": ([FIRMWARE], {"FW-1"}, ()),
+    # The Installing comes after the broken-URL test has ended: its watch catches it in the next test.
+    "installs-after-failed-download": ([FIRMWARE], {"FW-1"}, ("-k", "broken_url or get_diagnostics")),
     "never-reconnects": ([OFFLINE], {"NF-2"}, ()),
     "loses-offline-stop": ([OFFLINE], {"NF-2"}, ()),
     "no-offline-queue": ([OFFLINE], {"NF-2"}, ()),
+    # The replay comes after the NF-2 test has ended: its watch catches it in the next test, filed under NF-2.
+    "resends-after-stop": ([OFFLINE, BOOT], {"NF-2"}, ()),
 }
 
 #: Known cross-requirement failures outside these files, each reported to the file's owner.
