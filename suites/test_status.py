@@ -33,7 +33,7 @@ from harness.errors import ExpectationTimeout
 from harness.flows import start_charging, stop_charging
 from harness.session import ChargerSession, ReceivedCall
 from harness.settings import Settings
-from suites.test_smart_charging import (
+from harness.limits import (
     CHARGING_W,
     Reading,
     LimitRefused,
