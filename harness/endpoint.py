@@ -273,7 +273,7 @@ class Endpoint:
         attempt.detail = self.redact(detail)
         attempt.http_status = status
         if attempt.charger_id in self.sessions:
-            self.sessions[attempt.charger_id].record_event(f"connection attempt: {attempt.summary()}")
+            self.sessions[attempt.charger_id].trace.event(f"connection attempt: {attempt.summary()}")
         event, self._attempt_event = self._attempt_event, asyncio.Event()
         event.set()
         if self.on_attempt:

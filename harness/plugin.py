@@ -375,7 +375,7 @@ async def charger_backend(
             f"charger {settings.charger_id!r} connected without a BootNotification (it was already running): "
             "power-cycling it through the rig, so that the run starts from its boot",
         )
-        session.record_event("rig: power-cycle the charger (it reconnected without a BootNotification)")
+        session.trace.event("rig: power-cycle the charger (it reconnected without a BootNotification)")
         try:
             await backend.reboot()
         except (ActNotSupported, RigError) as exc:

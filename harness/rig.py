@@ -21,7 +21,7 @@ class Rig:
         self.offline = False
 
     async def _act(self, name: str, coro: object) -> None:
-        self.session.record_event(f"rig: {name}")
+        self.session.trace.event(f"rig: {name}")
         try:
             await coro  # type: ignore[misc]
         except ActNotSupported as exc:

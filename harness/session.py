@@ -31,7 +31,7 @@ from harness.errors import (
     NotConnected,
 )
 from harness.platform import PlatformSettings, default_answer
-from harness.trace import EVENT, RX, TX, Redactor, Trace, format_frames
+from harness.trace import RX, TX, Redactor, Trace, format_frames
 
 # OCPP 1.6 §4.9: only these statuses exist on connector 0.
 _MAX_VIOLATIONS = 500
@@ -662,8 +662,6 @@ class ChargerSession:
             )
         pending.future.set_result(frame)
 
-    def record_event(self, text: str) -> None:
-        self.trace.record(EVENT, text)
 
 
 class _ConnectionClosed(Exception):

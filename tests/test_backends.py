@@ -101,7 +101,7 @@ async def test_an_act_without_a_command_is_not_tested(tmp_path: Path) -> None:
     backend = CommandBackend({"plugin": "true"}, cwd=tmp_path)
     with pytest.raises(ActNotSupported, match="no \\[rig.command\\] reboot command"):
         await backend.reboot()
-    session = SimpleNamespace(record_event=lambda text: None)
+    session = SimpleNamespace(trace=SimpleNamespace(event=lambda text: None))
     with pytest.raises(pytest.skip.Exception, match="not tested"):
         await Rig(backend, session).reboot()  # type: ignore[arg-type]
 
