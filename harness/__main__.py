@@ -2,6 +2,7 @@
 
     python -m harness serve --csms-port 8443 --charger-id CP1 --authorization-key KEY
     python -m harness certs --host charger-bench.local --ip 192.168.1.20
+    python -m harness certs --client-cert CP-BENCH-1     # security profile 3: a client certificate too
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ def certs(args: argparse.Namespace) -> int:
     for name in hosts or ["127.0.0.1"]:
         shown = f"[{name}]" if ":" in name else name
         _print(f"  configure the charger's central system URL as: wss://{shown}:<csms-port>/ocpp/<chargePointId>")
+    for charger_id in args.client_cert or []:
+        # Security profile 3 (AUTH-2): CN = the charge point's identity, O = the CPO, signed by the harness CA.
+        cert, key = store.issue_client_cert(charger_id, organization=args.organization)
+        _print(f"  client certificate for {charger_id} (security profile 3): {cert.resolve()}")
+        _print(f"    its private key (mode 0600, install it on the charger, never share it): {key.resolve()}")
     return 0
 
 
@@ -97,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--certs-dir", default="certs")
     c.add_argument("--host", action="append", help="host name the charger connects to")
     c.add_argument("--ip", action="append", help="IP address the charger connects to")
+    c.add_argument("--client-cert", action="append", metavar="CHARGE_POINT_ID",
+                   help="also issue a security-profile-3 client certificate for this charge point (CN)")
+    c.add_argument("--organization", default="ev.energy bench", help="O of the client certificates (the CPO's name)")
 
     args = parser.parse_args(argv)
     if args.command == "serve":

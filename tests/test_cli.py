@@ -95,3 +95,40 @@ async def test_certs_command_extends_the_server_certificate(tmp_path: Path) -> N
     ca_before = (tmp_path / "ca.pem").read_bytes()
     assert "bench.local" in tls.CertStore(tmp_path).ensure().server_names()
     assert (tmp_path / "ca.pem").read_bytes() == ca_before
+
+
+async def test_certs_command_issues_a_profile_3_client_certificate(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "harness", "certs", "--certs-dir", str(tmp_path), "--client-cert", "CP-BENCH-3",
+        "--organization", "Acme CPO", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, out.decode()
+    cert, key = tmp_path / "CP-BENCH-3-client.pem", tmp_path / "CP-BENCH-3-client.key"
+    assert str(cert.resolve()) in out.decode() and str(key.resolve()) in out.decode()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    subject = x509.load_pem_x509_certificate(cert.read_bytes()).subject
+    assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "CP-BENCH-3"
+    assert subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "Acme CPO"
+    # A profile-3 endpoint accepts it; the same charger without it is refused (negative control).
+    store = tls.CertStore(tmp_path)
+    for client_cert, accepted in (((cert, key), True), (None, False)):
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0,
+                                            ssl=store.server_context(require_client_cert=True))
+        port = server.sockets[0].getsockname()[1]
+        try:
+            ctx = tls.client_context(tmp_path / "ca.pem", client_cert=client_cert)
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=ctx), 10)
+                # TLS 1.3 would report a refused client certificate only on the first read; 1.2 in the handshake.
+                refused = False
+                writer.close()
+            except (ssl.SSLError, ConnectionResetError):
+                refused = True
+            assert refused is not accepted
+        finally:
+            server.close()
+            await server.wait_closed()
