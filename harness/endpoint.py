@@ -203,7 +203,10 @@ class Endpoint:
     def url(self) -> str:
         host = self.config.host
         if host in ("0.0.0.0", "::", ""):
-            host = socket.gethostname()
+            # Listening on every interface: show a name the server certificate covers (the charger checks
+            # it, TLS-3), the first one given to `certs` that is not loopback; else this machine's name.
+            lan = [n for n in self.certs.server_names() if n not in ("localhost", "127.0.0.1", "::1")]
+            host = lan[0] if lan else socket.gethostname()
         shown = f"[{host}]" if ":" in host else host
         return f"wss://{shown}:{self.port}{self.config.base_path}"
 

@@ -298,3 +298,28 @@ async def test_a_client_hello_split_across_segments_is_still_recorded(endpoint: 
     attempt = await last_attempt(endpoint, since)
     assert attempt.outcome == TLS_FAILED
     assert attempt.client_hello and "TLS 1.3 only" in attempt.client_hello, attempt.client_hello
+
+
+async def test_url_on_every_interface_names_what_the_certificate_covers(tmp_path) -> None:
+    """Listening on 0.0.0.0, the URL shown to the user is one a checking charger accepts (TLS-3): a name
+    of the server certificate, not this machine's host name (which the certificate may not cover)."""
+    import socket
+
+    from harness.endpoint import EndpointConfig
+
+    bench = Endpoint(EndpointConfig(host="0.0.0.0", port=0, certs_dir=tmp_path / "a", extra_hosts=("bench.local",)))
+    await bench.start()
+    try:
+        assert bench.charger_url("CP-1") == f"wss://bench.local:{bench.port}/ocpp/CP-1"
+        # A charger dialling that name and checking it gets through the handshake.
+        ctx = tls.client_context(bench.certs.ca_pem)
+        ok = await asyncio.open_connection("127.0.0.1", bench.port, ssl=ctx, server_hostname="bench.local")
+        ok[1].close()
+    finally:
+        await bench.stop()
+    plain = Endpoint(EndpointConfig(host="0.0.0.0", port=0, certs_dir=tmp_path / "b"))
+    await plain.start()
+    try:  # nothing but loopback names in the certificate: the machine's name is all there is to show
+        assert plain.url == f"wss://{socket.gethostname()}:{plain.port}/ocpp"
+    finally:
+        await plain.stop()
