@@ -12,7 +12,6 @@ from typing import Any
 
 from harness.session import ChargerSession, ReceivedCall
 
-ID_TAG = "EVENERGY-TAG-1"  # known to the fake platform: Authorize/StartTransaction get Accepted
 
 
 @dataclass
@@ -24,10 +23,12 @@ class Charging:
 
 
 async def start_charging(
-    charger: ChargerSession, connector: int = 1, *, remote: bool = False, id_tag: str = ID_TAG,
+    charger: ChargerSession, connector: int = 1, *, remote: bool = False, id_tag: str | None = None,
     charging_profile: dict[str, Any] | None = None, within: float = 15,
 ) -> Charging:
-    """Plug an EV in and start a transaction: local idTag, or RemoteStartTransaction (remote=True)."""
+    """Plug an EV in and start a transaction: local idTag, or RemoteStartTransaction (remote=True).
+    The idTag is the platform's card (`charger.platform.id_tag`: the profile's `id_tags`) unless given."""
+    id_tag = id_tag or charger.platform.id_tag
     since = charger.trace.next_seq
     rig = charger.rig
     await rig.plugin(connector)
@@ -65,7 +66,7 @@ async def stop_charging(
             f"expected RemoteStopTransaction to be Accepted (OCPP 1.6 §5.12), got {answer}"
         )
     else:
-        await charger.rig.authorize(ID_TAG, session.connector)
+        await charger.rig.authorize(charger.platform.id_tag, session.connector)
     stop = await charger.expect(
         "StopTransaction", where={"transactionId": session.transaction_id}, within=within, since=since,
         describe=f"a StopTransaction for transaction {session.transaction_id}",

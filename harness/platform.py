@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,7 +28,18 @@ _transaction_ids = itertools.count(1001)
 @dataclass
 class PlatformSettings:
     heartbeat_interval: int = 300  # the interval in BootNotification.conf (s)
-    accepted_id_tags: set[str] = field(default_factory=lambda: {"EVENERGY-TAG-1", "EVENERGY-TAG-2"})
+    # The RFID cards the platform knows: the rig presents the first (a bench charger's real card, from the
+    # charger profile's `id_tags`); any other idTag is Invalid.
+    id_tags: tuple[str, ...] = ("EVENERGY-TAG-1", "EVENERGY-TAG-2")
+
+    @property
+    def id_tag(self) -> str:
+        """The card the rig presents (and RemoteStartTransaction names)."""
+        return self.id_tags[0]
+
+    @property
+    def accepted_id_tags(self) -> frozenset[str]:
+        return frozenset(self.id_tags)
 
 
 def _id_tag_info(settings: PlatformSettings, id_tag: Any) -> dict[str, Any]:

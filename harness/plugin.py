@@ -121,6 +121,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         + f"; mode: {settings.mode}; timeout factor: {settings.timeout_factor:g}",
         f"certificates: {settings.certs_dir}; report: {settings.report_dir}",
     ]
+    if settings.id_tags != settings_mod.DEFAULT_ID_TAGS:
+        lines.append(f"RFID card(s) the platform accepts: {', '.join(settings.id_tags)} (the rig presents the first)")
     return lines
 
 
@@ -278,7 +280,7 @@ async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> Async
             certs_dir=settings.certs_dir,
             security_profile=settings.security_profile,
             timeout_factor=settings.timeout_factor,
-            platform=PlatformSettings(heartbeat_interval=settings.heartbeat_interval),
+            platform=PlatformSettings(heartbeat_interval=settings.heartbeat_interval, id_tags=settings.id_tags),
             session=SessionSettings(timeout_factor=settings.timeout_factor),
         ),
         on_attempt=on_attempt,

@@ -115,6 +115,14 @@ def _charger_id(value: Any) -> Any:
     return value
 
 
+def _id_tags(value: Any) -> Any:
+    # OCPP 1.6 IdToken: CiString20Type.
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(t, str) and 1 <= len(t) <= 20 and t.isprintable() for t in value)):
+        raise ValueError('a list of 1 or more idTags of 1 to 20 characters (OCPP IdToken), e.g. ["04A1B2C3D4E5F6"]')
+    return tuple(value)
+
+
 def _env_name(value: Any) -> Any:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
         raise ValueError("the name of an environment variable, e.g. \"CHARGER_AUTHORIZATION_KEY\"")
@@ -153,6 +161,7 @@ _SCHEMA: dict[str, dict[str, _Field | str]] = {
         "nominal_voltage": _Field("nominal_voltage", _number(100, 1000)),
         "max_current": _Field("max_current", _number(0, 1000, low_open=True)),
         "measurand_family": _Field("measurand_family", _choice(*MEASURAND_FAMILIES)),
+        "id_tags": _Field("id_tags", _id_tags),
     },
     "declarations": {
         "firmware_managed_by_ev_energy": _Field("firmware_managed", _bool),

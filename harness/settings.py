@@ -27,6 +27,7 @@ PROFILES = ("2", "3")
 
 DEFAULT_COMMAND_TIMEOUT = 30.0  # seconds a rig command may run (before the timeout factor)
 DEFAULT_PROMPT_TIMEOUT = 180.0  # seconds an operator has for a physical act (before the timeout factor)
+DEFAULT_ID_TAGS: tuple[str, ...] = ("EVENERGY-TAG-1",)  # the reference charger's card; a bench charger's come from its profile
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout_factor", "multiply every timeout by this (slow hardware)", "1.0"),
     Option("mode", "quick (short intervals, simulators/CI) or certification (the platform's real values)", None, MODES),
     Option("connect_timeout", "seconds to wait for the charger to connect and boot", "30"),
+    Option("id_tags", "idTag(s) of the RFID card(s) the rig presents, comma separated (the first is used); the "
+                      "platform accepts these and no other", ",".join(DEFAULT_ID_TAGS)),
     Option("sim_defect", "inject a named defect into the reference charger (comma separated; negative controls)", ""),
     Option("sim_connectors", "number of connectors of the reference charger", "1"),
 )
@@ -87,6 +90,7 @@ class Settings:
     connect_timeout: float = 30.0
     sim_defects: tuple[str, ...] = ()
     sim_connectors: int = 1
+    id_tags: tuple[str, ...] = DEFAULT_ID_TAGS
     generated_key: bool = field(default=False, repr=False)
     # Where the AuthorizationKey came from, for messages that must never show the key itself.
     authorization_key_source: str = field(default="", repr=False)
@@ -300,6 +304,13 @@ def load(config: pytest.Config, known_defects: Callable[[], dict[str, Any]] | No
     settings.connect_timeout = _number(
         src.get("connect_timeout"), float, lambda f: f > 0, "a positive number of seconds"
     )
+
+    raw = src.get("id_tags")
+    tags = raw.value if isinstance(raw.value, tuple) else tuple(t.strip() for t in str(raw.value or "").split(","))
+    tags = tuple(t for t in tags if t)
+    if not tags or not all(len(t) <= 20 and t.isprintable() for t in tags):
+        raise _usage(raw, "one or more idTags of 1 to 20 characters (OCPP IdToken), comma separated")
+    settings.id_tags = tags
 
     # Hardware: the profile's declaration; for the reference charger, --sim-connectors (or the profile).
     raw = src.get("sim_connectors")

@@ -26,7 +26,7 @@ from harness import ocppj
 from harness.drivers.base import RigError
 from harness.endpoint import Endpoint
 from harness.errors import CallErrorReceived, ChargerFailure, ExpectationTimeout
-from harness.flows import ID_TAG, start_charging
+from harness.flows import start_charging
 from harness.session import ChargerSession, ReceivedCall
 from harness.settings import Settings
 from harness.trace import EVENT
@@ -150,7 +150,7 @@ async def test_offline_transaction_messages_are_delivered(
                             "cannot keep it offline (see TLS-3); the rig cannot cut its network either")
             raise RigError("the rig reported the network cut, but the charger reconnected during the offline window")
         # End the session at the charger: the driver's card, then the unplug (either ends it, §4.10).
-        await charger.rig.authorize(ID_TAG, session.connector)
+        await charger.rig.authorize(charger.platform.id_tag, session.connector)
         await charger.rig.plugout(session.connector)
         back_at = time.monotonic()
         await _go_online(charger, csms, offline)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from harness.errors import CallErrorReceived
-from harness.flows import ID_TAG, start_charging, stop_charging
+from harness.flows import start_charging, stop_charging
 from harness.limits import (
     CHARGING_W,
     CP_MAX_PROFILE,
@@ -309,8 +309,8 @@ async def test_remote_start_and_stop(charger: ChargerSession, harness_settings: 
     settings = harness_settings
     await configure_meter(charger, settings)
     session = await start_charging(charger, remote=True)
-    assert session.start.get("idTag") == ID_TAG, (
-        f"expected the remotely started transaction to carry the idTag {ID_TAG!r} of RemoteStartTransaction "
+    assert session.start.get("idTag") == charger.platform.id_tag, (
+        f"expected the remotely started transaction to carry the idTag {charger.platform.id_tag!r} of RemoteStartTransaction "
         f"(OCPP 1.6 §5.11); StartTransaction has {session.start.get('idTag')!r}"
     )
     try:

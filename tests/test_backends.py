@@ -315,7 +315,6 @@ async def test_manual_reads_a_regular_file_as_stdin(tmp_path: Path) -> None:
 
 ACTS_TEST = '''
 import pytest
-from harness.flows import ID_TAG
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -328,8 +327,9 @@ async def test_a_charging_session_with_a_pause(charger):
     await rig.plugin(1)
     await charger.expect("StatusNotification", where=lambda c: c["connectorId"] == 1 and c["status"] in PLUGGED,
                          since=since, within=15)
-    await rig.authorize(ID_TAG, 1)
-    start = await charger.expect("StartTransaction", where={"connectorId": 1, "idTag": ID_TAG}, since=since, within=15)
+    card = charger.platform.id_tag
+    await rig.authorize(card, 1)
+    start = await charger.expect("StartTransaction", where={"connectorId": 1, "idTag": card}, since=since, within=15)
     await charger.expect("StatusNotification", where={"connectorId": 1, "status": "Charging"}, since=since, within=15)
     await rig.ev_suspend(True, 1)
     paused = await charger.expect("StatusNotification", where={"connectorId": 1, "status": "SuspendedEV"},

@@ -41,6 +41,9 @@ def test_the_documented_example_is_valid() -> None:
         ("[charger]\nnominal_voltage = 12\n", ["[charger] nominal_voltage = 12", "100 to 1000"]),
         ("[charger]\nmax_current = 0\n", ["[charger] max_current = 0", "greater than 0"]),
         ("[charger]\nid = \"a/b\"\n", ["[charger] id", "without '/'"]),
+        ("[charger]\nid_tags = \"04A1B2\"\n", ["[charger] id_tags", "a list of 1 or more idTags"]),
+        ("[charger]\nid_tags = [\"123456789012345678901\"]\n", ["[charger] id_tags", "1 to 20 characters"]),
+        ("[charger]\nid_tags = []\n", ["[charger] id_tags", "a list of 1 or more idTags"]),
         ("[charger]\nauthorization_key_env = \"1BAD\"\n", ["[charger] authorization_key_env", "environment variable"]),
         ("[charger]\nphase = 3\n", ["unknown key 'phase' in [charger]", "phases", "measurand_family"]),
         ("[chargers]\nid = \"x\"\n", ["unknown table 'chargers'", "charger, declarations, endpoint, rig"]),
@@ -90,7 +93,7 @@ SHOW_SETTINGS = """
             "charger", "charger_id", "charger_control_url", "csms_host", "csms_port", "security_profile",
             "timeout_factor", "connect_timeout", "mode", "connectors", "phases", "nominal_voltage",
             "max_current", "measurand_family", "firmware_managed", "diagnostics_upload", "nf1_statement",
-            "command_timeout", "prompt_timeout", "authorization_key_source")}
+            "command_timeout", "prompt_timeout", "authorization_key_source", "id_tags")}
         data["commands"] = sorted(s.rig_commands)
         data["command_cwd"] = str(s.command_cwd)
         data["key_is"] = s.authorization_key
@@ -108,6 +111,7 @@ FULL = """
     nominal_voltage = 240
     max_current = 16
     measurand_family = "current-voltage"
+    id_tags = ["04A1B2C3D4E5F6", "04FFEEDDCCBBAA"]
 
     [declarations]
     firmware_managed_by_ev_energy = true
@@ -155,6 +159,7 @@ def test_the_profile_fills_the_settings_and_the_declarations(pytester: pytest.Py
     assert s["mode"] == "certification", "certification mode is the default for every backend but sim"
     assert (s["connectors"], s["phases"], s["nominal_voltage"], s["max_current"]) == (2, 1, 240.0, 16.0)
     assert s["measurand_family"] == "current-voltage"
+    assert s["id_tags"] == ["04A1B2C3D4E5F6", "04FFEEDDCCBBAA"]
     assert s["firmware_managed"] is True and s["diagnostics_upload"] == "http"
     assert s["commands"] == ["network", "plugin"] and s["command_timeout"] == 12 and s["prompt_timeout"] == 99
     assert s["command_cwd"] == str(pytester.path.resolve())
@@ -166,7 +171,8 @@ def test_the_profile_fills_the_settings_and_the_declarations(pytester: pytest.Py
         "measurand_family": "current-voltage",
         "diagnostics_upload": "http",
     }
-    result.stdout.fnmatch_lines(["*wss://127.0.0.1:8443/ocpp/CP-PROFILE*", "charger: command; mode: certification; timeout factor: 2"])
+    result.stdout.fnmatch_lines(["*wss://127.0.0.1:8443/ocpp/CP-PROFILE*", "charger: command; mode: certification; timeout factor: 2",
+                                 "*RFID card(s) the platform accepts: 04A1B2C3D4E5F6, 04FFEEDDCCBBAA (the rig presents the first)"])
 
 
 def test_cli_and_ini_override_the_profile(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -184,6 +190,7 @@ def test_cli_and_ini_override_the_profile(pytester: pytest.Pytester, monkeypatch
     assert s["timeout_factor"] == 3.0, "ini beats the profile"
     assert s["charger"] == "sim" and s["mode"] == "quick" and s["csms_port"] == 0
     assert s["connect_timeout"] == 45, "what neither CLI nor ini gives comes from the profile"
+    assert s["id_tags"] == ["04A1B2C3D4E5F6", "04FFEEDDCCBBAA"]
     assert s["key_is"] == "cafe" * 10 and s["authorization_key_source"] == "--authorization-key on the command line"
     # the reference charger is built with the profile's hardware
     assert (s["connectors"], s["phases"], s["nominal_voltage"], s["max_current"]) == (2, 1, 240.0, 16.0)
@@ -234,3 +241,49 @@ def test_the_new_backends_are_valid_choices(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--charger", "manual")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "AuthorizationKey" in result.stderr.str() and "charger profile" in result.stderr.str()
+
+
+def test_id_tags_from_the_command_line_are_checked(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(SHOW_SETTINGS)
+    result = pytester.runpytest("-s", "--id-tags", "CARD-1, CARD-2")
+    result.assert_outcomes(passed=1)
+    assert _settings(result)["id_tags"] == ["CARD-1", "CARD-2"]
+    bad = pytester.runpytest("--id-tags", "X" * 21)
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--id-tags='" + "X" * 21 + "' is not valid: one or more idTags of 1 to 20 characters" in bad.stderr.str()
+
+
+def test_the_platform_accepts_the_profile_cards_and_the_sessions_use_them(pytester: pytest.Pytester) -> None:
+    """End to end against the reference charger: the rig presents the first card, RemoteStart names it,
+    the platform accepts it; a card the platform does not know is Invalid (negative control)."""
+    pytester.makeconftest(
+        "from harness.report.collector import CERTIFICATION_RUN\n"
+        "def pytest_configure(config):\n    config.stash[CERTIFICATION_RUN] = True\n"
+    )
+    pytester.makepyfile(test_cards="""
+        import pytest
+        from harness.flows import start_charging, stop_charging
+        from harness.platform import default_answer
+
+        pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+        async def test_local_and_remote(charger):
+            local = await start_charging(charger)
+            assert local.start.get("idTag") == "BENCH-CARD-7"
+            await stop_charging(charger, local, remote=False)
+            remote = await start_charging(charger, remote=True)
+            assert remote.start.get("idTag") == "BENCH-CARD-7"
+            await stop_charging(charger, remote)
+            answer = [c for c in charger.received("Authorize", since=0) if c.get("idTag") == "BENCH-CARD-7"]
+            assert answer, "the card was presented at the charger"
+
+        async def test_unknown_card_is_invalid(charger):
+            since = charger.trace.next_seq
+            await charger.rig.authorize("SOMEONE-ELSES", 1)
+            call = await charger.expect("Authorize", since=since, within=10)
+            assert call.get("idTag") == "SOMEONE-ELSES"
+            assert default_answer(charger, call) == {"idTagInfo": {"status": "Invalid"}}
+    """)
+    result = pytester.runpytest("--id-tags", "BENCH-CARD-7", "--certs-dir", str(pytester.path / "certs"),
+                                "--report-dir", str(pytester.path / "r"), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
