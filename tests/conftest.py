@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,16 @@ from harness.session import SessionSettings
 pytest_plugins = ["pytester"]
 
 from tests.helpers import CHARGER_ID, KEY
+
+
+@pytest.fixture(autouse=True)
+def _inner_runs_set_the_loop_scopes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner pytest runs (pytester) do not read this project's pyproject.toml: give them its loop
+    scopes, as a project using the harness would have them, so pytest-asyncio does not warn."""
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester")  # first: it clears PYTEST_ADDOPTS for isolation
+        extra = "-o asyncio_default_fixture_loop_scope=session -o asyncio_default_test_loop_scope=session"
+        monkeypatch.setenv("PYTEST_ADDOPTS", f"{os.environ.get('PYTEST_ADDOPTS', '')} {extra}".strip())
 
 
 @pytest.fixture(scope="session")
