@@ -80,14 +80,19 @@ async def test_serve_accepts_a_good_charger_and_prints_refusals(certs_dir: Path)
         assert KEY.encode() not in rest
 
 
-async def test_certs_command_extends_the_server_certificate(tmp_path: Path) -> None:
+async def run_certs(certs_dir: Path, *args: str) -> str:
+    """`python -m harness certs` in a subprocess; its output (it must succeed)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "harness", "certs", "--certs-dir", str(tmp_path), "--host", "bench.local",
-        "--ip", "192.168.7.20", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable, "-m", "harness", "certs", "--certs-dir", str(certs_dir), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, out.decode()
-    text = out.decode()
+    return out.decode()
+
+
+async def test_certs_command_extends_the_server_certificate(tmp_path: Path) -> None:
+    text = await run_certs(tmp_path, "--host", "bench.local", "--ip", "192.168.7.20")
     assert "ca.pem" in text and "bench.local" in text and "192.168.7.20" in text
     assert "wss://bench.local:" in text
     for key in tmp_path.glob("*.key"):
@@ -98,14 +103,9 @@ async def test_certs_command_extends_the_server_certificate(tmp_path: Path) -> N
 
 
 async def test_certs_command_issues_a_profile_3_client_certificate(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "harness", "certs", "--certs-dir", str(tmp_path), "--client-cert", "CP-BENCH-3",
-        "--organization", "Acme CPO", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, out.decode()
+    text = await run_certs(tmp_path, "--client-cert", "CP-BENCH-3", "--organization", "Acme CPO")
     cert, key = tmp_path / "CP-BENCH-3-client.pem", tmp_path / "CP-BENCH-3-client.key"
-    assert str(cert.resolve()) in out.decode() and str(key.resolve()) in out.decode()
+    assert str(cert.resolve()) in text and str(key.resolve()) in text
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     from cryptography import x509
     from cryptography.x509.oid import NameOID
