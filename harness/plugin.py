@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from harness import __version__, settings as settings_mod
+from harness import __version__, bounds, settings as settings_mod
 from harness.drivers.base import ChargerBackend, EndpointInfo
 from harness.endpoint import CONNECTED, ConnectionAttempt, Endpoint, EndpointConfig
 from harness.errors import ChargerFailure, ExpectationTimeout, ProtocolViolation
@@ -170,9 +170,11 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
         try:
             try:
                 async with asyncio.timeout(bound) as scope:
+                    bound_token = bounds.CURRENT.set(scope)  # rig acts of a person do not count (bounds.py)
                     try:
                         await test(*args, **kwargs)
                     finally:
+                        bounds.CURRENT.reset(bound_token)
                         if session is not None and session.watches and not _charger_test_follows(item):
                             # The watches this run set get their whole window before the run leaves them.
                             await session.settle_watches()

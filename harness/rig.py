@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness import bounds
 from harness.drivers.base import ActNotSupported, ChargerBackend, RigError
 from harness.session import ChargerSession
 
@@ -23,7 +24,8 @@ class Rig:
     async def _act(self, name: str, coro: object) -> None:
         self.session.trace.event(f"rig: {name}")
         try:
-            await coro  # type: ignore[misc]
+            async with bounds.not_counted(self.backend.act_allowance):
+                await coro  # type: ignore[misc]
         except ActNotSupported as exc:
             pytest.skip(f"not tested: {exc}")
         except RigError:

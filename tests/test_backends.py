@@ -662,3 +662,11 @@ def test_a_charger_already_running_is_power_cycled_so_the_run_starts_from_its_bo
     result.assert_outcomes(passed=1)
     assert "connected without a BootNotification (it was already running)" in output
     assert expected in output
+
+
+def test_only_a_person_gets_time_beyond_the_test_bound() -> None:
+    from harness.drivers.sim import SimBackend
+
+    assert ManualBackend(StreamConsole(io.StringIO(), 0), timeout=42.0).act_allowance == 42.0  # its (scaled) prompt timeout
+    assert SimBackend().act_allowance == 0.0
+    assert CommandBackend({"plugin": "true"}).act_allowance == 0.0

@@ -108,3 +108,44 @@ def test_a_charger_that_never_connects_fails_fast_and_clearly(pytester: pytest.P
     assert time.monotonic() - started < 15
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(["*charger never connected*", "*expected URL: wss://*/ocpp/EVENERGY-SIM-1*"])
+
+
+SLOW_HANDS = """
+import asyncio
+import pytest
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_an_act_that_takes_a_person_longer_than_the_bound(charger):
+    backend = charger.rig.backend
+    backend.act_allowance = {allowance}
+    original = backend.plugin
+
+    async def slowly(connector=1):
+        await asyncio.sleep(4)  # the operator walks to the charger: longer than the 3 s bound
+        await original(connector)
+
+    backend.plugin = slowly
+    try:
+        await charger.rig.plugin(1)
+    finally:
+        backend.plugin = original
+    await charger.rig.plugout(1)
+"""
+
+
+@pytest.mark.parametrize(("allowance", "passes"), [(10, True), (0, False)], ids=["person", "machine"])
+def test_the_time_a_person_takes_for_an_act_does_not_count_against_the_bound(
+    pytester: pytest.Pytester, allowance: float, passes: bool
+) -> None:
+    """A rig act with an allowance (the manual backend's prompt timeout) pushes the test's bound back by
+    the time it took; without one (negative control) the same 4 s act overruns the 3 s bound."""
+    pytester.makepyfile(SLOW_HANDS.format(allowance=allowance))
+    result = pytester.runpytest("--timeout-factor", "0.05", "--certs-dir", str(pytester.path / "certs"),
+                                "--report-dir", str(pytester.path / "reports"))
+    if passes:
+        result.assert_outcomes(passed=1)
+    else:
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["*the test did not finish within its bound of 3 s (timeout factor 0.05)*"])

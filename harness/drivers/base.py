@@ -45,6 +45,9 @@ class ChargerBackend(abc.ABC):
     """Physical acts on the charger under test. Connector numbers start at 1."""
 
     name: str = "abstract"
+    #: Seconds an act may take that do not count against the test's bound (a person doing it): 0 for a
+    #: machine, the prompt timeout for the manual backend.
+    act_allowance: float = 0.0
 
     def attach(self, session: ChargerSession) -> None:  # noqa: B027 - optional hook
         """The harness's view of this charger (its OCPP messages), given before start().

@@ -305,6 +305,7 @@ class ManualBackend(ChargerBackend):
         self._reader: _LineReader | None = None
         self._lock = asyncio.Lock()
         self.history: list[tuple[str, str]] = []  # (act, outcome: "seen …" / "confirmed" / "skipped" / "timed out")
+        self.act_allowance = timeout  # the operator's time is not the charger's (harness/bounds.py)
 
     def attach(self, session: ChargerSession) -> None:
         self.session = session
