@@ -28,6 +28,7 @@ from harness.drivers.base import ChargerBackend, EndpointInfo
 from harness.endpoint import CONNECTED, ConnectionAttempt, Endpoint, EndpointConfig
 from harness.errors import ChargerFailure, ExpectationTimeout, ProtocolViolation
 from harness.platform import PlatformSettings
+from harness.requirements import requirement_ids
 from harness.rig import Rig
 from harness.session import ChargerSession, SessionSettings
 from harness.settings import Settings
@@ -132,7 +133,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if not isinstance(item, pytest.Function) or "charger" not in getattr(item, "fixturenames", ()):
             continue
         uses_harness = True
-        if _BAD_CERTIFICATE_REQUIREMENTS & {str(a) for m in item.iter_markers("requirement") for a in m.args}:
+        if _BAD_CERTIFICATE_REQUIREMENTS.intersection(requirement_ids(item)):
             config.stash[PREPARE_BAD_CERTIFICATES] = True
         if inspect.iscoroutinefunction(item.obj):
             # The endpoint lives on the session loop: every harness test must run there too.

@@ -29,6 +29,25 @@ them so the report can show and check them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
+
+#: The pytest marker naming the requirement(s) a test judges: ``@pytest.mark.requirement("SC-2")``.
+MARKER = "requirement"
+
+
+def requirement_ids(item: pytest.Item) -> list[str]:
+    """The requirement IDs of a test, from all its ``requirement`` markers, in order, no repeats."""
+    ids: list[str] = []
+    for mark in item.iter_markers(MARKER):
+        for arg in mark.args:
+            for rid in [arg] if isinstance(arg, str) else list(arg):
+                if str(rid) not in ids:
+                    ids.append(str(rid))
+    return ids
+
 
 MANDATORY = "mandatory"
 CONDITIONAL = "conditional"

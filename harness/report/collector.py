@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from harness.requirements import requirement_ids
 from . import model
 from .render import write_report
 
@@ -39,20 +40,6 @@ EVIDENCE = pytest.StashKey[dict]()
 
 #: Name of the report attribute that carries a test phase's payload (worker → controller).
 PAYLOAD_ATTR = "ev_energy_report"
-
-MARKER = "requirement"
-
-
-def requirement_ids(item: pytest.Item) -> list[str]:
-    """The requirement IDs of a test, from all its ``requirement`` markers, in order, no repeats."""
-    ids: list[str] = []
-    for mark in item.iter_markers(MARKER):
-        for arg in mark.args:
-            for rid in [arg] if isinstance(arg, str) else list(arg):
-                if str(rid) not in ids:
-                    ids.append(str(rid))
-    return ids
-
 
 def _skip_reason(report: pytest.TestReport) -> str:
     longrepr = report.longrepr
