@@ -13,7 +13,6 @@ from typing import Any
 from harness.session import ChargerSession, ReceivedCall
 
 
-
 @dataclass
 class Charging:
     connector: int

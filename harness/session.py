@@ -663,7 +663,6 @@ class ChargerSession:
         pending.future.set_result(frame)
 
 
-
 class _ConnectionClosed(Exception):
     pass
 
