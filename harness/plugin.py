@@ -28,7 +28,7 @@ from harness.drivers.base import ChargerBackend, EndpointInfo
 from harness.endpoint import CONNECTED, ConnectionAttempt, Endpoint, EndpointConfig
 from harness.errors import ChargerFailure, ExpectationTimeout, ProtocolViolation
 from harness.platform import PlatformSettings
-from harness.requirements import requirement_ids
+from harness.requirements import ADVISORY, by_id, is_known, requirement_ids
 from harness.rig import Rig
 from harness.session import ChargerSession, SessionSettings
 from harness.settings import Settings
@@ -187,14 +187,14 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
                 ) from None
         except BaseException as exc:
             if session is not None and isinstance(exc, Exception):
-                found = session.take_findings(start)
+                found = _file_advisories(item, session.take_findings(start))
                 if found:
                     exc.add_note(_violations_text(found))
             raise
         finally:
             _keep_evidence(item, session, start)
         if session is not None:
-            found = session.take_findings(start)
+            found = _file_advisories(item, session.take_findings(start))
             if found:
                 # A finding about another requirement (a §4.9 transition is ST-1's; a watch's is the requirement of
                 # the test that set it) is filed there, whichever test saw it (the test still fails).
@@ -203,6 +203,18 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
                 raise ProtocolViolation(_violations_text(found), requirements=refile)
 
     return guarded
+
+
+def _file_advisories(item: pytest.Item, found: list[Any]) -> list[Any]:
+    """Keep the advisory findings (about an advisory requirement) apart: they never fail a test. What is
+    left fails it."""
+    failing = []
+    for finding in found:
+        if finding.requirement is not None and is_known(finding.requirement) and by_id(finding.requirement).kind == ADVISORY:
+            item.user_properties.append(("advisory", f"{finding.requirement}: {finding.message}"))
+        else:
+            failing.append(finding)
+    return failing
 
 
 def _charger_test_follows(item: pytest.Item) -> bool:

@@ -505,6 +505,12 @@ class ChargerSession:
             if watched:
                 self._watch_findings.append(found)
 
+    def advise(self, requirement: str, message: str, frame: str | bytes = "", *, seq: int | None = None) -> None:
+        """Record an advisory finding: about an advisory requirement (ADV-*), or a deviation that no
+        mandatory requirement decides. It never fails a test or the run; the plugin lists it with the
+        advisory findings (terminal summary, report, JUnit)."""
+        self.violation("advisory", message, frame, seq=seq, requirement=requirement)
+
     def violations_since(self, seq: int) -> list[Violation]:
         return [v for v in self.violations if v.seq >= seq]
 
