@@ -135,7 +135,11 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Basic Auth (security profile 2)",
         "Basic Auth (OCPP 1.6 security profile 2): HTTP Basic on the WebSocket upgrade, user = "
         "charge point identity, password = the `AuthorizationKey`. Today the platform supports "
-        "profile 2 only.",
+        "profile 2 only. Changing the key over OCPP (ChangeConfiguration `AuthorizationKey`, the "
+        "security whitepaper's rotation) is not in ev.energy's minimum: it is recommended, and judged "
+        "as an advisory finding (ADV-2). Every answer OCPP allows is legal there: Accepted (then "
+        "reconnect with the new key), RebootRequired (the new key from the next boot on), "
+        "NotSupported or Rejected (the key is provisioned another way).",
         TRANSPORT,
         MANDATORY,
         or_group="AUTH",
@@ -190,8 +194,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Turning the charger on and off with a current limit",
         "Turning the charger on and off: a limit the platform sets actually changes what the EV "
         "draws (0 stops the power, the status shows the EV is plugged but not charging; lifting it "
-        "resumes). The platform's own API works in milliamps and on/off, so current (A) limits are "
-        "what it sends.",
+        "resumes). Limits go in a unit the charger declares in "
+        "`ChargingScheduleAllowedChargingRateUnit`: current (A) where it allows both, power (W) for "
+        "a charger that allows only Power.",
         PROFILES,
         MANDATORY,
     ),
@@ -291,6 +296,25 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Findings outside ev.energy's list: how the charger copes with malformed or unexpected "
         "messages, unknown actions, duplicate or out-of-order frames, slow answers and repeated "
         "reconnects, and broader OCPP practice. Advisory only: never affects certification.",
+        ADVISORY_GROUP,
+        ADVISORY,
+    ),
+    R(
+        "ADV-2",
+        "AuthorizationKey rotation over OCPP",
+        "The security whitepaper's key rotation: ChangeConfiguration `AuthorizationKey`. Accepted: the "
+        "charger reconnects with the new key and the old key stops working. RebootRequired (OCPP §7.13): "
+        "the new key from the next boot on. NotSupported or Rejected: the key is provisioned another "
+        "way. Recommended, not in ev.energy's minimum (AUTH-1 is Basic auth itself): advisory only.",
+        ADVISORY_GROUP,
+        ADVISORY,
+    ),
+    R(
+        "ADV-3",
+        "Smart charging beyond SC-1",
+        "Smart-charging behaviour the platform can use but ev.energy does not require: "
+        "GetCompositeSchedule answered with the schedule in force, and the SC-1 alternative that was "
+        "not needed (TxProfile or ChargePointMaxProfile). Advisory only: never affects certification.",
         ADVISORY_GROUP,
         ADVISORY,
     ),
