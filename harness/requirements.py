@@ -133,13 +133,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     R(
         "AUTH-1",
         "Basic Auth (security profile 2)",
-        "Basic Auth (OCPP 1.6 security profile 2): HTTP Basic on the WebSocket upgrade, user = "
-        "charge point identity, password = the `AuthorizationKey`. Today the platform supports "
-        "profile 2 only. Changing the key over OCPP (ChangeConfiguration `AuthorizationKey`, the "
-        "security whitepaper's rotation) is not in ev.energy's minimum: it is recommended, and judged "
-        "as an advisory finding (ADV-2). Every answer OCPP allows is legal there: Accepted (then "
-        "reconnect with the new key), RebootRequired (the new key from the next boot on), "
-        "NotSupported or Rejected (the key is provisioned another way).",
+        'Basic Auth (OCPP 1.6 security profile 2): HTTP Basic on the WebSocket upgrade, user = '
+        'charge point identity, password = the `AuthorizationKey`. Today the platform supports '
+        'profile 2 only. Changing the key over OCPP (ChangeConfiguration `AuthorizationKey`, the '
+        "security whitepaper's rotation) is not in ev.energy's minimum: it is recommended, and "
+        'judged as an advisory finding. Every answer OCPP allows is legal there: Accepted (then '
+        'reconnect with the new key), RebootRequired (the new key from the next boot on), '
+        'NotSupported or Rejected (the key is provisioned another way).',
         TRANSPORT,
         MANDATORY,
         or_group="AUTH",
@@ -192,11 +192,11 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     R(
         "SC-2",
         "Turning the charger on and off with a current limit",
-        "Turning the charger on and off: a limit the platform sets actually changes what the EV "
-        "draws (0 stops the power, the status shows the EV is plugged but not charging; lifting it "
-        "resumes). Limits go in a unit the charger declares in "
-        "`ChargingScheduleAllowedChargingRateUnit`: current (A) where it allows both, power (W) for "
-        "a charger that allows only Power.",
+        'Turning the charger on and off: a limit the platform sets actually changes what the EV '
+        'draws (0 stops the power, the status shows the EV is plugged but not charging; lifting '
+        'it resumes). Limits go in a unit the charger declares in '
+        '`ChargingScheduleAllowedChargingRateUnit`: current (A) where it allows both, power (W) '
+        'for a charger that allows only Power.',
         PROFILES,
         MANDATORY,
     ),
