@@ -1,6 +1,7 @@
 """Command line: run the fake endpoint alone, or make bench certificates.
 
-    python -m harness serve --csms-port 8443 --charger-id CP1 --authorization-key KEY
+    python -m harness serve --charger-profile charger.toml     # the key from the profile's authorization_key_env
+    CHARGER_AUTHORIZATION_KEY=... python -m harness serve --csms-port 8443 --charger-id CP1
     python -m harness certs --host charger-bench.local --ip 192.168.1.20
     python -m harness certs --client-cert CP-BENCH-1     # security profile 3: a client certificate too
 """
@@ -10,13 +11,60 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from harness import __version__, tls
+from harness import profile as profile_mod
 from harness.endpoint import CONNECTED, ConnectionAttempt, Endpoint, EndpointConfig
 from harness.platform import PlatformSettings
+
+
+#: Where `serve` (and the README's set-up) looks for the key when neither the command line nor the profile gives it.
+KEY_ENV = "CHARGER_AUTHORIZATION_KEY"
+
+
+def _serve_settings(args: argparse.Namespace) -> None:
+    """Fill what the command line left open from the charger profile, then the environment; the command
+    line wins, as for `pytest suites/`. ValueError names what is missing. The key never reaches the output."""
+    values: dict[str, Any] = {}
+    if args.charger_profile:
+        try:
+            values = profile_mod.load(args.charger_profile).values
+        except pytest.UsageError as exc:
+            raise ValueError(str(exc)) from None
+    if args.charger_id is None:
+        args.charger_id = values.get("charger_id")
+    if args.charger_id is None:
+        raise ValueError("give --charger-id (or [charger] id in --charger-profile)")
+    if args.security_profile is None:
+        args.security_profile = int(values.get("security_profile", 2))
+    if args.csms_host is None:
+        args.csms_host = values.get("csms_host", "127.0.0.1")
+    if args.csms_port is None:
+        port = values.get("csms_port") or 0
+        args.csms_port = int(port) if port else 8443
+    args.key_source = "--authorization-key on the command line"
+    if args.authorization_key is None and "authorization_key" in values:
+        args.authorization_key, args.key_source = values["authorization_key"], f"{args.charger_profile} [charger] authorization_key"
+    elif args.authorization_key is None and "authorization_key_env" in values:
+        name = values["authorization_key_env"]
+        args.authorization_key = os.environ.get(name) or None
+        args.key_source = f"the environment variable {name} (named by {args.charger_profile})"
+        if args.authorization_key is None:
+            raise ValueError(f"the environment variable {name}, named by {args.charger_profile}, is not set")
+    elif args.authorization_key is None and os.environ.get(KEY_ENV):
+        args.authorization_key, args.key_source = os.environ[KEY_ENV], f"the environment variable {KEY_ENV}"
+    if args.security_profile == 2 and not args.authorization_key:
+        raise ValueError(
+            f"security profile 2 needs the charger's AuthorizationKey: export {KEY_ENV} (read -rs {KEY_ENV} && "
+            f"export {KEY_ENV}), or name a variable with authorization_key_env in --charger-profile"
+        )
 
 
 def _print(line: str) -> None:
@@ -48,7 +96,8 @@ async def serve(args: argparse.Namespace) -> int:
     _print(f"  TLS:      TLS 1.2 only, {tls.POLICY_NAME} ({len(tls.POLICY_SUITES)} suites), RSA + ECDSA certificates")
     _print(f"  CA:       {endpoint.certs.ca_pem}  (install it on the charger as trusted root)")
     if args.security_profile == 2:
-        _print(f"  auth:     security profile 2, Basic auth user {args.charger_id!r}, password = the AuthorizationKey")
+        _print(f"  auth:     security profile 2, Basic auth user {args.charger_id!r}, password = the AuthorizationKey "
+               f"from {args.key_source}")
     else:
         _print(f"  auth:     security profile 3, client certificate with CN {args.charger_id!r} from this CA")
     _print("  Ctrl-C to stop.")
@@ -90,13 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     s = commands.add_parser("serve", help="run the fake ev.energy endpoint alone, to bring a charger up")
-    s.add_argument("--csms-host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for the LAN)")
-    s.add_argument("--csms-port", type=int, default=8443)
+    s.add_argument("--csms-host", default=None, help="interface to listen on (0.0.0.0 for the LAN; default 127.0.0.1)")
+    s.add_argument("--csms-port", type=int, default=None, help="port (default: the profile's, else 8443)")
     s.add_argument("--certs-dir", default="certs")
     s.add_argument("--host", action="append", help="extra host name or address for the server certificate")
-    s.add_argument("--charger-id", required=True)
-    s.add_argument("--authorization-key", default=None, help="the charger's AuthorizationKey (profile 2)")
-    s.add_argument("--security-profile", type=int, choices=(2, 3), default=2)
+    s.add_argument("--charger-profile", default=None,
+                   help="the charger profile (TOML): identity, security profile, key source, endpoint port")
+    s.add_argument("--charger-id", default=None, help="charge point identity (or [charger] id in the profile)")
+    s.add_argument("--authorization-key", default=None,
+                   help=f"the charger's AuthorizationKey (profile 2); visible to every user in the process list: "
+                        f"prefer the environment variable {KEY_ENV} or the profile's authorization_key_env")
+    s.add_argument("--security-profile", type=int, choices=(2, 3), default=None)
     s.add_argument("--heartbeat-interval", type=int, default=60)
 
     c = commands.add_parser("certs", help="create or extend the CA and server certificates for a bench")
@@ -109,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "serve":
-        if args.security_profile == 2 and not args.authorization_key:
-            parser.error("security profile 2 needs --authorization-key")
+        try:
+            _serve_settings(args)
+        except ValueError as exc:
+            parser.error(str(exc))
         return asyncio.run(serve(args))
     return certs(args)
 

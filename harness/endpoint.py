@@ -14,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import datetime as dt
+import errno
 import http
 import logging
 import socket
@@ -35,7 +36,27 @@ from harness.platform import PlatformSettings
 from harness.session import ChargerSession, SessionSettings
 from harness.trace import Redactor
 
+try:  # imported now: once descriptors run out, an import (which opens files) fails
+    import resource
+except ImportError:  # pragma: no cover - not POSIX
+    resource = None  # type: ignore[assignment]
+
 log = logging.getLogger("harness.endpoint")
+
+# accept() errors that mean "out of descriptors or memory", not "this one connection failed".
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_BACKOFF_MIN = 0.05  # seconds; doubled while accept() keeps failing for lack of descriptors
+_ACCEPT_BACKOFF_MAX = 1.0
+
+
+def _open_file_limit() -> str:
+    if resource is None:  # pragma: no cover - not POSIX
+        return "unknown"
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):  # pragma: no cover
+        return "unknown"
+    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
 
 OCPP_SUBPROTOCOL = "ocpp1.6"
 MAX_FRAME = 1024 * 1024  # OCPP 1.6 frames are small; a 16 MiB frame is an attack or a bug
@@ -117,6 +138,7 @@ class Endpoint:
         self.attempts: deque[ConnectionAttempt] = deque(maxlen=1000)
         self.redact = Redactor()
         self._attempt_event = asyncio.Event()
+        self._released = asyncio.Event()  # a connection ended (a file descriptor is free again)
         self._server_context: ssl.SSLContext | None = None
         self._listen: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
@@ -288,17 +310,37 @@ class Endpoint:
     async def _accept_loop(self) -> None:
         loop = asyncio.get_running_loop()
         assert self._listen is not None
+        backoff = _ACCEPT_BACKOFF_MIN
+        exhausted = False
         while True:
             try:
                 sock, address = await loop.sock_accept(self._listen)
-            except (OSError, asyncio.CancelledError) as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    log.warning("accept failed: %s", exc)
+                    continue
+                # The pending connection stays in the listen backlog, so the socket stays readable: accepting again
+                # at once would spin at 100% CPU and starve everything else (signals included). Wait for one of our
+                # connections to end (it frees a descriptor), bounded, since descriptors may be freed elsewhere.
+                if not exhausted:
+                    exhausted = True
+                    log.error("cannot accept connections: %s (open-file limit %s, %d connection(s) open); "
+                              "waiting for descriptors to free up", exc.strerror or exc, _open_file_limit(), len(self._tasks))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._released.wait(), backoff)
+                self._released.clear()
+                backoff = min(backoff * 2, _ACCEPT_BACKOFF_MAX)
                 continue
+            if exhausted:
+                exhausted, backoff = False, _ACCEPT_BACKOFF_MIN
+                log.warning("accepting connections again (%d connection(s) open)", len(self._tasks))
             task = loop.create_task(self._handle_socket(sock, address))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._connection_ended)
+
+    def _connection_ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._released.set()
 
     async def _handle_socket(self, sock: socket.socket, address: Any) -> None:
         peer = f"{address[0]}:{address[1]}"

@@ -1,0 +1,122 @@
+"""The endpoint under hostile conditions of the machine: out of file descriptors, signals.
+
+Real subprocesses with real limits (RLIMIT_NOFILE lowered with `prlimit`-style preexec), real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from harness import tls
+from tests.helpers import basic
+from tests.test_cli import read_until
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ID = "CP-FD-1"
+KEY = "00112233445566778899aabbccddeeff00112233"
+FD_LIMIT = 64
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _lower_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to read the server's CPU time")
+async def test_out_of_descriptors_backs_off_logs_once_recovers_and_stops_on_a_signal(certs_dir: Path) -> None:
+    env = {**os.environ, "CHARGER_AUTHORIZATION_KEY": KEY}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "harness", "serve", "--csms-port", "0", "--certs-dir", str(certs_dir),
+        "--charger-id", ID, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=_lower_fd_limit, env=env,
+    )
+    assert process.stdout is not None
+    hogs: list[socket.socket] = []
+    try:
+        url = (await read_until(process.stdout, r"URL:")).split()[-1]
+        port = int(url.split(":")[2].split("/")[0])
+        # Silent TCP connections until the server runs out of descriptors (each waits for its handshake).
+        for _ in range(FD_LIMIT + 16):
+            hogs.append(socket.create_connection(("127.0.0.1", port)))
+        line = await read_until(process.stdout, r"cannot accept connections", within=10)
+        assert f"open-file limit {FD_LIMIT}" in line and "connection(s) open" in line
+        # Backing off, not spinning: well under a tenth of a core while it waits.
+        before, started = _cpu_seconds(process.pid), time.monotonic()
+        await asyncio.sleep(1.5)  # a fixed span over which to measure the server's CPU time
+        used = _cpu_seconds(process.pid) - before
+        assert used < 0.15 * (time.monotonic() - started), f"{used:.2f} s of CPU in 1.5 s while out of descriptors"
+        # Descriptors free up: it serves a charger again.
+        for hog in hogs:
+            hog.close()
+        hogs.clear()
+        ctx = tls.client_context(certs_dir / "ca.pem")
+        async with asyncio.timeout(15):
+            while True:
+                try:
+                    ws = await connect(url, ssl=ctx, subprotocols=["ocpp1.6"], additional_headers=basic(ID, KEY))
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)  # the server finishes closing the silent sockets
+        async with ws:
+            await ws.send('[2,"1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))[2]["status"] == "Accepted"
+        out = await read_until(process.stdout, r"accepting connections again|BootNotification", within=5)
+        assert out
+    finally:
+        for hog in hogs:
+            hog.close()
+        process.send_signal(signal.SIGTERM)
+        rest = (await asyncio.wait_for(process.stdout.read(), 5)).decode()
+        assert await asyncio.wait_for(process.wait(), 5) == 0
+    assert rest.count("cannot accept connections") == 0, "logged more than once"
+    assert KEY not in rest
+
+
+async def test_serve_takes_the_key_from_the_profile_or_the_environment_never_the_command_line(
+    certs_dir: Path, tmp_path: Path
+) -> None:
+    profile = tmp_path / "charger.toml"
+    profile.write_text(f'[charger]\nid = "{ID}"\nauthorization_key_env = "BENCH_KEY"\n\n[endpoint]\nport = 0\n')
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "harness", "serve", "--charger-profile", str(profile), "--certs-dir", str(certs_dir),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "BENCH_KEY": KEY},
+    )
+    assert process.stdout is not None
+    try:
+        url = (await read_until(process.stdout, r"URL:")).split()[-1]
+        assert url.endswith(f"/ocpp/{ID}")
+        assert "BENCH_KEY" in await read_until(process.stdout, r"auth:")
+        assert KEY not in Path(f"/proc/{process.pid}/cmdline").read_text()  # nothing for `ps` to show
+        ctx = tls.client_context(certs_dir / "ca.pem")
+        async with await connect(url, ssl=ctx, subprotocols=["ocpp1.6"], additional_headers=basic(ID, KEY)):
+            await read_until(process.stdout, r"OK .*connected")
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest = (await asyncio.wait_for(process.stdout.read(), 5)).decode()
+        assert await asyncio.wait_for(process.wait(), 5) == 0
+    assert KEY not in rest
+
+    # The variable it names is not set: a one-line usage error naming it.
+    missing = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "harness", "serve", "--charger-profile", str(profile), "--certs-dir", str(certs_dir),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={k: v for k, v in os.environ.items() if k not in ("BENCH_KEY", "CHARGER_AUTHORIZATION_KEY")},
+    )
+    out, _ = await asyncio.wait_for(missing.communicate(), 20)
+    assert missing.returncode == 2 and b"BENCH_KEY" in out and b"Traceback" not in out, out.decode()
