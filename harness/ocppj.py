@@ -19,6 +19,7 @@ import json
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+import decimal
 from decimal import Decimal
 from typing import Any, Union
 
@@ -106,7 +107,13 @@ def decode_json(text: str | bytes) -> Any:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        # Within 30 digits an integral value is written as an integer; beyond that (a charger's 1E+999999) int()
+        # would build a million-digit number and json refuses to write it, so a float, or, past a float's range,
+        # the decimal's own text: these only appear when the harness re-encodes what a charger sent.
+        if value.is_finite() and value.adjusted() < 30 and value == value.to_integral_value():
+            return int(value)
+        as_float = float(value)
+        return as_float if as_float not in (float("inf"), float("-inf")) and (as_float or value.is_zero()) else str(value)
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (dt.datetime, dt.date)):
@@ -255,6 +262,36 @@ def _json_path(error: jsonschema.ValidationError) -> str:
     return path
 
 
+_MULTIPLE_OF_PRECISION = 400  # digits: enough for any number a sane charger sends, bounded for an insane one
+
+
+def _multiple_of(validator: Any, divisor: Any, instance: Any, schema: Any) -> Any:
+    """`multipleOf` in exact decimal arithmetic that never raises on the charger's number.
+
+    jsonschema's own does `instance % divisor` in the default 28-digit context, so a value like 1e27 against
+    `multipleOf: 0.1` raises decimal.InvalidOperation (the quotient has 29 digits) inside the harness. Any
+    number a charger sends must end, at worst, as a schema finding against its frame.
+    """
+    if not validator.is_type(instance, "number") or isinstance(instance, bool):
+        return
+    try:
+        with decimal.localcontext() as ctx:
+            ctx.prec = _MULTIPLE_OF_PRECISION
+            ctx.traps[decimal.Inexact] = False
+            value, step = Decimal(str(instance)), Decimal(str(divisor))
+            failed = value % step != 0
+    except (decimal.InvalidOperation, ArithmeticError, ValueError):
+        yield jsonschema.ValidationError(
+            f"{str(instance)[:40]} is too large or too precise to check as a multiple of {divisor}")
+        return
+    if failed:
+        yield jsonschema.ValidationError(f"{instance} is not a multiple of {divisor}")
+
+
+#: Draft 4, with a `multipleOf` that cannot be crashed by a number (see _multiple_of).
+_Validator = jsonschema.validators.extend(jsonschema.Draft4Validator, {"multipleOf": _multiple_of})
+
+
 class SchemaRegistry:
     """The OCPP 1.6 JSON schemas shipped by the `ocpp` package, loaded lazily, numbers as Decimal."""
 
@@ -275,17 +312,14 @@ class SchemaRegistry:
                 schema = decode_json((self._root / f"{name}.json").read_text(encoding="utf-8"))
                 schema.pop("$schema", None)  # draft-04 ids in these files trip newer jsonschema
                 schema.pop("id", None)
-                self._validators[name] = jsonschema.Draft4Validator(schema, format_checker=FORMAT_CHECKER)
+                self._validators[name] = _Validator(schema, format_checker=FORMAT_CHECKER)
         return self._validators[name]
 
     def _problems(self, name: str, payload: Any) -> list[SchemaProblem]:
         validator = self._validator(name)
         if validator is None:
             return [SchemaProblem("$", f"no OCPP 1.6 schema named {name}", "unknown")]
-        try:
-            found = list(validator.iter_errors(payload))
-        except TypeError:  # a float next to a Decimal multipleOf: compare as decimals, like the wire would
-            found = list(validator.iter_errors(decode_json(encode_json(payload))))
+        found = list(validator.iter_errors(payload))
         errors = sorted(found, key=lambda e: list(map(str, e.absolute_path)))
         return [SchemaProblem(_json_path(e), e.message, str(e.validator)) for e in errors]
 

@@ -120,3 +120,31 @@ async def test_serve_takes_the_key_from_the_profile_or_the_environment_never_the
     )
     out, _ = await asyncio.wait_for(missing.communicate(), 20)
     assert missing.returncode == 2 and b"BENCH_KEY" in out and b"Traceback" not in out, out.decode()
+
+
+@pytest.mark.parametrize("limit", ["1e27", "1E+999999", "123456789012345678901234567890.123456789"])
+async def test_a_huge_number_in_an_answer_is_a_finding_not_a_crash(endpoint, limit: str) -> None:
+    """Regression: 1e27 against `multipleOf: 0.1` raised decimal.InvalidOperation in the harness, the connection
+    closed with 1011 and the report blamed the charger for disconnecting."""
+    from ocpp.v16 import call
+
+    from tests.helpers import CHARGER_ID, open_charger
+
+    session = endpoint.session(CHARGER_ID)
+    async with await open_charger(endpoint) as ws:
+        await session.wait_connected(5)
+
+        async def charger_side() -> None:
+            request = json.loads(await ws.recv())
+            schedule = f'{{"chargingRateUnit":"A","chargingSchedulePeriod":[{{"startPeriod":0,"limit":{limit}}}]}}'
+            await ws.send(f'[3,"{request[1]}",{{"status":"Accepted","connectorId":1,"chargingSchedule":{schedule}}}]')
+
+        task = asyncio.create_task(charger_side())
+        result = await session.call(call.GetCompositeSchedule(connector_id=1, duration=60))
+        await task
+        assert result.status == "Accepted"
+        assert session.connected
+        # Still serving: the next request on the same connection is answered.
+        await ws.send('[2,"hb-1","Heartbeat",{}]')
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert answer[0] == 3 and answer[1] == "hb-1"
