@@ -368,9 +368,17 @@ class ReferenceCharger:
         if not c.plugged:
             return
         self._cancel_connection_timer(connector)
+        held = False
         if c.transaction is not None and self.configuration.bool("StopTransactionOnEVSideDisconnect"):
-            self._stop_transaction(connector, "EVDisconnected", report=False)
+            # Firmware bug "unplug-reason-local": every stop not asked for by the platform is reported as Local.
+            reason = "Local" if "unplug-reason-local" in self.defects else "EVDisconnected"
+            # Firmware bug "reserved-after-unplug": an EV-side disconnect runs the stop path of a plugged EV
+            # (Finishing is reported), then keeps the connector for its last user: Reserved (§4.9: Finishing →
+            # Reserved is illegal), until the next plug-in.
+            held = "reserved-after-unplug" in self.defects
+            self._stop_transaction(connector, reason, report=held)
         self.model.unplug(connector, time.monotonic())
+        c.held = held
         self._changed()
 
     async def authorize(self, id_tag: str, connector: int = 1) -> None:
