@@ -40,7 +40,7 @@ import pytest
 
 from harness import meter, ocppj, spec16
 from harness.drivers.base import RigError
-from harness.errors import CallErrorReceived, ChargerFailure, ExpectationTimeout
+from harness.errors import CallErrorReceived, ChargerFailure, ExpectationTimeout, NoAnswer
 from harness.flows import Charging, start_charging
 from harness.session import ChargerSession, ReceivedCall
 from harness.settings import Settings
@@ -231,8 +231,11 @@ async def _record(charger: ChargerSession, settings: Settings, path: str, nodeid
         await _expect_stop(charger, rec, STOP_WITHIN)
     elif path in (REMOTE, LOCAL):
         if path == REMOTE:
-            answer = await charger.call_raw("RemoteStopTransaction", {"transactionId": rec.session.transaction_id})
-            rec.remote_answer = str(answer.get("status"))
+            try:
+                answer = await charger.call_raw("RemoteStopTransaction", {"transactionId": rec.session.transaction_id})
+                rec.remote_answer = str(answer.get("status"))
+            except (CallErrorReceived, NoAnswer) as exc:  # CORE-1's finding; the unplug below still ends the session
+                rec.remote_answer = f"CALLERROR {exc.code}" if isinstance(exc, CallErrorReceived) else "nothing (no answer)"
         else:
             await charger.rig.authorize(charger.platform.id_tag, connector)
         if rec.remote_answer in (None, "Accepted"):

@@ -376,7 +376,9 @@ class ReferenceCharger:
             # (Finishing is reported), then keeps the connector for its last user: Reserved (§4.9: Finishing →
             # Reserved is illegal), until the next plug-in.
             held = "reserved-after-unplug" in self.defects
-            self._stop_transaction(connector, reason, report=held)
+            # Variant "finishing-on-unplug": the stop is handled before the cable is gone: Finishing, then
+            # Available (both legal in §4.9; the reference goes Charging → Available directly).
+            self._stop_transaction(connector, reason, report=held or self._variant("finishing-on-unplug"))
         self.model.unplug(connector, time.monotonic())
         c.held = held
         self._changed()
@@ -1060,6 +1062,9 @@ class ReferenceCharger:
             "timestamp": _iso(stopped),
             "reason": reason,
         }
+        # Variant "local-reason-omitted": §6.49 "MAY only be omitted when the Reason is Local".
+        if reason == "Local" and self._variant("local-reason-omitted"):
+            del payload["reason"]
         if state.stop_tag is not None:
             payload["idTag"] = state.stop_tag
         data: list[dict[str, Any]] = []

@@ -118,6 +118,11 @@ _ALL: tuple[Defect, ...] = (
        "and booting (power-on, reset, reboot after an update) 2 s."),
     _v("two-connectors", "CORE-1", "Two connectors instead of one."),
     _v("single-phase", "MV-1", "A single-phase installation: current and voltage on L1 only."),
+    _v("finishing-on-unplug", "ST-1",
+       "An EV unplugged during a transaction: Finishing is reported before Available (the reference goes "
+       "Charging -> Available directly; both legal in §4.9)."),
+    _v("local-reason-omitted", "CORE-1",
+       "StopTransaction of a stop with the driver's card has no reason (OCPP 1.6 §6.49: omitted means Local)."),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}

@@ -36,7 +36,9 @@ NEGATIVE: dict[str, set[str]] = {
     "loses-offline-stop": set(),
 }
 
-VARIANTS = ("two-connectors", "slow-hardware", "single-phase", "kw-units", "current-voltage", "slow-responses")
+VARIANTS = ("two-connectors", "slow-hardware", "single-phase", "kw-units", "current-voltage", "slow-responses",
+            # this suite's own: Finishing between Charging and Available on an unplug; no reason on a local stop
+            "finishing-on-unplug", "local-reason-omitted")
 
 
 @pytest.mark.parametrize("variant", [None, *VARIANTS], ids=["reference", *VARIANTS])
