@@ -368,9 +368,19 @@ class ReferenceCharger:
         if not c.plugged:
             return
         self._cancel_connection_timer(connector)
+        held = False
         if c.transaction is not None and self.configuration.bool("StopTransactionOnEVSideDisconnect"):
-            self._stop_transaction(connector, "EVDisconnected", report=False)
+            # Firmware bug "unplug-reason-local": every stop not asked for by the platform is reported as Local.
+            reason = "Local" if "unplug-reason-local" in self.defects else "EVDisconnected"
+            # Firmware bug "reserved-after-unplug": an EV-side disconnect runs the stop path of a plugged EV
+            # (Finishing is reported), then keeps the connector for its last user: Reserved (§4.9: Finishing →
+            # Reserved is illegal), until the next plug-in.
+            held = "reserved-after-unplug" in self.defects
+            # Variant "finishing-on-unplug": the stop is handled before the cable is gone: Finishing, then
+            # Available (both legal in §4.9; the reference goes Charging → Available directly).
+            self._stop_transaction(connector, reason, report=held or self._variant("finishing-on-unplug"))
         self.model.unplug(connector, time.monotonic())
+        c.held = held
         self._changed()
 
     async def authorize(self, id_tag: str, connector: int = 1) -> None:
@@ -1052,6 +1062,9 @@ class ReferenceCharger:
             "timestamp": _iso(stopped),
             "reason": reason,
         }
+        # Variant "local-reason-omitted": §6.49 "MAY only be omitted when the Reason is Local".
+        if reason == "Local" and self._variant("local-reason-omitted"):
+            del payload["reason"]
         if state.stop_tag is not None:
             payload["idTag"] = state.stop_tag
         data: list[dict[str, Any]] = []

@@ -48,6 +48,8 @@ _ALL: tuple[Defect, ...] = (
     _d("no-status-after-boot", "CORE-1", "Sends no StatusNotification after BootNotification is Accepted."),
     _d("sends-before-accepted", "CORE-1",
        "Treats BootNotification Pending as Accepted: sends StatusNotifications and Heartbeats while Pending."),
+    _d("unplug-reason-local", "CORE-1",
+       "An EV unplugged during a transaction is reported in StopTransaction with reason Local, not EVDisconnected."),
     # --- meter values ---
     _d("no-power-measurand", "MV-1",
        "Accepts Power.Active.Import (and Current.Import/Voltage) in MeterValuesSampledData, but its meter driver only reports energy."),
@@ -72,6 +74,9 @@ _ALL: tuple[Defect, ...] = (
     _d("never-suspended", "ST-4", "Reports Charging while suspended by the EV or the EVSE (never Suspended*)."),
     _d("illegal-transition", "ST-1",
        "When a session stops with the EV plugged in, goes straight to Preparing (Charging -> Preparing, illegal in §4.9)."),
+    _d("reserved-after-unplug", "ST-1",
+       "An EV unplugged during a transaction: Finishing, then Reserved (illegal in §4.9) instead of Available, "
+       "until the next plug-in."),
     # --- smart charging ---
     _d("rejects-all-profiles", "SC-1", "SetChargingProfile is always Rejected."),
     _d("profile-no-effect", "SC-2", "Charging profiles are accepted and stored but never applied to the EV."),
@@ -113,6 +118,11 @@ _ALL: tuple[Defect, ...] = (
        "and booting (power-on, reset, reboot after an update) 2 s."),
     _v("two-connectors", "CORE-1", "Two connectors instead of one."),
     _v("single-phase", "MV-1", "A single-phase installation: current and voltage on L1 only."),
+    _v("finishing-on-unplug", "ST-1",
+       "An EV unplugged during a transaction: Finishing is reported before Available (the reference goes "
+       "Charging -> Available directly; both legal in §4.9)."),
+    _v("local-reason-omitted", "CORE-1",
+       "StopTransaction of a stop with the driver's card has no reason (OCPP 1.6 §6.49: omitted means Local)."),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}

@@ -133,6 +133,7 @@ class Connector:
     transaction: Transaction | None = None
     finished: bool = False  # a transaction ended and the EV is still plugged (Finishing)
     authorized_tag: str | None = None  # an idTag accepted before the EV was plugged
+    held: bool = False  # kept for its last user after an unplug (reported Reserved): defect "reserved-after-unplug"
     authorized_mono: float = 0.0
     limit_amps: float | None = None  # composite smart-charging limit in force (None = none)
     limit_phases: int | None = None
@@ -269,6 +270,7 @@ class ChargePointModel:
     def plug(self, connector_id: int, now: float, ev: EV | None = None) -> None:
         c = self.connector(connector_id)
         self.advance(now)
+        c.held = False
         if c.ev is None:
             c.ev = ev or EV(phases=self.phases)
 
@@ -419,6 +421,8 @@ class ChargePointModel:
             return spec16.FINISHING, spec16.NO_ERROR
         if c.plugged or c.authorized_tag is not None:
             return spec16.PREPARING, spec16.NO_ERROR
+        if c.held:
+            return spec16.RESERVED, spec16.NO_ERROR
         return spec16.AVAILABLE, spec16.NO_ERROR
 
     def update(self, now: float) -> list[StatusChange]:
