@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import inspect
 import time
@@ -36,6 +37,10 @@ from harness.trace import RX, TX, Redactor, Trace, format_frames
 # OCPP 1.6 §4.9: only these statuses exist on connector 0.
 _MAX_VIOLATIONS = 500
 _INBOX = 10_000
+# A CALL bigger than this (OCPP 1.6 messages are a few KiB) is kept in the inbox without its payload once it is
+# answered: parsed, a 1 MiB frame of numbers is ~20 MB of Decimals, and 10,000 of them must not stay alive.
+_INBOX_PAYLOAD_LIMIT = 64 * 1024
+_MAX_MESSAGE = 1000  # characters of a finding's message (a reason may quote what the charger sent)
 
 
 @dataclass(frozen=True)
@@ -499,6 +504,8 @@ class ChargerSession:
         text = frame if isinstance(frame, str) else f"<binary {len(frame)} bytes>"
         if len(self.violations) < _MAX_VIOLATIONS:
             at = self.trace.next_seq - 1 if seq is None else seq
+            if len(message) > _MAX_MESSAGE:
+                message = message[:_MAX_MESSAGE] + f"… ({len(message)} characters)"
             found = Violation(at, dt.datetime.now(dt.timezone.utc), kind, message, self.redact(text[:2000]),
                               requirement, watched)
             self.violations.append(found)
@@ -552,7 +559,7 @@ class ChargerSession:
         for problem in problems:
             self.violation(f"{frame.action} schema", str(problem), raw)
         received = ReceivedCall(seq, frame.unique_id, frame.action, frame.payload, wall, mono, problems)
-        self._inbox.append(received)
+        self._inbox.append(received if len(raw) <= _INBOX_PAYLOAD_LIMIT else _slim(received, len(raw)))
         self._track(received)
         if self.watches:
             self._check_watches(received)
@@ -667,6 +674,12 @@ class ChargerSession:
                 raw,
             )
         pending.future.set_result(frame)
+
+
+def _slim(call: ReceivedCall, size: int) -> ReceivedCall:
+    """The inbox's copy of an oversized CALL: its identity and findings, not its parsed payload (the answer task
+    holds the whole call until it is answered, then it is released)."""
+    return dataclasses.replace(call, payload={"_dropped": f"{size} characters: payload not kept (over {_INBOX_PAYLOAD_LIMIT})"})
 
 
 class _ConnectionClosed(Exception):

@@ -7,6 +7,7 @@ Secrets are redacted when an entry is recorded, so no later reader can leak them
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import time
@@ -19,7 +20,9 @@ TX = "csms→charger"
 EVENT = "event"
 
 REDACTED = "«redacted»"
-MAX_TEXT = 64 * 1024  # a 16 MiB frame must not make the trace (or the report) 16 MiB
+# What the trace keeps of one frame: a prefix, its size and its SHA-256 beyond this (a 1 MiB frame must not make
+# the trace, or the report, 1 MiB; 20,000 entries stay within 20,000 x 8 KiB).
+MAX_TEXT = 8 * 1024
 
 
 class Redactor:
@@ -100,7 +103,9 @@ class Trace:
         else:
             shown = text
         if len(shown) > MAX_TEXT:
-            shown = shown[:MAX_TEXT] + f"… [truncated: {len(text)} characters in all]"
+            raw = text if isinstance(text, (bytes, bytearray)) else text.encode("utf-8", "surrogatepass")
+            digest = hashlib.sha256(raw).hexdigest()
+            shown = shown[:MAX_TEXT] + f"… [truncated: {len(text)} characters in all, sha256 {digest}]"
         self._seq += 1
         entry = TraceEntry(
             self._seq, direction, dt.datetime.now(dt.timezone.utc), time.monotonic(), self.redact(shown), note

@@ -148,3 +148,45 @@ async def test_a_huge_number_in_an_answer_is_a_finding_not_a_crash(endpoint, lim
         await ws.send('[2,"hb-1","Heartbeat",{}]')
         answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert answer[0] == 3 and answer[1] == "hb-1"
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+#: The stated bound: what 200 frames of 1 MiB may leave behind in the process that hosts the endpoint. Before the
+#: fix each frame of numbers kept ~20 MB (its parsed Decimals in the inbox, its text in the trace).
+MEMORY_BOUND_MB = 64
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS from /proc")
+async def test_memory_stays_bounded_under_200_frames_of_1_mib(endpoint) -> None:
+    from tests.helpers import CHARGER_ID, open_charger
+
+    session = endpoint.session(CHARGER_ID)
+    # Just under the endpoint's 1 MiB frame limit: a valid CALL whose payload is 160,000 numbers (the worst case:
+    # each parses to a Decimal) with a field DataTransfer does not have (so each also makes a schema finding).
+    numbers = ",".join(["1.25"] * 160_000)
+    async with await open_charger(endpoint, max_size=None) as ws:
+        await session.wait_connected(5)
+        await ws.send('[2,"warm","DataTransfer",{"vendorId":"x","extra":[1.25]}]')
+        await asyncio.wait_for(ws.recv(), 5)
+        import gc
+
+        gc.collect()
+        before = _rss_mb()
+        for i in range(200):
+            frame = f'[2,"big-{i}","DataTransfer",{{"vendorId":"x","extra":[{numbers}]}}]'
+            assert len(frame) < 1024 * 1024
+            await ws.send(frame)
+            answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert answer[1] == f"big-{i}"
+        gc.collect()
+        grown = _rss_mb() - before
+    assert grown < MEMORY_BOUND_MB, f"resident memory grew {grown:.0f} MB over 200 frames of 1 MiB"
+    kept = [e for e in session.trace.since(0) if e.text.startswith("[2,\"big-")]
+    assert kept and all(len(e.text) < 9 * 1024 and "sha256 " in e.text for e in kept)
+    assert all(len(v.message) <= 1100 for v in session.violations)
