@@ -113,6 +113,12 @@ _ALL: tuple[Defect, ...] = (
        "and booting (power-on, reset, reboot after an update) 2 s."),
     _v("two-connectors", "CORE-1", "Two connectors instead of one."),
     _v("single-phase", "MV-1", "A single-phase installation: current and voltage on L1 only."),
+    _v("waits-for-boot-accepted", "CORE-1",
+       "Ignores (never answers) every request of the central system until its BootNotification is answered "
+       "Accepted: before the answer, and while Pending."),
+    _v("minus-one-error-id", "ADV-1",
+       "Answers a frame it cannot read a message id from (not JSON, not an array) with CALLERROR id \"-1\"."),
+    _v("string-error-details", "ADV-1", "Every CALLERROR it sends has a string errorDetails instead of an object."),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}
