@@ -576,7 +576,8 @@ class ChargerSession:
             self.violation("unknown message type", exc.reason, message)
             return
         except ocppj.FrameError as exc:
-            if exc.message_type == ocppj.MessageType.CALLERROR and self._stray_callerror(message):
+            if (exc.message_type == ocppj.MessageType.CALLERROR and exc.unique_id not in self._pending
+                    and self._stray_callerror(message)):
                 return  # an answer to an unreadable frame of ours, whatever its id: acceptable (ocpp16-notes)
             self.violation("malformed frame", exc.reason, message)
             # Only a CALL is answered (OCPP-J §4.2.3 answers a CALL with a CALLERROR); nobody answers a
