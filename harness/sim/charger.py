@@ -1238,9 +1238,12 @@ class ReferenceCharger:
         if self.registration == "Rejected" and not self._accepted.is_set():
             log.info("%s: Rejected: not answering %s (§4.2.1)", self.id, call.action)
             return
-        if self._variant("waits-for-boot-accepted") and not self._accepted.is_set():
-            # Variant "waits-for-boot-accepted": the OCPP task takes requests only once registered.
-            log.info("%s: not registered yet: ignoring %s", self.id, call.action)
+        if self._variant("waits-for-boot-accepted") and (
+            not self._accepted.is_set() or (self._pending is not None and self._pending[1] == "BootNotification")
+        ):
+            # Variant "waits-for-boot-accepted": the OCPP task takes requests only once registered, and not
+            # while a BootNotification of its own (a triggered one too) waits for its answer.
+            log.info("%s: waiting for the BootNotification answer: ignoring %s", self.id, call.action)
             return
         if "slow-responses" in self.defects:
             await asyncio.sleep(self.config.slow_response_delay)

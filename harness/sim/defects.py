@@ -115,7 +115,7 @@ _ALL: tuple[Defect, ...] = (
     _v("single-phase", "MV-1", "A single-phase installation: current and voltage on L1 only."),
     _v("waits-for-boot-accepted", "CORE-1",
        "Ignores (never answers) every request of the central system until its BootNotification is answered "
-       "Accepted: before the answer, and while Pending."),
+       "Accepted (before the answer, and while Pending), and while a triggered BootNotification awaits its answer."),
     _v("minus-one-error-id", "ADV-1",
        "Answers a frame it cannot read a message id from (not JSON, not an array) with CALLERROR id \"-1\"."),
     _v("string-error-details", "ADV-1", "Every CALLERROR it sends has a string errorDetails instead of an object."),
