@@ -175,6 +175,10 @@ def _parse_typed(kind: int, data: list[Any]) -> Frame:
             raise FrameError("FormationViolation", f"CALLRESULT payload must be a JSON object, got {data[2]!r}", uid)
         return CallResult(uid, data[2])
     if kind == MessageType.CALLERROR:
+        if len(data) == 4 and isinstance(data[2], str) and isinstance(data[3], str):
+            # errorDetails left out: the same deviation as a non-object one (id, code, description readable).
+            return CallError(_unique_id(data[1]), data[2], data[3], {}, details_problem=(
+                "CALLERROR has no errorDetails (4 elements; OCPP-J 1.6 §4.2.3: [4, id, code, description, {details}])"))
         if len(data) != 5:
             raise FrameError("FormationViolation", f"CALLERROR has {len(data)} elements, expected 5", unique_id)
         uid = _unique_id(data[1])

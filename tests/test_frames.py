@@ -219,6 +219,8 @@ async def test_parse_frame_keeps_a_callerror_with_other_details() -> None:
         assert isinstance(frame, ocppj.CallError) and frame.details == {}
         assert f"errorDetails is {word}" in frame.details_problem
     assert ocppj.parse_frame('[4,"x","GenericError","d",{}]').details_problem == ""
+    missing = ocppj.parse_frame('[4,"x","GenericError","d"]')
+    assert isinstance(missing, ocppj.CallError) and "no errorDetails" in missing.details_problem
     with pytest.raises(ocppj.FrameError) as error:
         ocppj.parse_frame('[3,"x"]')
     assert error.value.message_type == 3 and error.value.unique_id == "x"
