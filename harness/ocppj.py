@@ -73,6 +73,9 @@ class CallError:
     code: str
     description: str
     details: dict[str, Any] = field(default_factory=dict)
+    # Set when the received errorDetails was not a JSON object (then `details` is empty): a schema
+    # deviation of the frame, not a reason to disregard the answer (see parse_frame).
+    details_problem: str = field(default="", compare=False)
 
 
 Frame = Union[Call, CallResult, CallError]
@@ -82,14 +85,16 @@ class FrameError(Exception):
     """A frame that cannot be understood at all.
 
     `code` is the 1.6 error code a receiver answers with when it can (it needs the unique id);
-    `unique_id` is set when the frame was readable enough to have one.
+    `unique_id` is set when the frame was readable enough to have one; `message_type` when its first
+    element was a number (only a CALL, type 2, is ever answered: nobody answers a CALLRESULT or CALLERROR).
     """
 
-    def __init__(self, code: str, reason: str, unique_id: str | None = None) -> None:
+    def __init__(self, code: str, reason: str, unique_id: str | None = None, message_type: int | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
         self.unique_id = unique_id
+        self.message_type = message_type
 
 
 class UnknownMessageType(FrameError):
@@ -150,6 +155,14 @@ def parse_frame(text: str | bytes) -> Frame:
     kind = data[0]
     if isinstance(kind, bool) or not isinstance(kind, int):
         raise FrameError("FormationViolation", f"message type must be the number 2, 3 or 4, got {kind!r}")
+    try:
+        return _parse_typed(kind, data)
+    except FrameError as exc:
+        exc.message_type = kind
+        raise
+
+
+def _parse_typed(kind: int, data: list[Any]) -> Frame:
     unique_id = data[1] if len(data) > 1 and isinstance(data[1], str) else None
     if kind == MessageType.CALL:
         if len(data) != 4:
@@ -169,16 +182,39 @@ def parse_frame(text: str | bytes) -> Frame:
             raise FrameError("FormationViolation", f"CALLRESULT payload must be a JSON object, got {data[2]!r}", uid)
         return CallResult(uid, data[2])
     if kind == MessageType.CALLERROR:
+        if len(data) == 4 and isinstance(data[2], str) and isinstance(data[3], str):
+            # errorDetails left out: the same deviation as a non-object one (id, code, description readable).
+            return CallError(_unique_id(data[1]), data[2], data[3], {}, details_problem=(
+                "CALLERROR has no errorDetails (4 elements; OCPP-J 1.6 §4.2.3: [4, id, code, description, {details}])"))
         if len(data) != 5:
             raise FrameError("FormationViolation", f"CALLERROR has {len(data)} elements, expected 5", unique_id)
         uid = _unique_id(data[1])
         code, description, details = data[2], data[3], data[4]
-        if not isinstance(code, str) or not isinstance(description, str) or not isinstance(details, dict):
+        if not isinstance(code, str) or not isinstance(description, str):
             raise FrameError(
                 "FormationViolation", "CALLERROR must be [4, id, code string, description string, details object]", uid
             )
+        if not isinstance(details, dict):
+            # OCPP-J 1.6 §4.2.3: errorDetails is a JSON object. A string (or anything else) there is a schema
+            # deviation of this one field; the id, code and description are readable, so it is still the
+            # charger's answer to the CALL with that id (ocpp16-notes: judge the answer, report the deviation).
+            return CallError(uid, code, description, {}, details_problem=(
+                f"CALLERROR errorDetails is {_json_type(details)} {encode_json(details)[:120]}, not a JSON object "
+                "(OCPP-J 1.6 §4.2.3)"))
         return CallError(uid, code, description, details)
     raise UnknownMessageType("ProtocolError", f"unknown message type {kind} (OCPP-J knows 2, 3 and 4)", unique_id)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "a number"
 
 
 def encode_frame(frame: Frame) -> str:

@@ -41,6 +41,7 @@ _INBOX = 10_000
 # answered: parsed, a 1 MiB frame of numbers is ~20 MB of Decimals, and 10,000 of them must not stay alive.
 _INBOX_PAYLOAD_LIMIT = 64 * 1024
 _MAX_MESSAGE = 1000  # characters of a finding's message (a reason may quote what the charger sent)
+_CURRENT: Any = object()  # ChargerSession._reply's default: the connection the charger is on now
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,18 @@ class ChargerSession:
         self.connection_info: dict[str, Any] = {}
         self.connections = 0
         self.connected_seq = 0  # the trace seq of the current (or last) connection's start
+        # The last BootNotification the platform answered Accepted or Pending, counted once that answer was
+        # on the wire (OCPP 1.6 §4.2: the boot completes with the answer; see _answer).
         self.boot: ReceivedCall | None = None
         self.boot_count = 0
+        # A BootNotification received on the current connection whose answer is not yet on the wire: until it
+        # is, no CALL of the harness goes out (a charger waiting for its answer may ignore CALLs; see send_call).
+        self._boot_unanswered: str | None = None
+        # Unreadable frames the harness sent on this connection that a stray CALLERROR may still answer
+        # (a charger cannot name an id it could not read: "-1" is the 2.0.1 rule; see _stray_callerror).
+        self._unreadable_unanswered = 0
+        self._details_advised = False  # the errorDetails deviation is one finding per run, not one per CALLERROR
+        self.unreadable_answers: list[int] = []  # trace seqs of CALLERRORs taken as answers to unreadable frames
         self.connector_status: dict[int, str] = {}
         self.status_history: deque[tuple[int, int, str]] = deque(maxlen=5000)  # (seq, connector, status)
         self.transactions: dict[int, Transaction] = {}
@@ -395,6 +406,7 @@ class ChargerSession:
         bound = self.settings.scaled(self.settings.call_timeout if timeout is None else timeout)
         # OCPP-J §4.1.1: one outstanding CALL per direction; later calls queue here.
         async with self._call_lock:
+            await self._wait_boot_answered(frame.action, bound)
             connection = self.connection
             if connection is None:
                 raise NotConnected(
@@ -406,6 +418,8 @@ class ChargerSession:
             self.sent_calls.append((frame.action, dict(frame.payload)))
             self._end_watches(sent=frame.action)
             raw = text if text is not None else ocppj.encode_frame(frame)
+            if text is not None:
+                self._count_unreadable(raw)
             mark = self.trace.next_seq
             self.trace.record(TX, raw)
             try:
@@ -430,10 +444,44 @@ class ChargerSession:
 
     async def send_text(self, text: str) -> None:
         """Put raw text on the wire (robustness probes); no answer is awaited."""
-        if self.connection is None:
+        await self._wait_boot_answered("the raw frame", self.settings.scaled(self.settings.call_timeout))
+        connection = self.connection
+        if connection is None:
             raise NotConnected("cannot send: the charger is not connected")
+        self._count_unreadable(text)
         self.trace.record(TX, text)
-        await self.connection.send(text)
+        await connection.send(text)
+
+    async def _wait_boot_answered(self, what: str, bound: float) -> None:
+        """Hold a CALL of the harness until the BootNotification received on this connection is answered.
+
+        OCPP 1.6 §4.2: the boot completes when the Central System answers Accepted or Pending, and a charger
+        waiting for that answer may ignore or refuse CALLs (real ones do). So the platform answers first and
+        asks afterwards. A reconnect without BootNotification (legal in 1.6) has nothing to wait for.
+        """
+        deadline = time.monotonic() + bound
+        while self._boot_unanswered is not None and self.connection is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                # Our own answer never went out (a test's answer override is silent or slow): a harness
+                # problem, not the charger's, so not a ChargerFailure.
+                raise BootNotAnswered(
+                    f"cannot send {what}: the platform has not answered the charger's BootNotification "
+                    f"(message id {self._boot_unanswered}) within {bound:g} s, and OCPP 1.6 §4.2 has it answered "
+                    f"before the platform asks anything.\nFrames:\n{format_frames(self.trace.tail(15))}"
+                )
+            change = self._state_change
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await change.wait()
+
+    def _count_unreadable(self, text: str) -> None:
+        """Note a frame the harness sends on purpose that cannot be parsed: a charger's parser may not get
+        as far as its message id, so a CALLERROR that names no CALL of ours may answer it (_stray_callerror)."""
+        try:
+            ocppj.parse_frame(text)
+        except ocppj.FrameError:
+            self._unreadable_unanswered += 1
 
     # --- answers the platform gives --------------------------------------------------------------
 
@@ -478,6 +526,8 @@ class ChargerSession:
         self.connection_info = dict(info)
         self.connections += 1
         self._peer_outstanding = None
+        self._boot_unanswered = None  # a boot on the old connection is answered there or never
+        self._unreadable_unanswered = 0
         self.connected_seq = self.trace.event(
             f"connected: {info.get('tls_version', '?')} {info.get('cipher', '?')} from {info.get('peer', '?')}"
         ).seq
@@ -488,6 +538,8 @@ class ChargerSession:
         if self.connection is not connection:
             return
         self.connection = None
+        self._boot_unanswered = None
+        self._unreadable_unanswered = 0
         self.trace.event(f"disconnected: {reason}")
         self._end_watches(disconnected=True)
         for pending in self._pending.values():
@@ -531,8 +583,13 @@ class ChargerSession:
             self.violation("unknown message type", exc.reason, message)
             return
         except ocppj.FrameError as exc:
+            if (exc.message_type == ocppj.MessageType.CALLERROR and exc.unique_id not in self._pending
+                    and self._stray_callerror(message)):
+                return  # an answer to an unreadable frame of ours, whatever its id: acceptable (ocpp16-notes)
             self.violation("malformed frame", exc.reason, message)
-            if exc.unique_id is not None:
+            # Only a CALL is answered (OCPP-J §4.2.3 answers a CALL with a CALLERROR); nobody answers a
+            # CALLRESULT or a CALLERROR, however malformed: the charger is not waiting for anything.
+            if exc.unique_id is not None and exc.message_type == ocppj.MessageType.CALL:
                 self._reply(ocppj.CallError(exc.unique_id, exc.code, exc.reason[:200], {}))
             return
         if isinstance(frame, ocppj.Call):
@@ -564,20 +621,18 @@ class ChargerSession:
         if self.watches:
             self._check_watches(received)
         self._peer_outstanding = frame.unique_id
+        if frame.action == "BootNotification":
+            self._boot_unanswered = frame.unique_id  # no CALL goes out until its answer does (send_call)
         arrival, self._arrival = self._arrival, asyncio.Event()
         arrival.set()
-        task = asyncio.get_running_loop().create_task(self._answer(received))
+        task = asyncio.get_running_loop().create_task(self._answer(received, self.connection))
         self._answer_tasks.add(task)
         task.add_done_callback(self._answer_tasks.discard)
 
     def _track(self, call: ReceivedCall) -> None:
         """Keep the platform's view of the charger up to date (boot, statuses, transactions)."""
         payload = call.payload
-        if call.action == "BootNotification" and not call.problems:
-            self.boot = call
-            self.boot_count += 1
-            self._notify()
-        elif call.action == "StatusNotification" and isinstance(payload.get("connectorId"), int) and not call.problems:
+        if call.action == "StatusNotification" and isinstance(payload.get("connectorId"), int) and not call.problems:
             connector, new = payload["connectorId"], str(payload.get("status"))
             old = self.connector_status.get(connector)
             if old is not None and not spec16.is_legal_transition(old, new, connector_id=connector):
@@ -602,25 +657,47 @@ class ChargerSession:
             self.status_history.append((call.seq, connector, new))
             self._notify()
 
-    async def _answer(self, call: ReceivedCall) -> None:
+    async def _answer(self, call: ReceivedCall, connection: Any) -> None:
+        if call.action != "BootNotification":
+            await self._answer_call(call, connection)
+            return
+        frame: ocppj.CallResult | ocppj.CallError | None = None
+        try:
+            frame, written = await self._answer_call(call, connection)
+            if written is not None and await written and isinstance(frame, ocppj.CallResult):
+                # OCPP 1.6 §4.2: the boot completes with Accepted or Pending; the platform counts the charger
+                # as booted once that answer is on the wire (the send completed), not when the request came.
+                if frame.payload.get("status") in ("Accepted", "Pending") and not call.problems:
+                    self.boot = call
+                    self.boot_count += 1
+        finally:
+            # Answered (Accepted, Pending, or refused): the harness may ask again. A test that keeps the
+            # platform silent keeps the gate shut: the next BootNotification's answer opens it.
+            if frame is not None and self._boot_unanswered == call.unique_id and self.connection is connection:
+                self._boot_unanswered = None
+            self._notify()
+
+    async def _answer_call(
+        self, call: ReceivedCall, connection: Any
+    ) -> tuple[ocppj.CallResult | ocppj.CallError | None, asyncio.Task[bool] | None]:
+        """Answer one CALL of the charger on the connection it came on: the answer, and the task writing it."""
         handler = self._answers.get(call.action, _NO_OVERRIDE)
         try:
             if handler is _NO_OVERRIDE:
                 result: Any = default_answer(self, call)
             elif handler is None:
-                return  # the test wants the platform silent
+                return None, None  # the test wants the platform silent
             else:
                 result = handler(call)  # type: ignore[operator]
                 if inspect.isawaitable(result):
                     result = await result
         except Exception as exc:  # noqa: BLE001 - a bad payload must not kill the endpoint
-            self._reply(ocppj.CallError(call.unique_id, "InternalError", f"platform could not answer: {exc}"[:200], {}))
-            return
+            error = ocppj.CallError(call.unique_id, "InternalError", f"platform could not answer: {exc}"[:200], {})
+            return error, self._reply(error, connection)
         if result is None:
-            return
+            return None, None
         if isinstance(result, ocppj.CallError):
-            self._reply(result)
-            return
+            return result, self._reply(result, connection)
         payload = ocppj.payload_of(result)
         if call.action == "StartTransaction" and "transactionId" in payload:
             self.transactions[int(payload["transactionId"])] = Transaction(
@@ -632,19 +709,23 @@ class ChargerSession:
             if tx is not None:
                 tx.stopped = call
                 self._notify()
-        self._reply(ocppj.CallResult(call.unique_id, payload))
+        answer = ocppj.CallResult(call.unique_id, payload)
+        return answer, self._reply(answer, connection)
 
-    def _reply(self, frame: ocppj.CallResult | ocppj.CallError) -> None:
-        connection = self.connection
+    def _reply(self, frame: ocppj.CallResult | ocppj.CallError, connection: Any = _CURRENT) -> asyncio.Task[bool] | None:
+        """Write an answer (by default on the current connection); the task doing it says whether it was sent."""
+        if connection is _CURRENT:
+            connection = self.connection
         text = ocppj.encode_frame(frame)
         if self._peer_outstanding == frame.unique_id:
             self._peer_outstanding = None
         self.trace.record(TX, text)
         if connection is None:
-            return
+            return None
         task = asyncio.get_running_loop().create_task(_send_quietly(connection, text))
         self._answer_tasks.add(task)
         task.add_done_callback(self._answer_tasks.discard)
+        return task
 
     def _receive_answer(self, frame: ocppj.CallResult | ocppj.CallError, raw: str | bytes) -> None:
         pending = self._pending.get(frame.unique_id)
@@ -656,6 +737,8 @@ class ChargerSession:
                     "late answer", f"answer to message id {frame.unique_id!r} arrived after its timeout", raw,
                     seq=self._timed_out[frame.unique_id],
                 )
+            elif isinstance(frame, ocppj.CallError) and self._stray_callerror(raw):
+                self._check_details(frame, raw)  # an answer all the same: its errorDetails is still judged
             else:
                 kind = "CALLRESULT" if isinstance(frame, ocppj.CallResult) else "CALLERROR"
                 self.violation(
@@ -667,13 +750,39 @@ class ChargerSession:
         if isinstance(frame, ocppj.CallResult):
             for problem in ocppj.schemas().response_problems(pending.action, frame.payload):
                 self.violation(f"{pending.action}.conf schema", str(problem), raw)
-        elif frame.code not in ocppj.ERROR_CODES_16:
-            self.violation(
-                "CALLERROR code",
-                f"error code {frame.code!r} is not one of OCPP-J 1.6's ({', '.join(sorted(ocppj.ERROR_CODES_16))})",
-                raw,
-            )
+        else:
+            if frame.code not in ocppj.ERROR_CODES_16:
+                self.violation(
+                    "CALLERROR code",
+                    f"error code {frame.code!r} is not one of OCPP-J 1.6's ({', '.join(sorted(ocppj.ERROR_CODES_16))})",
+                    raw,
+                )
+            self._check_details(frame, raw)
+        # A CALLERROR with a deviating errorDetails still answers the CALL: the test judges the answer.
         pending.future.set_result(frame)
+
+    def _stray_callerror(self, raw: str | bytes) -> bool:
+        """Whether a CALLERROR that names no CALL of ours answers an unreadable frame the harness sent.
+
+        OCPP-J 1.6 says nothing of the answer to a frame whose message id cannot be read: chargers answer
+        with CALLERROR id "-1" (the 2.0.1 rule), with any CALLERROR, or not at all, and all are acceptable
+        (docs/rules-frames.md). One such CALLERROR per unreadable frame sent on this connection is taken as
+        its answer, whatever its id and code; any other is a CALLERROR for an unknown id.
+        """
+        if self._unreadable_unanswered <= 0:
+            return False
+        self._unreadable_unanswered -= 1
+        self.unreadable_answers.append(self.trace.next_seq - 1)
+        self.trace.event("that CALLERROR answers the harness's unreadable frame (no message id to name): acceptable")
+        return True
+
+    def _check_details(self, frame: ocppj.CallError, raw: str | bytes) -> None:
+        """A CALLERROR whose errorDetails is not a JSON object: exactly that schema deviation, an advisory
+        finding (ADV-1), once per run; the CALLERROR still counts as the charger's answer."""
+        if frame.details_problem and not self._details_advised:
+            self._details_advised = True
+            self.advise("ADV-1", f"{frame.details_problem}; the CALLERROR is taken as the answer all the same "
+                        "(later CALLERRORs with the same deviation are not listed again)", raw)
 
 
 def _slim(call: ReceivedCall, size: int) -> ReceivedCall:
@@ -686,12 +795,21 @@ class _ConnectionClosed(Exception):
     pass
 
 
+class BootNotAnswered(RuntimeError):
+    """The platform's own answer to a BootNotification did not go out in time: a harness problem (a test's
+    answer override), so not a finding about the charger."""
+
+
 _NO_OVERRIDE = object()
 
 
-async def _send_quietly(connection: Any, text: str) -> None:
-    with contextlib.suppress(Exception):
+async def _send_quietly(connection: Any, text: str) -> bool:
+    """Send; True once the frame is written (False if the connection had gone)."""
+    try:
         await connection.send(text)
+    except Exception:  # noqa: BLE001 - a closed connection: the answer is simply not delivered
+        return False
+    return True
 
 
 def _matcher(where: Mapping[str, Any] | Callable[[ReceivedCall], bool] | None) -> Callable[[ReceivedCall], bool]:

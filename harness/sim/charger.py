@@ -49,6 +49,7 @@ from harness.ocppj import (
     FrameError,
     UnknownMessageType,
     encode_frame,
+    encode_json,
     parse_frame,
     schemas,
 )
@@ -580,6 +581,10 @@ class ReferenceCharger:
             uid = exc.unique_id if exc.unique_id is not None else (match.group(1) if match else None)
             if match is not None and uid is not None:
                 self._spawn(self._send_frame(CallError(uid, exc.code, exc.reason[:255], {})), "callerror")
+            elif self._variant("minus-one-error-id") and exc.message_type not in (3, 4):
+                # Variant "minus-one-error-id": no id could be read, so the CALLERROR names "-1" (the OCPP 2.0.1
+                # rule; 1.6 is silent). Never for a CALLRESULT or CALLERROR: nobody answers those.
+                self._spawn(self._send_frame(CallError("-1", exc.code, exc.reason[:255], {})), "callerror")
             else:
                 log.warning("%s: unusable frame (%s), no CALL id to answer: %.200s", self.id, exc.reason, text)
             return
@@ -611,6 +616,9 @@ class ReferenceCharger:
             if "wrong-error-codes" in self.defects:
                 frame = CallError(frame.unique_id, "GenericError", frame.description, frame.details)
         text = encode_frame(frame)
+        if isinstance(frame, CallError) and self._variant("string-error-details"):
+            # Variant "string-error-details": the firmware's encoder puts a text where OCPP-J wants an object.
+            text = encode_json([4, frame.unique_id, frame.code, frame.description, frame.description or "error"])
         frame_log.info("%s > %s", self.id, text)
         try:
             await ws.send(text)
@@ -1242,6 +1250,13 @@ class ReferenceCharger:
     async def _handle_call(self, call: Call) -> None:
         if self.registration == "Rejected" and not self._accepted.is_set():
             log.info("%s: Rejected: not answering %s (§4.2.1)", self.id, call.action)
+            return
+        if self._variant("waits-for-boot-accepted") and (
+            not self._accepted.is_set() or (self._pending is not None and self._pending[1] == "BootNotification")
+        ):
+            # Variant "waits-for-boot-accepted": the OCPP task takes requests only once registered, and not
+            # while a BootNotification of its own (a triggered one too) waits for its answer.
+            log.info("%s: waiting for the BootNotification answer: ignoring %s", self.id, call.action)
             return
         if "slow-responses" in self.defects:
             await asyncio.sleep(self.config.slow_response_delay)

@@ -123,6 +123,12 @@ _ALL: tuple[Defect, ...] = (
        "Charging -> Available directly; both legal in §4.9)."),
     _v("local-reason-omitted", "CORE-1",
        "StopTransaction of a stop with the driver's card has no reason (OCPP 1.6 §6.49: omitted means Local)."),
+    _v("waits-for-boot-accepted", "CORE-1",
+       "Ignores (never answers) every request of the central system until its BootNotification is answered "
+       "Accepted (before the answer, and while Pending), and while a triggered BootNotification awaits its answer."),
+    _v("minus-one-error-id", "ADV-1",
+       "Answers a frame it cannot read a message id from (not JSON, not an array) with CALLERROR id \"-1\"."),
+    _v("string-error-details", "ADV-1", "Every CALLERROR it sends has a string errorDetails instead of an object."),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}

@@ -1,7 +1,9 @@
 """Positive and negative controls for the advisory robustness suite (ADV-1, suites/test_robustness.py).
 
 The reference charger refuses every malformed CALL with the fitting OCPP-J 1.6 code and keeps the
-connection: every ADV-1 finding passes. Each ADV-1 defect of the reference charger must fail exactly
+connection: every ADV-1 finding passes. So do its conformant ADV-1 variants (docs/rules-frames.md):
+answering an unreadable frame with CALLERROR id "-1", and a string errorDetails in every CALLERROR
+(every requirement passes; exactly one advisory finding names that deviation). Each ADV-1 defect of the reference charger must fail exactly
 the malformed-request findings, and nothing on ev.energy's list: the whole of suites/ runs with the
 defect, and every ev.energy requirement gets the same verdict as without it (advisory findings never
 affect certification).
@@ -9,6 +11,7 @@ affect certification).
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -36,6 +39,9 @@ NEGATIVE: dict[str, set[str]] = {
     "crashes-on-malformed": MALFORMED_REQUEST,  # the connection closes instead of a CALLERROR
     "wrong-error-codes": MALFORMED_REQUEST,  # CALLERROR GenericError instead of the fitting code
 }
+#: Conformant ADV-1 variants: every finding and every ev.energy requirement passes.
+VARIANTS = ("minus-one-error-id", "string-error-details")
+UNREADABLE = {name for name in ALL_FINDINGS if name.startswith("test_unreadable_frame")}
 
 
 def findings(run: SuiteRun) -> dict[str, dict]:
@@ -62,9 +68,41 @@ def reference(tmp_path_factory: pytest.TempPathFactory, certs_dir: Path) -> Suit
 
 def test_the_catalogue_has_a_control_for_every_adv1_defect() -> None:
     ours = {name for name, d in DEFECTS.items() if d.requirement_id == "ADV-1"}
-    assert ours == set(NEGATIVE)
-    assert all(not DEFECTS[name].conformant for name in ours)
+    assert {name for name in ours if not DEFECTS[name].conformant} == set(NEGATIVE)
+    assert {name for name in ours if DEFECTS[name].conformant} == set(VARIANTS)
     assert catalogue.by_id("ADV-1").kind == catalogue.ADVISORY
+
+
+def advisory_properties(junit: Path) -> list[str]:
+    """The advisory findings filed for the run's tests (JUnit user properties named "advisory")."""
+    return [p.get("value", "") for p in ET.parse(junit).iter("property") if p.get("name") == "advisory"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_conformant_variant_passes_every_finding_and_requirement(
+    variant: str, tmp_path: Path, certs_dir: Path, reference: SuiteRun
+) -> None:
+    junit = tmp_path / "junit.xml"
+    run = run_suites(SUITES, tmp_path, defects=(variant,), extra=("--junitxml", str(junit)), certs_dir=certs_dir)
+    assert run.failing() == set(), run.explain()
+    assert run.verdicts() == reference.verdicts(), run.explain()
+    check_advisory_only(run)
+    verdicts = {name: t["verdict"] for name, t in findings(run).items()}
+    assert verdicts == dict.fromkeys(ALL_FINDINGS, "pass"), run.explain()
+    about_details = [a for a in advisory_properties(junit) if "errorDetails" in a]
+    if variant == "minus-one-error-id":
+        # The "-1" answers are acceptable: no "CALLERROR for unknown id", and the notes say what came.
+        assert "unknown id" not in run.output, run.explain()
+        for name in UNREADABLE:
+            notes = findings(run)[name]["details"].get("notes", [])
+            assert any('answered [4,"-1"' in n and "(acceptable)" in n for n in notes), notes
+        assert about_details == [], about_details
+    else:
+        # Exactly one advisory finding, naming the deviation; the CALLERRORs still count as answers (the
+        # malformed-request findings pass on their codes).
+        assert len(about_details) == 1, advisory_properties(junit)
+        assert "ADV-1: CALLERROR errorDetails is a string" in about_details[0], about_details
+        assert "not a JSON object" in about_details[0], about_details
 
 
 def test_reference_charger_passes_every_robustness_finding(reference: SuiteRun) -> None:
