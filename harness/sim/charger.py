@@ -312,6 +312,8 @@ class ReferenceCharger:
         """One run of the firmware, from power-on to power-off."""
         self._reset_volatile()
         self.boot_count += 1
+        if self._active_key is not None:
+            self._active_key = self.configuration.value("AuthorizationKey")  # the firmware reads its key at power-on
         now = time.monotonic()
         # Transactions that were running at power-off end now (§4.10: stop reason PowerLoss, or the reset's).
         reason, self._pending_stop_reason = self._pending_stop_reason, "PowerLoss"
@@ -452,7 +454,17 @@ class ReferenceCharger:
             return {}
         if "no-basic-auth" in self.defects:
             return {}
-        token = base64.b64encode(f"{self.id}:{self._active_key}".encode()).decode("ascii")
+        # Firmware bug "basic-auth-wrong-user": the user comes from a setting of its own, left at its factory default.
+        user = "ocpp" if "basic-auth-wrong-user" in self.defects else self.id
+        password = self._active_key.encode()
+        # Firmware bug "basic-auth-wrong-key": an off-by-one in the key buffer drops the key's last character.
+        if "basic-auth-wrong-key" in self.defects:
+            password = password[:-1]
+        # Variant "basic-auth-decoded-key": the password is the key's hex digits decoded to bytes (whitepaper: both seen).
+        if "basic-auth-decoded-key" in self.defects:
+            with contextlib.suppress(ValueError):
+                password = bytes.fromhex(self._active_key)
+        token = base64.b64encode(user.encode() + b":" + password).decode("ascii")
         return {"Authorization": f"Basic {token}"}
 
     async def _connect(self) -> ClientConnection:
@@ -1279,16 +1291,23 @@ class ReferenceCharger:
             return {"status": "Rejected"}, None
         if canonical == "MeterValueSampleInterval" and "rejects-sample-interval" in self.defects:
             return {"status": "Rejected"}, None
+        if canonical == spec16.KEY_AUTHORIZATION_KEY:
+            # Variant "key-change-not-supported": the key is provisioned another way, not over OCPP.
+            if "key-change-not-supported" in self.defects:
+                return {"status": "NotSupported"}, None
+            # ADV-2 defect "ignores-new-authorization-key": the setter is a no-op that reports success.
+            if "ignores-new-authorization-key" in self.defects:
+                return {"status": "Accepted"}, None
         status = self.configuration.change(key, value)
         after = None
         if canonical == spec16.KEY_AUTHORIZATION_KEY and status == "Accepted":
+            # Variant "key-change-reboot-required": the key is stored and read at the next boot (OCPP §7.13).
+            if "key-change-reboot-required" in self.defects:
+                return {"status": "RebootRequired"}, None
             after = self._new_authorization_key
         return {"status": status}, after
 
     def _new_authorization_key(self) -> None:
-        # Firmware bug "ignores-new-authorization-key": the new key is stored but the connection keeps the old one.
-        if "ignores-new-authorization-key" in self.defects:
-            return
         self._active_key = self.configuration.value("AuthorizationKey")
         if self.config.security_profile == 3:
             return  # profile 3 does not use the key
