@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from harness import spec16
 from harness.ocppj import (
@@ -498,6 +498,11 @@ class ReferenceCharger:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure means: wait and try again
+                # Firmware bug "gives-up-after-401": it takes a 401 for a revoked key and stops until power-cycled.
+                if ("gives-up-after-401" in self.defects and isinstance(exc, InvalidStatus)
+                        and exc.response.status_code == 401):
+                    log.warning("%s: HTTP 401: this firmware stops connecting until it is power-cycled", self.id)
+                    await asyncio.Event().wait()
                 delay = backoff * random.uniform(0.5, 1.0)
                 log.info("%s: connection failed (%s: %s); retrying in %.2f s", self.id, type(exc).__name__, exc, delay)
                 backoff = min(backoff * 2, self.config.reconnect_backoff_max)

@@ -41,6 +41,8 @@ _ALL: tuple[Defect, ...] = (
        "The Basic auth user comes from a setting of its own, left at its factory default 'ocpp' (not the identity)."),
     _d("basic-auth-wrong-key", "AUTH-1",
        "An off-by-one in the key buffer: the Basic auth password is the AuthorizationKey without its last character."),
+    _d("gives-up-after-401", "AUTH-1",
+       "Takes an HTTP 401 for a revoked key: stops connecting until it is power-cycled, even once the key is accepted."),
     # --- core ---
     _d("boot-bad-schema", "CORE-1", "BootNotification chargePointVendor is longer than the schema's 20 characters."),
     _d("no-heartbeat", "CORE-1", "Never sends Heartbeat."),
