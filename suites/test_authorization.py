@@ -428,7 +428,8 @@ async def test_authorization_key_rotation(
     if not original:
         pytest.skip("not tested: the harness does not know the charger's AuthorizationKey")
     rotation = _Rotation(charger, csms, settings, original, _new_key())
-    charger.details["key_rotation"] = rotation_details = {}
+    rotation_details: dict[str, object] = {}
+    charger.details["key_rotation"] = rotation_details
     try:
         await rotation.run()
     finally:

@@ -223,6 +223,7 @@ class ReferenceCharger:
         self.auth_cache: dict[str, str] = {}  # idTag -> status of its last idTagInfo
         self.boot_count = 0
         self._active_key = config.authorization_key  # the key the connection uses
+        self._used_keys = {config.authorization_key}  # every AuthorizationKey it has held (variant "rejects-key-reuse")
         self._seq = itertools.count(1)
         self._network_up = asyncio.Event()
         self._network_up.set()
@@ -1303,6 +1304,11 @@ class ReferenceCharger:
             # ADV-2 defect "ignores-new-authorization-key": the setter is a no-op that reports success.
             if "ignores-new-authorization-key" in self.defects:
                 return {"status": "Accepted"}, None
+            # Variant "rejects-key-reuse": a key it has held before is refused (no key reuse).
+            if "rejects-key-reuse" in self.defects:
+                if value in self._used_keys:
+                    return {"status": "Rejected"}, None
+                self._used_keys.add(value)
         status = self.configuration.change(key, value)
         after = None
         if canonical == spec16.KEY_AUTHORIZATION_KEY and status == "Accepted":

@@ -128,6 +128,8 @@ _ALL: tuple[Defect, ...] = (
     _v("key-change-reboot-required", "ADV-2",
        "ChangeConfiguration AuthorizationKey is answered RebootRequired: the key is stored and used from the next "
        "boot on (OCPP 1.6 §7.13)."),
+    _v("rejects-key-reuse", "ADV-2",
+       "Refuses an AuthorizationKey it has held before (Rejected): a rotated key cannot be set back to the old one."),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}

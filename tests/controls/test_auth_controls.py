@@ -80,6 +80,20 @@ def test_auth1_passes_whatever_the_key_change_answer(variant: str | None, tmp_pa
     assert run.exit_code == 0, run.explain()
 
 
+def test_bench_not_restored_is_said_once_and_the_run_goes_on(tmp_path: Path, certs_dir: Path) -> None:
+    """A charger that refuses to take back a key it held before (legitimate) keeps the rotated key: the endpoint
+    goes on with that key, the terminal says so in one line, and the report tells the operator what to do."""
+    run = run_suites(FILES, tmp_path, defects=("rejects-key-reuse",), certs_dir=certs_dir)
+    assert run.failing() == set() and run.verdicts().get("AUTH-1") == "pass", run.explain()
+    assert run.exit_code == 0, run.explain()
+    assert run.output.count("bench not restored") == 1, run.explain()
+    entry = rotation(run)
+    notes = " | ".join(entry["details"].get("notes", []))
+    assert "reconnected by itself with the new key" in notes and "BENCH NOT RESTORED" in notes, notes
+    assert "set the charger's AuthorizationKey back" in notes, notes
+    assert entry["details"]["key_rotation"]["charger_key"] == "the key generated for the rotation", entry["details"]
+
+
 @pytest.mark.parametrize("defect", NEGATIVE)
 def test_basic_auth_defect_fails_auth1_only(defect: str, tmp_path: Path, certs_dir: Path) -> None:
     run = run_suites(FILES, tmp_path, defects=(defect,), certs_dir=certs_dir)
