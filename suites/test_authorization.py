@@ -406,8 +406,17 @@ class _Rotation:
             return None
         # It still uses the key generated here: let the endpoint accept that one, so the run goes on.
         self.csms.register(self.charger_id, self.new)
-        with contextlib.suppress(ExpectationTimeout):
-            await self.charger.wait_connected(within=_retry_bound(self.settings))
+        if not self.charger.connected:
+            found = await self.wait_key(time.monotonic(), _retry_bound(self.settings))
+            if found is not None and found.outcome != CONNECTED and answer.startswith("no answer"):
+                # It took the run's key without answering: the endpoint takes that one back after all.
+                self.csms.register(self.charger_id, self.original)
+                found = await self.wait_key(time.monotonic(), _retry_bound(self.settings))
+                if found is not None and found.outcome == CONNECTED:
+                    self.held = Held.ORIGINAL
+                    self.charger.note("the run's AuthorizationKey restored (the charger switched without answering)")
+                    return None
+                self.csms.register(self.charger_id, self.new)
         return f"could not put the run's AuthorizationKey back on the charger (ChangeConfiguration answered {answer})"
 
 
