@@ -15,6 +15,7 @@ import binascii
 import contextlib
 import datetime as dt
 import errno
+import enum
 import http
 import logging
 import socket
@@ -71,6 +72,25 @@ NO_SUBPROTOCOL = "no-subprotocol"
 NOT_HTTP = "not-tls-or-http"
 SILENT = "silent"
 
+#: The User-Agent of the harness's own probe connections (made under the charger's id): never the charger's.
+PROBE_USER_AGENT = "ev.energy-harness-probe"
+
+
+class BasicAuth(enum.StrEnum):
+    """What the HTTP Basic credentials of one upgrade request were (security profile 2; AUTH-1)."""
+
+    KEY_AS_TEXT = "key-as-text"  # user = the identity, password = the AuthorizationKey as configured (hex text)
+    KEY_AS_BYTES = "key-as-bytes"  # user = the identity, password = the key's hex digits decoded to bytes
+    NO_HEADER = "no-header"
+    NOT_BASIC = "not-basic"  # another scheme (Bearer, Digest, ...)
+    MALFORMED = "malformed"  # not base64, or no ':' between user and password
+    WRONG_USER = "wrong-user"
+    WRONG_PASSWORD = "wrong-password"
+
+    @property
+    def accepted(self) -> bool:
+        return self in (BasicAuth.KEY_AS_TEXT, BasicAuth.KEY_AS_BYTES)
+
 
 @dataclass
 class ConnectionAttempt:
@@ -92,7 +112,13 @@ class ConnectionAttempt:
     subprotocols_offered: list[str] = field(default_factory=list)
     subprotocol: str | None = None
     http_status: int | None = None
+    basic_auth: BasicAuth | None = None  # security profile 2: the credentials of the upgrade request
     mono: float = field(default_factory=time.monotonic)
+
+    @property
+    def is_probe(self) -> bool:
+        """The harness's own probe (see PROBE_USER_AGENT), not the charger."""
+        return any(k.lower() == "user-agent" and v == PROBE_USER_AGENT for k, v in self.headers.items())
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -517,24 +543,8 @@ class Endpoint:
             if cn != charger_id:
                 return f"security profile 3: client certificate CN {cn!r} is not the charge point id {charger_id!r}"
             return None
-        header = request.headers.get("Authorization")
-        if header is None:
-            return "security profile 2: no Authorization header (HTTP Basic auth required)"
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic":
-            return f"security profile 2: Authorization scheme {scheme!r}, expected Basic"
-        try:
-            decoded = base64.b64decode(encoded.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return "security profile 2: the Basic credentials are not valid base64"
-        user, sep, password = decoded.partition(b":")
-        if not sep:
-            return "security profile 2: the Basic credentials have no ':' between user and password"
-        if user.decode("utf-8", "replace") != charger_id:
-            return f"security profile 2: Basic auth user {user.decode('utf-8', 'replace')!r} is not the charge point id"
-        if not _password_matches(password, session.authorization_key):
-            return "security profile 2: wrong password (it is not the AuthorizationKey)"
-        return None
+        attempt.basic_auth, problem = _check_basic(request.headers.get("Authorization"), charger_id, session.authorization_key)
+        return problem
 
     # --- connected -----------------------------------------------------------------------------
 
@@ -603,15 +613,40 @@ def _select_ocpp16(connection: ServerConnection, subprotocols: Any) -> Any:
     return OCPP_SUBPROTOCOL if OCPP_SUBPROTOCOL in subprotocols else None
 
 
-def _password_matches(password: bytes, key: str | None) -> bool:
-    """The password on the wire may be the configured key as text or its hex-decoded bytes: accept both."""
+def _check_basic(header: str | None, charger_id: str, key: str | None) -> tuple[BasicAuth, str | None]:
+    """Judge an Authorization header (security whitepaper, profile 2): what it was, and why it is refused (or None)."""
+    if header is None:
+        return BasicAuth.NO_HEADER, "security profile 2: no Authorization header (HTTP Basic auth required)"
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return BasicAuth.NOT_BASIC, f"security profile 2: Authorization scheme {scheme!r}, expected Basic"
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return BasicAuth.MALFORMED, "security profile 2: the Basic credentials are not valid base64"
+    user, sep, password = decoded.partition(b":")
+    if not sep:
+        return BasicAuth.MALFORMED, "security profile 2: the Basic credentials have no ':' between user and password"
+    if user.decode("utf-8", "replace") != charger_id:
+        return (BasicAuth.WRONG_USER,
+                f"security profile 2: Basic auth user {user.decode('utf-8', 'replace')!r} is not the charge point id")
+    form = _password_form(password, key)
+    if form is None:
+        return BasicAuth.WRONG_PASSWORD, "security profile 2: wrong password (it is not the AuthorizationKey)"
+    return form, None
+
+
+def _password_form(password: bytes, key: str | None) -> BasicAuth | None:
+    """The password on the wire may be the configured key as text or its hex-decoded bytes (sources disagree,
+    ocpp16-notes): accept both and say which; None when it is neither."""
     if key is None:
-        return False
+        return None
     if password == key.encode():
-        return True
+        return BasicAuth.KEY_AS_TEXT
     with contextlib.suppress(ValueError):
-        return password == bytes.fromhex(key)
-    return False
+        if password == bytes.fromhex(key):
+            return BasicAuth.KEY_AS_BYTES
+    return None
 
 
 def _subject(cert: dict[str, Any]) -> str:

@@ -16,7 +16,17 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from harness import tls
-from harness.endpoint import CONNECTED, PLAIN_WS, SILENT, TLS_FAILED, UNAUTHORIZED, ConnectionAttempt, Endpoint
+from harness.endpoint import (
+    CONNECTED,
+    PLAIN_WS,
+    PROBE_USER_AGENT,
+    SILENT,
+    TLS_FAILED,
+    UNAUTHORIZED,
+    BasicAuth,
+    ConnectionAttempt,
+    Endpoint,
+)
 from harness.plugin import ChargerNeverConnected
 from harness.settings import Settings
 
@@ -102,21 +112,58 @@ async def test_plain_ws_is_refused(csms: Endpoint, charger_backend: object, harn
 async def test_basic_auth_with_the_authorization_key(
     csms: Endpoint, charger_backend: object, harness_settings: Settings
 ) -> None:
-    """AUTH-1: HTTP Basic on the upgrade, user = charge point id, password = AuthorizationKey (security
-    whitepaper §2.3, profile 2; OCTT TC_085). Wrong credentials are refused with 401."""
-    if harness_settings.security_profile != 2:
+    """AUTH-1: HTTP Basic on every WebSocket upgrade the charger makes: user = its charge point identity,
+    password = its AuthorizationKey, as the hex text or as the bytes it encodes (OCPP 1.6 security whitepaper
+    ed. 3, security profile 2; OCTT TC_085). Judged from the charger's recorded connection attempts (every one
+    of the run so far); the endpoint refuses wrong credentials with 401. A refusal for a wrong password alone
+    is no failure while the charger then connects with the key (the harness itself switches keys in ADV-2 and
+    in the 401 check). Changing the key over OCPP is ADV-2's, never AUTH-1's (docs/rules-auth.md)."""
+    settings = harness_settings
+    if settings.security_profile != 2:
         pytest.skip("not applicable: the run uses security profile 3 (AUTH-2)")
+    charger_id = settings.charger_id
+
+    def upgrades(got: list[ConnectionAttempt]) -> list[ConnectionAttempt]:
+        """The charger's attempts that reached the HTTP upgrade (so had their credentials checked)."""
+        return [a for a in got if a.charger_id == charger_id and a.basic_auth is not None and not a.is_probe]
+
     attempts = await settled_attempts(
-        csms, harness_settings,
-        lambda got: any(a.outcome == CONNECTED for a in got) or sum(a.outcome == UNAUTHORIZED for a in got) >= 3,
+        csms, settings,
+        lambda got: any(a.basic_auth is not None and a.basic_auth.accepted for a in upgrades(got))
+        or sum(a.outcome == UNAUTHORIZED for a in upgrades(got)) >= 3,
     )
-    assert any(a.outcome == CONNECTED for a in attempts), (
-        "expected the charger to authenticate with Basic auth (user = its id, password = its AuthorizationKey); "
-        "it was refused:\n  " + _describe([a for a in attempts if a.outcome == UNAUTHORIZED] or attempts)
+    judged = upgrades(attempts)
+    if not judged:
+        pytest.skip(
+            "not tested: no connection attempt of the charger got past TLS to the HTTP upgrade, where Basic auth "
+            "is checked (TLS-1/TLS-2 say why):\n  " + _describe(attempts)
+        )
+    # Whatever the key: the header on every attempt, Basic, well formed, user = the identity.
+    accepted = [a for a in judged if a.basic_auth is not None and a.basic_auth.accepted]
+    malformed = [a for a in judged if a not in accepted and a.basic_auth != BasicAuth.WRONG_PASSWORD]
+    assert not malformed, (
+        f"expected every connection attempt to carry HTTP Basic credentials with user = the charge point identity "
+        f"{charger_id!r} (security whitepaper, profile 2); {len(malformed)} of the charger's {len(judged)} attempts "
+        "did not:\n  " + _describe(malformed)
     )
+    assert accepted, (
+        "expected the charger to authenticate with its AuthorizationKey as the Basic auth password (the hex text "
+        "as configured, or the bytes it encodes); every attempt was refused for a wrong password:\n  "
+        + _describe(judged)
+    )
+    session = csms.session(charger_id)
+    forms = sorted({str(a.basic_auth) for a in accepted})
+    session.note(
+        f"{len(judged)} connection attempt(s) judged, each with Basic credentials for {charger_id!r}; "
+        f"{len(accepted)} accepted (password sent as {' and '.join(f.removeprefix('key-as-') for f in forms)})"
+    )
+    session.details["basic_auth"] = {"attempts": len(judged), "accepted": len(accepted), "password_forms": forms}
+    refused = [a for a in judged if a.basic_auth == BasicAuth.WRONG_PASSWORD]
+    if refused:
+        session.note(f"{len(refused)} attempt(s) refused for a password that was not the key the platform held "
+                     "then (harness key switches, or a key fixed on the bench); the charger connected afterwards")
     # The endpoint's side: a wrong password gets 401.
     ctx = tls.client_context(csms.certs.ca_pem)
-    charger_id = harness_settings.charger_id
     wrong = base64.b64encode(f"{charger_id}:not-the-key".encode()).decode()
     with pytest.raises(InvalidStatus) as probe:
         async with asyncio.timeout(harness_settings.scaled(10)):
@@ -125,6 +172,7 @@ async def test_basic_auth_with_the_authorization_key(
                 ssl=ctx,
                 subprotocols=["ocpp1.6"],  # type: ignore[list-item]
                 additional_headers={"Authorization": f"Basic {wrong}"},
+                user_agent_header=PROBE_USER_AGENT,
                 open_timeout=None,
             ):
                 pass

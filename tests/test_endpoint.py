@@ -18,6 +18,7 @@ from harness.endpoint import (
     TLS_FAILED,
     UNAUTHORIZED,
     UNKNOWN_CHARGER,
+    BasicAuth,
     Endpoint,
 )
 from harness.errors import CallErrorReceived, ExpectationTimeout, NoAnswer
@@ -96,22 +97,23 @@ async def test_silent_tcp_client_is_dropped_within_the_bound(endpoint: Endpoint)
 
 
 @pytest.mark.parametrize(
-    ("user", "password", "status"),
+    ("user", "password", "status", "judged"),
     [
-        (CHARGER_ID, KEY, None),
-        (CHARGER_ID, bytes.fromhex(KEY), None),  # the key's hex-decoded bytes are accepted too
-        ("SOMEONE-ELSE", KEY, 401),
-        (CHARGER_ID, "wrong-password", 401),
-        (CHARGER_ID, None, 401),
+        (CHARGER_ID, KEY, None, BasicAuth.KEY_AS_TEXT),
+        (CHARGER_ID, bytes.fromhex(KEY), None, BasicAuth.KEY_AS_BYTES),  # the key's hex-decoded bytes are accepted too
+        ("SOMEONE-ELSE", KEY, 401, BasicAuth.WRONG_USER),
+        (CHARGER_ID, "wrong-password", 401, BasicAuth.WRONG_PASSWORD),
+        (CHARGER_ID, None, 401, BasicAuth.NO_HEADER),
     ],
     ids=["right", "right-hex-decoded", "wrong-user", "wrong-password", "missing"],
 )
-async def test_basic_auth(endpoint: Endpoint, user: str, password, status: int | None) -> None:
+async def test_basic_auth(endpoint: Endpoint, user: str, password, status: int | None, judged: BasicAuth) -> None:
     since = time.monotonic()
     if status is None:
         ws = await open_charger(endpoint, password=password)
         await ws.close()
-        assert (await last_attempt(endpoint, since)).outcome == CONNECTED
+        attempt = await last_attempt(endpoint, since)
+        assert attempt.outcome == CONNECTED and attempt.basic_auth == judged
         return
     from tests.helpers import basic
     from websockets.asyncio.client import connect
@@ -122,7 +124,7 @@ async def test_basic_auth(endpoint: Endpoint, user: str, password, status: int |
                       additional_headers=headers, open_timeout=5)
     assert refused.value.response.status_code == status
     attempt = await last_attempt(endpoint, since)
-    assert attempt.outcome == UNAUTHORIZED and attempt.http_status == 401
+    assert attempt.outcome == UNAUTHORIZED and attempt.http_status == 401 and attempt.basic_auth == judged
     assert KEY not in json.dumps(attempt.as_dict()), "the AuthorizationKey leaked into the attempt record"
     assert attempt.headers.get("Authorization", "Basic «redacted»").endswith("«redacted»")
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from harness import spec16
 from harness.ocppj import (
@@ -224,6 +224,7 @@ class ReferenceCharger:
         self.auth_cache: dict[str, str] = {}  # idTag -> status of its last idTagInfo
         self.boot_count = 0
         self._active_key = config.authorization_key  # the key the connection uses
+        self._used_keys = {config.authorization_key}  # every AuthorizationKey it has held (variant "rejects-key-reuse")
         self._seq = itertools.count(1)
         self._network_up = asyncio.Event()
         self._network_up.set()
@@ -313,6 +314,8 @@ class ReferenceCharger:
         """One run of the firmware, from power-on to power-off."""
         self._reset_volatile()
         self.boot_count += 1
+        if self._active_key is not None:
+            self._active_key = self.configuration.value("AuthorizationKey")  # the firmware reads its key at power-on
         now = time.monotonic()
         # Transactions that were running at power-off end now (§4.10: stop reason PowerLoss, or the reset's).
         reason, self._pending_stop_reason = self._pending_stop_reason, "PowerLoss"
@@ -463,7 +466,17 @@ class ReferenceCharger:
             return {}
         if "no-basic-auth" in self.defects:
             return {}
-        token = base64.b64encode(f"{self.id}:{self._active_key}".encode()).decode("ascii")
+        # Firmware bug "basic-auth-wrong-user": the user comes from a setting of its own, left at its factory default.
+        user = "ocpp" if "basic-auth-wrong-user" in self.defects else self.id
+        password = self._active_key.encode()
+        # Firmware bug "basic-auth-wrong-key": an off-by-one in the key buffer drops the key's last character.
+        if "basic-auth-wrong-key" in self.defects:
+            password = password[:-1]
+        # Variant "basic-auth-decoded-key": the password is the key's hex digits decoded to bytes (whitepaper: both seen).
+        if "basic-auth-decoded-key" in self.defects:
+            with contextlib.suppress(ValueError):
+                password = bytes.fromhex(self._active_key)
+        token = base64.b64encode(user.encode() + b":" + password).decode("ascii")
         return {"Authorization": f"Basic {token}"}
 
     async def _connect(self) -> ClientConnection:
@@ -497,6 +510,11 @@ class ReferenceCharger:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure means: wait and try again
+                # Firmware bug "gives-up-after-401": it takes a 401 for a revoked key and stops until power-cycled.
+                if ("gives-up-after-401" in self.defects and isinstance(exc, InvalidStatus)
+                        and exc.response.status_code == 401):
+                    log.warning("%s: HTTP 401: this firmware stops connecting until it is power-cycled", self.id)
+                    await asyncio.Event().wait()
                 delay = backoff * random.uniform(0.5, 1.0)
                 log.info("%s: connection failed (%s: %s); retrying in %.2f s", self.id, type(exc).__name__, exc, delay)
                 backoff = min(backoff * 2, self.config.reconnect_backoff_max)
@@ -1307,16 +1325,28 @@ class ReferenceCharger:
             return {"status": "Rejected"}, None
         if canonical == "MeterValueSampleInterval" and "rejects-sample-interval" in self.defects:
             return {"status": "Rejected"}, None
+        if canonical == spec16.KEY_AUTHORIZATION_KEY:
+            # Variant "key-change-not-supported": the key is provisioned another way, not over OCPP.
+            if "key-change-not-supported" in self.defects:
+                return {"status": "NotSupported"}, None
+            # ADV-2 defect "ignores-new-authorization-key": the setter is a no-op that reports success.
+            if "ignores-new-authorization-key" in self.defects:
+                return {"status": "Accepted"}, None
+            # Variant "rejects-key-reuse": a key it has held before is refused (no key reuse).
+            if "rejects-key-reuse" in self.defects:
+                if value in self._used_keys:
+                    return {"status": "Rejected"}, None
+                self._used_keys.add(value)
         status = self.configuration.change(key, value)
         after = None
         if canonical == spec16.KEY_AUTHORIZATION_KEY and status == "Accepted":
+            # Variant "key-change-reboot-required": the key is stored and read at the next boot (OCPP §7.13).
+            if "key-change-reboot-required" in self.defects:
+                return {"status": "RebootRequired"}, None
             after = self._new_authorization_key
         return {"status": status}, after
 
     def _new_authorization_key(self) -> None:
-        # Firmware bug "ignores-new-authorization-key": the new key is stored but the connection keeps the old one.
-        if "ignores-new-authorization-key" in self.defects:
-            return
         self._active_key = self.configuration.value("AuthorizationKey")
         if self.config.security_profile == 3:
             return  # profile 3 does not use the key

@@ -37,8 +37,12 @@ _ALL: tuple[Defect, ...] = (
     _d("no-cert-check", "TLS-3", "Does not verify the server certificate (no chain, host name or date check)."),
     _d("stale-clock", "TLS-3", "The real-time clock runs 10 minutes ahead and is never synchronised: every timestamp is off."),
     _d("no-basic-auth", "AUTH-1", "Sends no HTTP Basic Authorization header on the WebSocket upgrade."),
-    _d("ignores-new-authorization-key", "AUTH-1",
-       "Answers ChangeConfiguration AuthorizationKey Accepted but keeps using (and reconnecting with) the old key."),
+    _d("basic-auth-wrong-user", "AUTH-1",
+       "The Basic auth user comes from a setting of its own, left at its factory default 'ocpp' (not the identity)."),
+    _d("basic-auth-wrong-key", "AUTH-1",
+       "An off-by-one in the key buffer: the Basic auth password is the AuthorizationKey without its last character."),
+    _d("gives-up-after-401", "AUTH-1",
+       "Takes an HTTP 401 for a revoked key: stops connecting until it is power-cycled, even once the key is accepted."),
     # --- core ---
     _d("boot-bad-schema", "CORE-1", "BootNotification chargePointVendor is longer than the schema's 20 characters."),
     _d("no-heartbeat", "CORE-1", "Never sends Heartbeat."),
@@ -103,6 +107,10 @@ _ALL: tuple[Defect, ...] = (
     _d("wrong-error-codes", "ADV-1",
        "A malformed request (bad frame structure, missing or mistyped field) is refused with CALLERROR GenericError "
        "instead of the fitting OCPP-J 1.6 code."),
+    # ADV-2 (AuthorizationKey rotation over OCPP): a finding, never an AUTH-1 failure
+    _d("ignores-new-authorization-key", "ADV-2",
+       "Answers ChangeConfiguration AuthorizationKey Accepted but never stores the key: keeps using (and "
+       "reconnecting with) the old one, so it would lock itself out once the platform switched keys."),
     # --- conformant variants ---
     _v("current-voltage", "MV-1",
        "The meter measures Current.Import and Voltage per phase, not power: MeterValuesSampledData with "
@@ -129,6 +137,15 @@ _ALL: tuple[Defect, ...] = (
     _v("minus-one-error-id", "ADV-1",
        "Answers a frame it cannot read a message id from (not JSON, not an array) with CALLERROR id \"-1\"."),
     _v("string-error-details", "ADV-1", "Every CALLERROR it sends has a string errorDetails instead of an object."),
+    _v("basic-auth-decoded-key", "AUTH-1",
+       "The Basic auth password is the AuthorizationKey's hex digits decoded to bytes, not the hex text."),
+    _v("key-change-not-supported", "ADV-2",
+       "The AuthorizationKey is provisioned another way: ChangeConfiguration AuthorizationKey is answered NotSupported."),
+    _v("key-change-reboot-required", "ADV-2",
+       "ChangeConfiguration AuthorizationKey is answered RebootRequired: the key is stored and used from the next "
+       "boot on (OCPP 1.6 §7.13)."),
+    _v("rejects-key-reuse", "ADV-2",
+       "Refuses an AuthorizationKey it has held before (Rejected): a rotated key cannot be set back to the old one."),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}

@@ -7,8 +7,7 @@ the set of requirements whose verdict is "fail":
   "not applicable");
 - with each defect: exactly the requirement it breaks fails.
 CORE-1's controls run suites/test_boot.py with suites/test_core.py (the defects of CORE-1 are split
-across both); AUTH-1's run suites/test_transport_security.py (the basic Basic-auth case) with
-suites/test_authorization.py (the key change).
+across both). AUTH-1's defects and the ADV-2 key-rotation cases are in tests/controls/test_auth_controls.py.
 """
 
 from __future__ import annotations
@@ -34,10 +33,7 @@ MINE = {"TLS-3", "AUTH-1", "CORE-1", "FW-1", "NF-2"}
 NEGATIVE: dict[str, tuple[list[str], set[str], tuple[str, ...]]] = {
     "no-cert-check": ([TLS3], {"TLS-3"}, ()),
     "stale-clock": ([TLS3], {"TLS-3"}, ()),
-    # The charger never gets past the 401: test_transport_security.py's AUTH-1 test fails; the key-change
-    # test cannot start (no booted charger: "incomplete"), which does not turn a fail into anything else.
-    "no-basic-auth": ([TRANSPORT, AUTH], {"AUTH-1"}, ()),
-    "ignores-new-authorization-key": ([TRANSPORT, AUTH], {"AUTH-1"}, ()),
+    # AUTH-1's Basic-auth defects, and ADV-2's key-rotation cases: tests/controls/test_auth_controls.py.
     "no-heartbeat": ([BOOT, CORE], {"CORE-1"}, ()),
     "heartbeat-ignores-interval": ([BOOT, CORE], {"CORE-1"}, ()),
     "heartbeat-too-often": ([BOOT, CORE], {"CORE-1"}, ()),
@@ -70,7 +66,7 @@ VARIANTS = ("slow-responses", "two-connectors", "slow-hardware", "waits-for-boot
 
 
 def test_every_defect_of_these_requirements_has_a_control() -> None:
-    ours = {name for name, d in DEFECTS.items() if not d.conformant and d.requirement_id in MINE | {"AUTH-2"}}
+    ours = {name for name, d in DEFECTS.items() if not d.conformant and d.requirement_id in MINE - {"AUTH-1"} | {"AUTH-2"}}
     assert ours == set(NEGATIVE), f"defects without a control: {ours - set(NEGATIVE)}; stale rows: {set(NEGATIVE) - ours}"
     for name, (_files, expected, _extra) in NEGATIVE.items():
         assert DEFECTS[name].requirement_id in expected

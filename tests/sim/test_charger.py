@@ -820,6 +820,13 @@ def test_transport_defects_are_where_firmware_keeps_them(certs_dir: Path) -> Non
     offered = {c["name"] for c in weird.get_ciphers() if c["protocol"] == "TLSv1.2"}
     assert offered and not offered & set(tls.POLICY_SUITES)
     assert charger("no-basic-auth")._headers() == {}
+
+    def credentials(*defects: str) -> bytes:
+        return base64.b64decode(charger(*defects)._headers()["Authorization"].removeprefix("Basic "))
+
+    assert credentials("basic-auth-wrong-user") == f"ocpp:{KEY}".encode()
+    assert credentials("basic-auth-wrong-key") == f"CP/1:{KEY[:-1]}".encode()
+    assert credentials("basic-auth-decoded-key") == b"CP/1:" + bytes.fromhex(KEY)
     assert charger("no-cert-check")._ssl_context().verify_mode == ssl.CERT_NONE
 
 
