@@ -21,6 +21,7 @@ import pytest
 
 from harness import __version__, tls
 from harness import profile as profile_mod
+from harness.printable import printable
 from harness.endpoint import CONNECTED, ConnectionAttempt, Endpoint, EndpointConfig
 from harness.platform import PlatformSettings
 
@@ -68,7 +69,7 @@ def _serve_settings(args: argparse.Namespace) -> None:
 
 
 def _print(line: str) -> None:
-    print(line, flush=True)
+    print(printable(line), flush=True)  # lines quote what chargers sent: never their control sequences
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from harness import tls
+from harness.printable import printable
 from harness.platform import PlatformSettings
 from harness.session import ChargerSession, SessionSettings
 from harness.trace import Redactor
@@ -129,7 +130,8 @@ class ConnectionAttempt:
         who = f" {self.charger_id!r}" if self.charger_id else ""
         tls_part = f" [{self.tls_version} {self.cipher}]" if self.tls_version else ""
         status = f" HTTP {self.http_status}" if self.http_status else ""
-        return f"{self.peer}{who}{tls_part}: {self.outcome}{status}" + (f": {self.detail}" if self.detail else "")
+        line = f"{self.peer}{who}{tls_part}: {self.outcome}{status}" + (f": {self.detail}" if self.detail else "")
+        return printable(line, one_line=True)  # the identity, path and headers are the charger's
 
 
 @dataclass

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from harness import ocppj, spec16
+from harness.printable import printable
 from harness.errors import (
     CallErrorReceived,
     ChargerDisconnected,
@@ -86,7 +87,7 @@ class Violation:
 
     def __str__(self) -> str:
         frame = self.frame if len(self.frame) <= 400 else self.frame[:400] + "…"
-        return f"[{self.kind}] {self.message}\n      frame: {frame}"
+        return printable(f"[{self.kind}] {self.message}\n      frame: {frame}")
 
 
 Answer = Union[Mapping[str, Any], ocppj.CallError, None, object]
@@ -611,6 +612,14 @@ class ChargerSession:
         if not registry.knows(frame.action):
             self.violation("unknown action", f"{frame.action!r} is not an OCPP 1.6 action", raw)
             self._reply(ocppj.CallError(frame.unique_id, "NotImplemented", f"unknown action {frame.action}", {}))
+            return
+        if frame.action not in spec16.CHARGE_POINT_ACTIONS:
+            # §5: e.g. RemoteStartTransaction or SetChargingProfile are the central system's requests. The platform
+            # does not carry them out: it refuses (NotSupported) and notes it; the charger's own requirements decide.
+            self.advise("ADV-1", f"the charger sent {frame.action}, which only the central system sends (OCPP 1.6 "
+                        "§5); answered CALLERROR NotSupported", raw)
+            self._reply(ocppj.CallError(frame.unique_id, "NotSupported",
+                                        f"{frame.action} is sent by the central system, not a charge point", {}))
             return
         problems = tuple(registry.request_problems(frame.action, frame.payload))
         for problem in problems:

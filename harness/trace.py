@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from harness.printable import printable
+
 RX = "charger→csms"
 TX = "csms→charger"
 EVENT = "event"
@@ -80,7 +82,7 @@ class TraceEntry:
         arrow = {RX: "→", TX: "←", EVENT: "·"}[self.direction]
         note = f"   [{self.note}]" if self.note else ""
         text = self.text if len(self.text) <= 300 else self.text[:300] + f"… ({len(self.text)} chars)"
-        return f"{self.wall.strftime('%H:%M:%S.%f')[:-3]} {arrow} {text}{note}"
+        return printable(f"{self.wall.strftime('%H:%M:%S.%f')[:-3]} {arrow} {text}{note}", one_line=True)
 
 
 class Trace:

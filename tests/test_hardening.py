@@ -190,3 +190,50 @@ async def test_memory_stays_bounded_under_200_frames_of_1_mib(endpoint) -> None:
     kept = [e for e in session.trace.since(0) if e.text.startswith("[2,\"big-")]
     assert kept and all(len(e.text) < 9 * 1024 and "sha256 " in e.text for e in kept)
     assert all(len(v.message) <= 1100 for v in session.violations)
+
+
+@pytest.mark.parametrize(
+    ("action", "payload"),
+    [
+        ("RemoteStartTransaction", '{"idTag":"X"}'),
+        ("SetChargingProfile", '{"connectorId":1,"csChargingProfiles":{"chargingProfileId":1,"stackLevel":0,'
+         '"chargingProfilePurpose":"TxProfile","chargingProfileKind":"Absolute","chargingSchedule":'
+         '{"chargingRateUnit":"A","chargingSchedulePeriod":[{"startPeriod":0,"limit":6}]}}}'),
+    ],
+)
+async def test_an_action_only_the_platform_sends_is_refused_and_noted(endpoint, action: str, payload: str) -> None:
+    from tests.helpers import CHARGER_ID, open_charger
+
+    session = endpoint.session(CHARGER_ID)
+    start = session.trace.next_seq
+    async with await open_charger(endpoint) as ws:
+        await session.wait_connected(5)
+        await ws.send(f'[2,"x-1","{action}",{payload}]')
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert answer[:3] == [4, "x-1", "NotSupported"]
+        assert isinstance(answer[4], dict)
+        # Not a pass for the charger's sake, not a failure of a requirement: an advisory finding.
+        (finding,) = [v for v in session.violations_since(start) if action in v.message]
+        assert finding.requirement == "ADV-1" and finding.kind == "advisory"
+        assert not session.received(action)
+        await ws.send('[2,"hb","Heartbeat",{}]')
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))[:2] == [3, "hb"]
+
+
+async def test_control_characters_a_charger_sends_never_reach_a_terminal() -> None:
+    from harness.endpoint import ConnectionAttempt
+    from harness.printable import printable
+    from harness.session import Violation
+    from harness.trace import RX, Redactor, Trace
+
+    hostile = "CP\x1b[2J\x1b]8;;http://evil\x07link\x1b]8;;\x07\x9b31m\u202eevil"
+    assert not any(ch in printable(hostile) for ch in "\x1b\x07\x9b\u202e")
+    assert printable("a\nb\tc") == "a\nb\tc" and printable("a\nb", one_line=True) == "a\\x0ab"
+    line = Trace(Redactor()).record(RX, f'[2,"1","BootNotification",{{"chargePointVendor":"{hostile}"}}]').line()
+    attempt = ConnectionAttempt(time="t", peer="127.0.0.1:1", charger_id=hostile, detail=hostile)
+    import datetime as dt
+
+    violation = Violation(1, dt.datetime.now(dt.timezone.utc), "k", hostile, hostile)
+    for shown in (line, attempt.summary(), str(violation)):
+        assert "\x1b" not in shown and "\x9b" not in shown and "\x07" not in shown and "\u202e" not in shown, shown
+        assert "\\x1b[2J" in shown
