@@ -48,6 +48,7 @@ try:  # the report collector (its own module; the plugin works without it)
         ReportCollector,
         error_kind,
     )
+    from harness.report.model import clean_reason
 except ImportError:  # pragma: no cover - while the report package is absent
     CERTIFICATION_RUN = pytest.StashKey[bool]()
     EVIDENCE = pytest.StashKey[dict]()
@@ -59,6 +60,9 @@ except ImportError:  # pragma: no cover - while the report package is absent
 
     def error_kind(call: Any) -> str | None:  # type: ignore[misc]
         return None
+
+    def clean_reason(text: str) -> str:  # type: ignore[misc]
+        return text
 
 SETTINGS = pytest.StashKey[Settings]()
 STATE = pytest.StashKey["RunState"]()
@@ -242,6 +246,12 @@ def _file_advisories(item: pytest.Item, found: list[Any]) -> list[Any]:
     return failing
 
 
+def _uses_harness(item: pytest.Item) -> bool:
+    """A certification test: it talks to the charger or the endpoint, or names a requirement."""
+    names = getattr(item, "fixturenames", ())
+    return "charger" in names or "csms" in names or bool(requirement_ids(item))
+
+
 def _is_advisory(requirement: str | None) -> bool:
     return requirement is not None and is_known(requirement) and by_id(requirement).kind == ADVISORY
 
@@ -266,6 +276,13 @@ def _record_advisory(item: pytest.Item, requirement: str, message: str, seq: int
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
+    if not _uses_harness(item):  # the harness's own unit tests and other projects' tests: pytest's usual rules
+        return report
+    if report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        # A suite quoting the rig's skip reason in its own says "not tested: not tested: …": once is enough.
+        path, line, reason = report.longrepr
+        head = "Skipped: " if str(reason).startswith("Skipped: ") else ""
+        report.longrepr = (path, line, head + clean_reason(str(reason)[len(head):]))
     if report.when != "call" or not report.failed or call.excinfo is None:
         return report
     kind = error_kind(call)

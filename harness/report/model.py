@@ -439,7 +439,7 @@ def aggregate(requirement: catalogue.Requirement, tests: list[dict]) -> dict[str
         else:
             reason = msg or "not tested"
         if msg and by[PASS]:
-            reason += f" ({msg})"
+            reason += f" ({msg[len(_NOT_TESTED_PREFIX):] if msg.lower().startswith(_NOT_TESTED_PREFIX) else msg})"
         return {"verdict": NOT_TESTED, "reason": reason, "alternative": alternative, "superseded": superseded}
     reason = f"{_plural(len(by[PASS]), 'test')} passed"
     if alternative:
