@@ -475,6 +475,10 @@ class ReportCollector:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker or not self.config.stash.get(CERTIFICATION_RUN, False):
             return
+        if self.config.option.collectonly:
+            # Collection alone judges nothing: no report (an earlier run's stays) and pytest's exit status.
+            self.skipped_reason = "--collect-only: nothing was run"
+            return
         if self._reports_seen and not self._payloads_seen:
             # xdist: the workers' collectors were unregistered (not a certification run).
             self.skipped_reason = "no test carried certification data (the workers did not collect any)"
