@@ -369,6 +369,8 @@ def _account(item: pytest.Item, session: ChargerSession, upto: int, phase: str =
         phase, title = "before", f"before the first test (connection, boot, set-up of {item.name})"
     elif phase == "setup":
         title = f"set-up of {item.name} (before its evidence starts)"
+    elif TEST_START not in item.stash and EVIDENCE not in item.stash:
+        phase, title = "setup", f"set-up and teardown of {item.name} (the test did not start)"
     else:
         title = f"teardown of {item.name} (putting the charger back)"
     item.stash.setdefault(RUN_FRAMES, []).append(
@@ -561,6 +563,7 @@ async def charger(
     settings = harness_settings
     state = request.config.stash[STATE]
     session = csms.session(settings.charger_id)
+    state.session = session  # its trace is the run's: frames outside every test go to run-level sections
     if state.never_connected:
         raise ChargerNeverConnected(state.never_connected)
     try:
