@@ -133,6 +133,8 @@ def pytest_configure(config: pytest.Config) -> None:
     }
     if ReportCollector is not None and not config.pluginmanager.has_plugin("ev-energy-report"):
         config.pluginmanager.register(ReportCollector(config), "ev-energy-report")
+    if not config.pluginmanager.has_plugin("ev-energy-junit-errors"):
+        config.pluginmanager.register(_JUnitErrors(config), "ev-energy-junit-errors")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -318,6 +320,32 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     if report.failed and getattr(report, "ev_energy_error", None):
         return "error", "E", ("ERROR", {"red": True})
     return None
+
+
+class _JUnitErrors:
+    """--junitxml: a rig or harness error in a test's body is an <error>, not a <failure> (pytest files every
+    failure of the call phase as a <failure>; a CI's test view would count a broken rig against the charger)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
+        result = yield
+        if report.when == "call" and report.failed and getattr(report, "ev_energy_error", None):
+            with contextlib.suppress(Exception):  # pytest's junitxml internals: best effort, never break a run
+                from _pytest.junitxml import xml_key
+
+                xml = self.config.stash.get(xml_key, None)
+                if xml is not None:
+                    for node in reversed(xml.node_reporter(report).nodes):
+                        if node.tag == "failure":
+                            node.tag = "error"
+                            node.set("message", f"{report.ev_energy_error}: {node.get('message', '')}")
+                            xml.stats["failure"] -= 1
+                            xml.stats["error"] += 1
+                            break
+        return result
 
 
 def _charger_test_follows(item: pytest.Item) -> bool:

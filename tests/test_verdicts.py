@@ -280,7 +280,7 @@ async def test_needs_network(charger):
 def test_a_failing_rig_is_not_a_failing_charger(pytester: pytest.Pytester) -> None:
     """Real HTTP rigs: 501 → not tested naming the act; 500, refused, no answer → error naming the act and the
     answer; nothing fails; the run is incomplete (exit 6), never "not certified"."""
-    result, report, _ = _run(pytester, source=RIG_SUITE, conftest=RIG_CONFTEST)
+    result, report, reports = _run(pytester, source=RIG_SUITE, conftest=RIG_CONFTEST)
     assert result.ret == EXIT_INCOMPLETE, result.stdout.str()
     result.assert_outcomes(passed=1, skipped=1, errors=3)
     assert "FAILED" not in result.stdout.str()
@@ -299,6 +299,12 @@ def test_a_failing_rig_is_not_a_failing_charger(pytester: pytest.Pytester) -> No
         assert test["verdict"] == "incomplete" and test["outcome"] == "error", test
         assert test["message"].startswith(f"rig error in the act {act} (the charger was not judged)"), test["message"]
         assert answer in test["message"], test["message"]
+    cases = _junit_cases(reports)  # JUnit: errors, not failures; the 501 act skipped
+    for name in expected:
+        assert cases[name].find("failure") is None and cases[name].find("error") is not None, name
+    assert cases["test_needs_ev"].find("skipped") is not None
+    suite = next(ET.parse(reports / "junit.xml").getroot().iter("testsuite"))
+    assert (suite.get("errors"), suite.get("failures"), suite.get("skipped")) == ("3", "0", "1")
     verdicts = {r["id"]: r["verdict"] for r in report["requirements"]}
     assert "fail" not in verdicts.values(), verdicts
     assert verdicts["ST-4"] == "not tested" and verdicts["ST-2"] == "incomplete" and verdicts["NF-2"] == "incomplete"
