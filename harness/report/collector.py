@@ -557,14 +557,14 @@ class ReportCollector:
         tr.write_sep("-", "ev.energy certification report")
         tr.write_line(f"overall: {overall.upper()}: {self.report['overall_reason']}", bold=True, **colour)
         if self.exit_status is not None:
-            tr.write_line(f"exit status: {self.exit_status} ({_exit_meaning(self.exit_status)}; see the README)")
+            tr.write_line(f"exit status: {self.exit_status} ({_exit_meaning(self.exit_status, overall)}; see the README)")
         tr.write_line(f"JSON: {self.paths[0]}")
         tr.write_line(f"HTML: {self.paths[1]}")
 
 
-def _exit_meaning(status: int) -> str:
+def _exit_meaning(status: int, overall: str) -> str:
     return {
-        0: "every mandatory requirement the run judged holds",
+        0: "certified" if overall == model.CERTIFIED else "rehearsal passed: every mandatory requirement it judged passed",
         1: "not certified: a mandatory requirement failed",
         2: "interrupted",
         3: "internal error",
