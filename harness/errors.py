@@ -2,6 +2,9 @@
 
 They subclass AssertionError: each is a finding about the charger (it did not answer, it sent
 something invalid), so pytest reports the test as failed, with the evidence in the message.
+Anything else a test raises is not about the charger: a rig that failed (harness.drivers.base.RigError)
+or the harness itself (HarnessError, any other exception) makes the test an "error" (verdict
+incomplete), never a failure (docs/rules-verdicts.md).
 """
 
 from __future__ import annotations
@@ -54,3 +57,16 @@ class CallErrorReceived(ChargerFailure):
             + (f": {description}" if description else "")
             + (f" {self.details}" if self.details else "")
         )
+
+
+class AdvisoryFinding(UserWarning):
+    """An advisory finding (about an ADV-* requirement): shown as a pytest warning, never a failure.
+
+    The plugin issues it for each finding (``charger.advise(...)``, or a failed check in a test whose
+    requirement markers are all advisory); the report and JUnit list the same findings.
+    """
+
+
+class HarnessError(Exception):
+    """The harness itself went wrong (a bug, a missing file): not a finding about the charger. The test is an
+    "error" (verdict incomplete), like any exception that is no AssertionError."""

@@ -495,7 +495,8 @@ def test_command_backend_against_the_reference_charger(
     )
     output = result.stdout.str() + result.stderr.str()
     result.assert_outcomes(passed=3, skipped=1)
-    assert "not tested: the charger rig cannot perform 'reboot': the charger profile has no [rig.command] reboot command" in output
+    assert ("not tested: the rig cannot perform the act 'reboot' (power-cycle the charger): the charger profile has "
+            "no [rig.command] reboot command") in output
     assert "password = the AuthorizationKey from the environment variable E2E_CHARGER_KEY" in output
     assert KEY not in output
 
@@ -587,7 +588,7 @@ def test_manual_backend_with_an_operator_on_stdin(pytester: pytest.Pytester, ben
     assert "seen: StartTransaction with idTag EVENERGY-TAG-1" in output or "seen: Authorize with idTag EVENERGY-TAG-1" in output
     assert "seen: the charger disconnected" in output and "seen: the charger connected again" in output
     assert "skipped by the operator" in output
-    assert "not tested: the charger rig cannot perform 'reboot': the operator skipped" in output
+    assert "not tested: the rig cannot perform the act 'reboot' (power-cycle the charger): the operator skipped" in output
     assert "manual rig: you will be asked for physical acts on charger 'CP-E2E-MAN'" in output
     assert KEY not in output
 

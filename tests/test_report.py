@@ -257,8 +257,10 @@ def test_recommended_and_advisory_never_block():
 
 
 def test_quick_mode_is_never_certified():
+    """A quick-mode run where everything passed is a rehearsal that passed: its own verdict, never `certified`."""
     report = valid(build_report(run_info(mode="quick"), passing_tests()))
-    assert report["overall"] == "not certified" and report["overall_reason"].startswith("quick mode")
+    assert report["overall"] == "rehearsal passed" and report["overall_reason"].startswith("quick mode")
+    assert "Run in certification mode to certify" in report["overall_reason"]
 
 
 def test_interrupted_and_never_connected_runs_are_incomplete():
@@ -272,7 +274,8 @@ def test_interrupted_and_never_connected_runs_are_incomplete():
 
 def test_missing_run_info_keys_still_make_a_report():
     report = valid(build_report({}, [{"nodeid": "t.py::test_a", "requirements": ["CORE-1"], "outcome": "passed"}]))
-    assert report["charger"]["id"] is None and report["overall"] == "not certified"  # no mode: not a certification
+    # no mode: not a certification; the one requirement selected passed
+    assert report["charger"]["id"] is None and report["overall"] == "rehearsal passed"
 
 
 # --------------------------------------------------------------------------------------------
@@ -756,3 +759,81 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert "Requirement matrix" in dom and all(f'href="#r-{rid}"' in dom for rid in catalogue.EV_ENERGY_IDS)
     assert dom.count('class="f ') >= 10_000  # every frame made it into the DOM
     print(f"screenshot: {shot}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# Verdict rules of docs/rules-verdicts.md: partial runs, rehearsals, findings, run-level frames
+# --------------------------------------------------------------------------------------------
+
+
+def _only(rids, **per_id):
+    return [t for t in passing_tests(**per_id) if t["requirements"][0] in rids]
+
+
+def test_partial_quick_run_is_judged_over_the_selected_requirements():
+    report = valid(build_report(run_info(mode="quick"), _only({"CORE-1", "ST-1"})))
+    assert report["overall"] == "rehearsal passed", report["overall_reason"]
+    assert "all 2 selected mandatory requirements passed" in report["overall_reason"]
+    assert "not selected in this run: TLS-1" in report["overall_reason"]
+    tls1 = next(r for r in report["requirements"] if r["id"] == "TLS-1")
+    assert tls1["verdict"] == "not tested" and tls1["reason"].startswith("not selected in this run")
+    failed = valid(build_report(run_info(mode="quick"), _only({"CORE-1", "ST-1"}, **{"ST-1": {"outcome": "failed"}})))
+    assert failed["overall"] == "not certified" and "ST-1" in failed["overall_reason"]
+
+
+def test_partial_certification_run_is_incomplete():
+    report = valid(build_report(run_info(), _only({"CORE-1"})))
+    assert report["overall"] == "incomplete" and report["overall_reason"].startswith("partial run:")
+
+
+def test_selected_but_untested_requirement_makes_a_rehearsal_incomplete():
+    """A requirement the run selected but could not test (the rig cannot do an act) is incomplete, also in quick mode."""
+    skipped = {"outcome": "skipped", "message": "not tested: not tested: the rig cannot perform the act 'ev' (EV pauses)"}
+    report = valid(build_report(run_info(mode="quick"), passing_tests(**{"ST-4": skipped})))
+    assert report["overall"] == "incomplete", report["overall_reason"]
+    assert report["overall_reason"].startswith("mandatory requirements not tested: ST-4 (")
+    st4 = next(r for r in report["requirements"] if r["id"] == "ST-4")["tests"][0]
+    assert st4["message"] == "not tested: the rig cannot perform the act 'ev' (EV pauses)"  # said once
+
+
+def test_selected_requirements_come_from_the_markers_not_the_refiled_ids():
+    tests = _only({"CORE-1", "ST-1"})
+    report = valid(build_report(run_info(mode="quick"), tests, selected={"CORE-1", "ST-1", "SC-2"}))
+    assert report["overall"] == "incomplete"  # SC-2 was selected and has no verdict: not tested
+    assert "SC-2" in report["overall_reason"]
+
+
+def test_no_selected_mandatory_requirement_is_incomplete():
+    adv = {"nodeid": "s.py::test_garbage", "requirements": ["ADV-1"], "outcome": "passed"}
+    report = valid(build_report(run_info(mode="quick"), [adv]))
+    assert report["overall"] == "incomplete" and "no mandatory requirement was selected" in report["overall_reason"]
+
+
+def test_advisory_findings_are_listed_with_their_requirement_and_test():
+    finding = {"requirement": "ADV-3", "message": "GetCompositeSchedule answered Rejected", "seq": 7}
+    tests = passing_tests(**{"SC-1": {"findings": [finding]}})
+    tests.append({"nodeid": "s.py::test_garbage", "requirements": ["ADV-1"], "outcome": "failed",
+                  "message": "closed the socket"})
+    report = valid(build_report(run_info(), tests))
+    assert report["overall"] == "certified"
+    adv = {a["id"]: a for a in report["advisory_requirements"]}
+    assert adv["ADV-3"]["findings"] == [{**finding, "nodeid": "suites/test_x.py::test_sc_1", "name": "test_sc_1"}]
+    assert [f["message"] for f in adv["ADV-1"]["findings"]] == ["closed the socket"]
+    assert report["summary"]["advisory_findings"] == 2
+    html = render_html(report)
+    assert "GetCompositeSchedule answered Rejected" in html and "closed the socket" in html
+
+
+def test_run_level_frames_are_kept_redacted_and_rendered():
+    sections = [
+        {"title": "before the first test", "phase": "before", "nodeid": None,
+         "frames": [frame(1, json.dumps([2, "1", "BootNotification", {"chargePointVendor": "Acme", "chargePointModel": "X"}]))]},
+        {"title": "teardown of test_a", "phase": "teardown", "nodeid": "t.py::test_a",
+         "frames": [frame(9, "rig: network on", "event", note=f"Authorization: Basic {SECRET}")]},
+        {"title": "empty", "phase": "between", "nodeid": None, "frames": []},
+    ]
+    report = valid(build_report(run_info(), passing_tests(), run_frames=sections))
+    assert [s["title"] for s in report["run_frames"]] == ["before the first test", "teardown of test_a"]
+    assert SECRET not in json.dumps(report)
+    assert report["summary"]["frames"] == sum(len(t["frames"]) for t in passing_tests()) + 2
+    assert "Frames between tests" in render_html(report)

@@ -18,7 +18,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class RigError(Exception):
-    """The rig failed to perform an act (bad status, no answer, command failed)."""
+    """The rig failed to perform an act (bad status, no answer, command failed).
+
+    Not a finding about the charger (it is no AssertionError): the test that needed the act is an
+    "error" (verdict incomplete), naming the act and the rig's answer. `act` names the act when known.
+    """
+
+    def __init__(self, message: str, *, act: str | None = None) -> None:
+        super().__init__(message)
+        self.act = act
 
 
 class ActNotSupported(Exception):

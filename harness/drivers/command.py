@@ -110,7 +110,7 @@ class CommandBackend(ChargerBackend):
         try:
             return template.format(**words)
         except (KeyError, IndexError, ValueError) as exc:  # the profile checks placeholders; belt and braces
-            raise RigError(f"[rig.command] {act} = {template!r}: bad placeholder {exc}") from None
+            raise RigError(f"[rig.command] {act} = {template!r}: bad placeholder {exc}", act=act) from None
 
     async def _run(
         self, act: str, values: Mapping[str, Any], *, extra_env: Mapping[str, str] | None = None, secret: str | None = None
@@ -136,7 +136,7 @@ class CommandBackend(ChargerBackend):
                     start_new_session=True,  # its own process group: a timeout kills the whole rig command
                 )
             except OSError as exc:
-                raise RigError(f"rig command for '{act}' could not start: {command}\n  {exc}") from None
+                raise RigError(f"rig command for '{act}' could not start: {command}\n  {exc}", act=act) from None
             try:
                 async with asyncio.timeout(self.timeout):
                     await process.wait()
@@ -147,7 +147,8 @@ class CommandBackend(ChargerBackend):
                 self.history.append((act, command, -1))
                 raise RigError(
                     f"rig command for '{act}' did not finish within {self.timeout:g} s (killed): {command}"
-                    + _shown(_read(output), secret)
+                    + _shown(_read(output), secret),
+                    act=act,
                 ) from None
             except BaseException:
                 _kill_group(process)
@@ -156,7 +157,8 @@ class CommandBackend(ChargerBackend):
             self.history.append((act, command, code))
             if code != 0:
                 raise RigError(
-                    f"rig command for '{act}' failed with exit status {code}: {command}" + _shown(_read(output), secret)
+                    f"rig command for '{act}' failed with exit status {code}: {command}" + _shown(_read(output), secret),
+                    act=act,
                 )
 
 

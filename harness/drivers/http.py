@@ -63,12 +63,15 @@ class HttpBackend(ChargerBackend):
     # --- HTTP -----------------------------------------------------------------------------------
 
     async def _act(self, act: str, args: dict[str, object]) -> None:
-        status, body = await self._request("POST", f"/{act}", args)
+        try:
+            status, body = await self._request("POST", f"/{act}", args)
+        except RigError as exc:
+            raise RigError(str(exc), act=act) from None
         if status == 200:
             return
-        if status == 501:
-            raise ActNotSupported(act, body.strip()[:500])
-        raise RigError(f"POST {self.base_url}/{act}: HTTP {status}: {body.strip()[:500] or '(empty body)'}")
+        if status == 501:  # the rig says it cannot do this act: "not tested", not a rig failure
+            raise ActNotSupported(act, f"HTTP 501: {body.strip()[:500] or '(empty body)'}")
+        raise RigError(f"POST {self.base_url}/{act}: HTTP {status}: {body.strip()[:500] or '(empty body)'}", act=act)
 
     async def _request(self, method: str, path: str, args: dict[str, object]) -> tuple[int, str]:
         query = urllib.parse.urlencode({k: str(v) for k, v in args.items()})
@@ -87,6 +90,8 @@ class HttpBackend(ChargerBackend):
                 return await _read_response(reader)
         except TimeoutError:
             raise RigError(f"{method} {url}: no answer within {self.timeout:g} s") from None
+        except ConnectionRefusedError:
+            raise RigError(f"{method} {url}: connection refused (nothing listens at {self.host}:{self.port})") from None
         except OSError as exc:
             raise RigError(f"{method} {url}: {type(exc).__name__}: {exc}") from None
         finally:

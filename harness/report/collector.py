@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from harness.drivers.base import RigError
 from harness.requirements import requirement_ids
 from . import model
 from .render import write_report
@@ -37,6 +38,13 @@ RUN_INFO = pytest.StashKey[dict]()
 # suites were asked for, even if they then fail to collect): only then is a report written.
 CERTIFICATION_RUN = pytest.StashKey[bool]()
 EVIDENCE = pytest.StashKey[dict]()
+#: Per test: its advisory findings, ``[{"requirement", "message", "seq"}]`` (the plugin fills it).
+FINDINGS = pytest.StashKey[list]()
+#: Per test: run-level sections of the trace not yet reported (its set-up before its evidence, its
+#: teardown): ``[{"title", "phase", "nodeid", "frames"}]`` (the plugin fills it; each phase takes them).
+RUN_FRAMES = pytest.StashKey[list]()
+#: RUN_INFO key of the frames after the last test (the plugin's sessionfinish puts them there).
+RUN_FRAMES_AFTER = "run_frames_after"
 
 #: Name of the report attribute that carries a test phase's payload (worker → controller).
 PAYLOAD_ATTR = "ev_energy_report"
@@ -61,6 +69,24 @@ def _crash_message(report: pytest.TestReport) -> str:
     text = str(getattr(report, "longreprtext", "") or "")
     lines = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("E ")]
     return "\n".join(lines) if lines else text.strip().splitlines()[-1] if text.strip() else ""
+
+
+def error_kind(call: pytest.CallInfo[None]) -> str | None:
+    """"rig error" / "harness error" when a phase broke for a reason that is no finding about the charger:
+    the rig failed (RigError), or the harness raised something that is not an assertion (a finding is an
+    AssertionError: ChargerFailure, ProtocolViolation, a plain assert) nor pytest's own outcome (fail,
+    skip, exit). None for a finding."""
+    excinfo = call.excinfo
+    if excinfo is None:
+        return None
+    if excinfo.errisinstance(RigError):
+        act = getattr(excinfo.value, "act", None)
+        return f"rig error in the act '{act}'" if act else "rig error"
+    if excinfo.errisinstance((AssertionError, pytest.fail.Exception, pytest.skip.Exception, pytest.exit.Exception)):
+        return None
+    if excinfo.errisinstance((KeyboardInterrupt, SystemExit)):
+        return None
+    return "harness error"
 
 
 def _evidence_payload(item: pytest.Item) -> dict[str, Any] | None:
@@ -151,12 +177,16 @@ class ReportCollector:
         self._reports_seen = 0
         self._collect_errors: list[str] = []
         self._payloads_seen = 0
+        self._selected: set[str] = set()
+        self._run_frames: list[dict[str, Any]] = []
+        self.exit_status: int | None = None
 
     # -- worker / in-process side -------------------------------------------------------------
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         for item in session.items:
             self._collected[item.nodeid] = requirement_ids(item)
+            self._selected.update(self._collected[item.nodeid])
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed and not self.is_worker:
@@ -179,6 +209,7 @@ class ReportCollector:
 
     def _attach(self, item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
         ids = requirement_ids(item)
+        marked = list(ids)
         finding = call.excinfo.value if call.excinfo is not None else None
         elsewhere = [str(r) for r in getattr(finding, "requirements", ()) or ()]
         if elsewhere and not report.passed:
@@ -189,7 +220,12 @@ class ReportCollector:
             "requirements": ids,
             "refiled": bool(elsewhere and not report.passed),
             "name": item.name,
+            "marked": marked,
         }
+        sections = item.stash.get(RUN_FRAMES, None)
+        if sections:
+            payload["run_frames"] = model.jsonable(sections)
+            item.stash[RUN_FRAMES] = []
         if report.when == "setup":
             doc = getattr(getattr(item, "obj", None), "__doc__", None)
             if doc:  # the first paragraph, on one line
@@ -215,8 +251,18 @@ class ReportCollector:
             message = _crash_message(report)
             payload["outcome"] = "failed" if report.when == "call" else "error"
             verdict = model.FAIL
-            if report.when == "teardown":
-                message = f"error in teardown: {message}"
+            kind = error_kind(call)
+            if report.when == "call" and kind is not None:
+                # A rig that failed, or the harness itself: the charger was not judged (docs/rules-verdicts.md).
+                verdict = model.INCOMPLETE
+                payload["outcome"] = "error"
+                message = f"{kind} (the charger was not judged): {message}"
+            elif report.when == "teardown":
+                if kind is not None:  # the rig or the harness broke while putting things back
+                    verdict = model.INCOMPLETE
+                    message = f"{kind} in teardown (the charger was not judged on it): {message}"
+                else:
+                    message = f"error in teardown: {message}"
             elif report.when == "setup":
                 finding = call.excinfo is not None and call.excinfo.errisinstance(AssertionError)
                 if model.NEVER_CONNECTED in message.lower() or "charger not idle" in message.lower():
@@ -226,7 +272,7 @@ class ReportCollector:
                     message = f"error in setup: {message}"
                 else:  # the harness or the rig broke before the charger was tested
                     verdict = model.INCOMPLETE
-                    message = f"harness error in setup (the charger was not tested): {message}"
+                    message = f"{error_kind(call) or 'harness error'} in setup (the charger was not tested): {message}"
             payload["message"] = model.trim(message, model.MAX_MESSAGE_CHARS)
             payload["traceback"] = model.trim(str(report.longreprtext or ""), model.MAX_TRACEBACK_CHARS)
         if verdict:
@@ -237,6 +283,9 @@ class ReportCollector:
             evidence = _evidence_payload(item)
             if evidence is not None:
                 payload["evidence"] = evidence
+            found = item.stash.get(FINDINGS, None)
+            if found:
+                payload["findings"] = model.jsonable(found)
         if self.is_worker:
             snapshot = self.config.stash.get(RUN_INFO, None)
             if isinstance(snapshot, Mapping):
@@ -298,6 +347,16 @@ class ReportCollector:
                 test[key] = payload[key]
         if payload.get("requirements") and not test.get("refiled"):
             test["requirements"] = list(payload["requirements"])
+        for rid in payload.get("marked") or payload.get("requirements") or []:
+            self._selected.add(str(rid))
+        for section in payload.get("run_frames") or []:
+            if isinstance(section, Mapping):
+                entry = dict(section)
+                if payload.get("worker"):
+                    entry["worker"] = payload["worker"]
+                self._run_frames.append(entry)
+        if payload.get("findings"):
+            test["findings"] = list(payload["findings"])
         if payload.get("refiled"):
             test["refiled"] = True  # a later phase (teardown) must not put the finding back under the marker
         if payload.get("evidence") is not None:
@@ -312,7 +371,7 @@ class ReportCollector:
             if report.failed:
                 previous = test.get("message")
                 if test["verdict"] in (None, model.PASS):
-                    test["verdict"] = model.FAIL
+                    test["verdict"] = verdict or model.FAIL
                     test["outcome"] = "error"
                     test["message"] = payload.get("message")
                     test["traceback"] = payload.get("traceback")
@@ -416,6 +475,10 @@ class ReportCollector:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker or not self.config.stash.get(CERTIFICATION_RUN, False):
             return
+        if self.config.option.collectonly:
+            # Collection alone judges nothing: no report (an earlier run's stays) and pytest's exit status.
+            self.skipped_reason = "--collect-only: nothing was run"
+            return
         if self._reports_seen and not self._payloads_seen:
             # xdist: the workers' collectors were unregistered (not a certification run).
             self.skipped_reason = "no test carried certification data (the workers did not collect any)"
@@ -444,7 +507,22 @@ class ReportCollector:
             if self._collect_errors and "collection" not in reason:
                 reason += f"; collection errors: {'; '.join(self._collect_errors[:3])}"
         try:
-            self.report = model.build_report(self._run_info(status), tests, interrupted=interrupted, reason=reason)
+            info = self._run_info(status)
+            run_frames = list(self._run_frames)
+            after = info.pop(RUN_FRAMES_AFTER, None)
+            if isinstance(after, list):
+                run_frames.extend(a for a in after if isinstance(a, Mapping))
+            selected = self._selected | {r for ids in self._collected.values() for r in ids}
+            self.report = model.build_report(
+                info, tests, interrupted=interrupted, reason=reason, selected=selected, run_frames=run_frames
+            )
+            # Exit status = verdict (docs/rules-verdicts.md). pytest's own codes for a run that did not get
+            # as far as a verdict stay: 2 interrupted, 3 internal error, 4 usage error, 5 no tests collected.
+            if status in (int(pytest.ExitCode.OK), int(pytest.ExitCode.TESTS_FAILED)):
+                status = model.EXIT_STATUS[self.report["overall"]]
+                session.exitstatus = status
+                self.report["run"]["exit_status"] = status
+            self.exit_status = status
             self.paths = write_report(self.report, self._report_dir())
         except Exception as exc:  # report it loudly, fail the run
             import traceback
@@ -464,8 +542,33 @@ class ReportCollector:
         if not self.paths or not self.report:
             return
         overall = self.report["overall"]
-        colour = {"certified": {"green": True}, "not certified": {"red": True}}.get(overall, {"yellow": True})
+        findings = [f for r in self.report.get("advisory_requirements") or [] for f in r.get("findings") or []]
+        if findings:
+            tr.write_sep("-", "advisory findings (do not affect the verdict)", yellow=True)
+            for f in findings:
+                first = (f.get("message") or "").strip().splitlines()
+                text = first[0] if first else ""
+                tr.write_line(f"{f.get('requirement') or '?'} · {f.get('name')}: {text[:300]}", yellow=True)
+        colour = {
+            model.CERTIFIED: {"green": True},
+            model.REHEARSAL_PASSED: {"cyan": True},
+            model.NOT_CERTIFIED: {"red": True},
+        }.get(overall, {"yellow": True})
         tr.write_sep("-", "ev.energy certification report")
         tr.write_line(f"overall: {overall.upper()}: {self.report['overall_reason']}", bold=True, **colour)
+        if self.exit_status is not None:
+            tr.write_line(f"exit status: {self.exit_status} ({_exit_meaning(self.exit_status, overall)}; see the README)")
         tr.write_line(f"JSON: {self.paths[0]}")
         tr.write_line(f"HTML: {self.paths[1]}")
+
+
+def _exit_meaning(status: int, overall: str) -> str:
+    return {
+        0: "certified" if overall == model.CERTIFIED else "rehearsal passed: every mandatory requirement it judged passed",
+        1: "not certified: a mandatory requirement failed",
+        2: "interrupted",
+        3: "internal error",
+        4: "usage error",
+        5: "no tests collected",
+        model.EXIT_INCOMPLETE: "incomplete: not every mandatory requirement could be judged",
+    }.get(status, "see the README")

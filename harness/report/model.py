@@ -34,7 +34,7 @@ from harness import __version__ as HARNESS_VERSION
 from harness import requirements as catalogue
 
 SCHEMA_NAME = "ev-energy-certification-report"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 # Test and requirement verdicts.
 PASS = "pass"
@@ -44,10 +44,18 @@ NOT_TESTED = "not tested"
 INCOMPLETE = "incomplete"
 VERDICTS = (PASS, FAIL, NOT_APPLICABLE, NOT_TESTED, INCOMPLETE)
 
-# Overall verdicts.
+# Overall verdicts (docs/rules-verdicts.md).
 CERTIFIED = "certified"
 NOT_CERTIFIED = "not certified"
-OVERALL_VERDICTS = (CERTIFIED, NOT_CERTIFIED, INCOMPLETE)
+#: Every mandatory requirement the run judged passed, but the run cannot certify: quick mode (a rehearsal
+#: with short intervals), or a quick-mode run of part of the suites (judged over the selected requirements).
+REHEARSAL_PASSED = "rehearsal passed"
+OVERALL_VERDICTS = (CERTIFIED, REHEARSAL_PASSED, NOT_CERTIFIED, INCOMPLETE)
+
+#: The process's exit status for each overall verdict (pytest's own codes stay: 2 interrupted, 3 internal
+#: error, 4 usage error, 5 no tests collected). 6 is not one of pytest's.
+EXIT_INCOMPLETE = 6
+EXIT_STATUS: dict[str, int] = {CERTIFIED: 0, REHEARSAL_PASSED: 0, NOT_CERTIFIED: 1, INCOMPLETE: EXIT_INCOMPLETE}
 
 CHARGER_TO_CSMS = "charger→csms"
 CSMS_TO_CHARGER = "csms→charger"
@@ -90,6 +98,19 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+_NOT_TESTED_PREFIX = "not tested: "
+
+
+def clean_reason(text: str) -> str:
+    """One "not tested: " at the head of a reason, never "not tested: not tested: …" (a suite that quotes the
+    rig's skip reason inside its own adds a second one)."""
+    if not text.lower().startswith(_NOT_TESTED_PREFIX):
+        return text
+    body = text[len(_NOT_TESTED_PREFIX):]
+    body = re.sub(r"(?i)(^|[(;,:]\s*)not tested:\s*", r"\1", body)
+    return _NOT_TESTED_PREFIX + body
 
 
 def trim(text: str | None, limit: int, *, head: int | None = None) -> str | None:
@@ -267,10 +288,53 @@ def _details(raw: Any) -> dict[str, Any]:
     return details
 
 
+def _findings(raw: Any) -> list[dict[str, Any]]:
+    """A test's advisory findings: ``[{"requirement", "message", "seq"}]`` (seq: the frame it is about, or null)."""
+    out: list[dict[str, Any]] = []
+    for f in raw or []:
+        if not isinstance(f, Mapping):
+            continue
+        seq = f.get("seq")
+        out.append(
+            {
+                "requirement": str(f.get("requirement") or ""),
+                "message": trim(str(f.get("message") or ""), MAX_MESSAGE_CHARS) or "",
+                "seq": seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+            }
+        )
+    return out
+
+
+def normalise_run_frames(raw: Any, redactor: Redactor, *, frame_cap: int = MAX_FRAMES_PER_TEST) -> list[dict[str, Any]]:
+    """Run-level sections of the trace: frames that belong to no test's evidence (before the first test,
+    a test's set-up before its evidence starts, its teardown, after the last test)."""
+    sections: list[dict[str, Any]] = []
+    for section in raw or []:
+        if not isinstance(section, Mapping):
+            continue
+        frames, total, omitted = _frames(section.get("frames"), redactor, frame_cap)
+        if not total:
+            continue
+        entry: dict[str, Any] = {
+            "title": redactor.text(str(section.get("title") or "between tests")),
+            "phase": str(section.get("phase") or "between"),
+            "nodeid": str(section["nodeid"]) if section.get("nodeid") else None,
+            "frames_total": total,
+            "frames_omitted": omitted,
+            "frames": frames,
+        }
+        if section.get("worker"):
+            entry["worker"] = str(section["worker"])
+        sections.append(entry)
+    return sections
+
+
 def normalise_test(raw: Mapping[str, Any], redactor: Redactor, *, frame_cap: int = MAX_FRAMES_PER_TEST) -> dict[str, Any]:
     nodeid = str(raw["nodeid"])
     outcome = str(raw.get("outcome") or "")
     message = raw.get("message")
+    if isinstance(message, str):
+        message = clean_reason(message)
     verdict = raw.get("verdict") or test_verdict(outcome, message)
     if verdict not in VERDICTS:
         raise ValueError(f"{nodeid}: unknown verdict {verdict!r}")
@@ -295,9 +359,12 @@ def normalise_test(raw: Mapping[str, Any], redactor: Redactor, *, frame_cap: int
         "frames": frames,
     }
     for key, limit in (("message", MAX_MESSAGE_CHARS), ("traceback", MAX_TRACEBACK_CHARS)):
-        value = raw.get(key)
+        value = message if key == "message" else raw.get(key)
         if value:
             test[key] = trim(str(value), limit)
+    findings = _findings(raw.get("findings"))
+    if findings:
+        test["findings"] = findings
     if raw.get("doc"):
         test["doc"] = str(raw["doc"]).strip()
     if raw.get("worker"):
@@ -372,7 +439,7 @@ def aggregate(requirement: catalogue.Requirement, tests: list[dict]) -> dict[str
         else:
             reason = msg or "not tested"
         if msg and by[PASS]:
-            reason += f" ({msg})"
+            reason += f" ({msg[len(_NOT_TESTED_PREFIX):] if msg.lower().startswith(_NOT_TESTED_PREFIX) else msg})"
         return {"verdict": NOT_TESTED, "reason": reason, "alternative": alternative, "superseded": superseded}
     reason = f"{_plural(len(by[PASS]), 'test')} passed"
     if alternative:
@@ -380,6 +447,16 @@ def aggregate(requirement: catalogue.Requirement, tests: list[dict]) -> dict[str
     if superseded:
         reason += f" ({_plural(len(superseded), 'test')} of other alternatives not needed)"
     return {"verdict": PASS, "reason": reason, "alternative": alternative, "superseded": superseded}
+
+
+def _with_reasons(units: list[str], by_rid: Mapping[str, Mapping[str, Any]]) -> str:
+    """"ST-4 (why), MV-3 (why)": each unit with the first line of its requirement's reason, shortened."""
+    parts = []
+    for unit in units:
+        why = str((by_rid.get(unit) or {}).get("reason") or "").strip().splitlines()
+        text = why[0] if why else ""
+        parts.append(f"{unit} ({text[:200]}{'…' if len(text) > 200 else ''})" if text else unit)
+    return "; ".join(parts)
 
 
 def _counts(items: Iterable[dict]) -> dict[str, int]:
@@ -403,12 +480,17 @@ def build_report(
     interrupted: bool = False,
     reason: str | None = None,
     frame_cap: int = MAX_FRAMES_PER_TEST,
+    selected: Iterable[str] | None = None,
+    run_frames: Iterable[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The report dictionary (schema ``ev-energy-certification-report`` 1.0), digest included.
+    """The report dictionary (schema ``ev-energy-certification-report`` 1.1), digest included.
 
     *run_info* is the plugin's ``RUN_INFO`` (missing keys are fine). *interrupted* marks a run
     stopped by Ctrl-C; *reason*, when given, says why the run could not complete (e.g. "charger
-    never connected ..."): either makes the overall verdict ``incomplete``.
+    never connected ..."): either makes the overall verdict ``incomplete``. *selected*: the requirement
+    IDs the run's tests were selected for (their markers; default: those of *tests*): a requirement
+    outside it was "not selected in this run" (see docs/rules-verdicts.md, "Partial runs").
+    *run_frames*: the trace's run-level sections (frames in no test's evidence).
     """
     run_info = dict(run_info or {})
     charger_raw = run_info.get("charger") or {}
@@ -417,6 +499,10 @@ def build_report(
     warnings: list[str] = []
 
     normalised = [normalise_test(t, redactor, frame_cap=frame_cap) for t in tests]
+    if selected is None:
+        chosen: set[str] = {str(i) for t in tests for i in (t.get("marked") or t.get("requirements") or [])}
+    else:
+        chosen = {str(i) for i in selected}
 
     # -- sort tests into requirements and advisory findings --------------------------------
     per_req: dict[str, list[dict]] = {rid: [] for rid in catalogue.EV_ENERGY_IDS}
@@ -459,6 +545,8 @@ def build_report(
         req_tests = per_req[rid]
         agg = aggregate(req, req_tests)
         verdict, why, alternative = agg["verdict"], agg["reason"], agg["alternative"]
+        if not req_tests and rid not in chosen:
+            why = "not selected in this run (no test of this requirement ran)"
         entry: dict[str, Any] = {
             "id": req.id,
             "title": req.title,
@@ -538,8 +626,8 @@ def build_report(
             gv = NOT_TESTED
         groups.append({"id": group.id, "title": group.title, "members": list(group.members), "verdict": gv, "held": held})
 
-    # -- overall -----------------------------------------------------------------------------
-    units: list[tuple[str, str]] = []  # (unit id, verdict) that must pass for "certified"
+    # -- overall (docs/rules-verdicts.md) --------------------------------------------------------
+    units: list[tuple[str, str, bool]] = []  # (unit id, verdict, selected) that must pass for "certified"
     seen_groups: set[str] = set()
     for r in requirements:
         req = catalogue.by_id(r["id"])
@@ -547,16 +635,22 @@ def build_report(
             if req.or_group not in seen_groups:
                 seen_groups.add(req.or_group)
                 g = next(g for g in groups if g["id"] == req.or_group)
-                units.append((f"{g['id']} ({' OR '.join(g['members'])})", g["verdict"]))
+                picked = any(m in chosen for m in g["members"])
+                units.append((f"{g['id']} ({' OR '.join(g['members'])})", g["verdict"], picked))
             continue
         if req.kind == catalogue.MANDATORY or (req.kind == catalogue.CONDITIONAL and r.get("blocking")):
-            units.append((r["id"], r["verdict"]))
+            units.append((r["id"], r["verdict"], r["id"] in chosen))
 
     mode = run_info.get("mode")
-    failed = [u for u, v in units if v == FAIL]
-    incomplete = [u for u, v in units if v == INCOMPLETE]
-    untested = [u for u, v in units if v == NOT_TESTED]
-    quick_note = "" if mode == "certification" else f" ({'quick mode' if mode == 'quick' else 'mode ' + repr(mode)}: not a certification run)"
+    # A partial run (one suite file, -k, -m) is judged over the requirements it selected; the others were
+    # not selected, which is not "not tested" (the run never meant to test them).
+    judged = [(u, v) for u, v, picked in units if picked]
+    unselected = [u for u, _, picked in units if not picked]
+    failed = [u for u, v in judged if v == FAIL]
+    incomplete = [u for u, v in judged if v == INCOMPLETE]
+    untested = [u for u, v in judged if v == NOT_TESTED]
+    what = "quick mode" if mode == "quick" else ("mode not recorded" if mode is None else f"mode {mode!r}")
+    partial = f"; not selected in this run: {', '.join(unselected)}" if unselected and judged else ""
 
     if interrupted or reason:
         overall = INCOMPLETE
@@ -567,24 +661,31 @@ def build_report(
             overall_reason += f"; failed before it stopped: {', '.join(failed)}"
     elif failed:
         overall = NOT_CERTIFIED
-        overall_reason = "mandatory requirements failed: " + ", ".join(failed) + quick_note
+        overall_reason = "mandatory requirements failed: " + ", ".join(failed)
+        if mode != "certification":
+            overall_reason += f" ({what}: a rehearsal, and it found failures)"
     elif incomplete:
         overall = INCOMPLETE
-        overall_reason = "mandatory requirements did not complete: " + ", ".join(incomplete) + quick_note
-    elif mode != "certification":
-        passed = sum(1 for _, v in units if v in (PASS, NOT_APPLICABLE))
-        what = "quick mode" if mode == "quick" else ("mode not recorded" if mode is None else f"mode {mode!r}")
-        overall = NOT_CERTIFIED
-        if passed:
-            found = f"no mandatory requirement failed ({passed} of {len(units)} passed, the others were not tested)"
-            if passed == len(units):
-                found = f"all {len(units)} mandatory requirements passed"
-        else:
-            found = "no mandatory requirement was tested"
-        overall_reason = f"{what}: not a certification run; {found}. Run in certification mode to certify."
+        overall_reason = "mandatory requirements did not complete: " + _with_reasons(incomplete, by_rid)
     elif untested:
         overall = INCOMPLETE
-        overall_reason = "mandatory requirements not tested: " + ", ".join(untested)
+        overall_reason = "mandatory requirements not tested: " + _with_reasons(untested, by_rid)
+    elif not judged:
+        overall = INCOMPLETE
+        overall_reason = "no mandatory requirement was selected in this run"
+    elif mode == "certification" and unselected:
+        overall = INCOMPLETE
+        overall_reason = (
+            f"partial run: all {len(judged)} selected mandatory requirements pass, but a certification needs "
+            f"every one; not selected: {', '.join(unselected)}"
+        )
+    elif mode != "certification":
+        overall = REHEARSAL_PASSED
+        if unselected:
+            found = f"all {len(judged)} selected mandatory requirements passed{partial}"
+        else:
+            found = f"all {len(judged)} mandatory requirements passed"
+        overall_reason = f"{what}: a rehearsal, not a certification run; {found}. Run in certification mode to certify."
     else:
         overall = CERTIFIED
         overall_reason = f"all {len(units)} mandatory requirements pass"
@@ -614,11 +715,49 @@ def build_report(
     }
     if run_info.get("defects"):
         run["defects"] = [str(d) for d in run_info["defects"]]
-    for extra in ("exit_status", "workers", "command"):
+    for extra in ("exit_status", "workers", "command", "trace_frames"):
         if run_info.get(extra) is not None:
             run[extra] = run_info[extra]
 
     all_tests = normalised
+
+    # -- advisory findings: never affect the verdict (docs/rules-verdicts.md) ------------------------
+    findings: list[dict[str, Any]] = []
+    for t in all_tests:
+        for f in t.get("findings") or []:
+            findings.append({**f, "nodeid": t["nodeid"], "name": t["name"]})
+    for t in advisory:
+        if t["verdict"] == FAIL and not t.get("findings"):
+            # an advisory test that failed without the harness plugin (which turns that into a finding)
+            marked = [i for i in t["requirements"] if i in catalogue.ADVISORY_IDS]
+            findings.append(
+                {
+                    "requirement": marked[0] if marked else "",
+                    "message": (t.get("message") or "").strip(),
+                    "seq": None,
+                    "nodeid": t["nodeid"],
+                    "name": t["name"],
+                }
+            )
+    advisory_requirements = []
+    for rid in catalogue.ADVISORY_IDS:
+        req = catalogue.by_id(rid)
+        mine = [f for f in findings if f["requirement"] == rid]
+        advisory_requirements.append(
+            {
+                "id": rid,
+                "title": req.title,
+                "text": req.text,
+                "tests": [t["nodeid"] for t in all_tests if rid in t["requirements"]],
+                "findings": mine,
+            }
+        )
+    other = [f for f in findings if f["requirement"] not in catalogue.ADVISORY_IDS]
+    if other:
+        advisory_requirements.append(
+            {"id": "other", "title": "Findings about no advisory requirement", "text": "", "tests": [], "findings": other}
+        )
+    sections = normalise_run_frames(run_frames, redactor, frame_cap=frame_cap)
     report: dict[str, Any] = {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -644,11 +783,14 @@ def build_report(
             "requirements": _counts(requirements),
             "tests": _counts(all_tests),
             "advisory": len(advisory),
-            "frames": sum(t["frames_total"] for t in all_tests),
+            "advisory_findings": len(findings),
+            "frames": sum(t["frames_total"] for t in all_tests) + sum(x["frames_total"] for x in sections),
         },
         "groups": groups,
         "requirements": requirements,
         "advisory": advisory,
+        "advisory_requirements": advisory_requirements,
+        "run_frames": sections,
         "warnings": warnings,
     }
     if run_info.get("pytest_version"):
@@ -676,11 +818,14 @@ def _redact_report(report: dict[str, Any], redactor: Redactor) -> dict[str, Any]
     req_tests = [t for r in report["requirements"] for t in r["tests"]]
     saved_req = strip_frames(req_tests)
     saved_adv = strip_frames(report["advisory"])
+    saved_run = strip_frames(report["run_frames"])
     red = redactor.tree(report)
     restore([t for r in red["requirements"] for t in r["tests"]], saved_req)
     restore(red["advisory"], saved_adv)
+    restore(red["run_frames"], saved_run)
     restore(req_tests, saved_req)
     restore(report["advisory"], saved_adv)
+    restore(report["run_frames"], saved_run)
     return red
 
 

@@ -403,6 +403,10 @@ class ReferenceCharger:
         self._spawn(self._authorize_flow(connector, id_tag), f"authorize-{connector}")
 
     async def ev_suspend(self, suspended: bool, connector: int = 1) -> None:
+        if self._variant("rig-without-ev"):  # the bench has no EV simulator that can pause: the act is refused
+            from harness.drivers.base import ActNotSupported
+
+            raise ActNotSupported("ev", "this rig's EV cannot pause or resume (no EV simulator on the bench)")
         self._check_connector(connector)
         self.model.ev_pause(connector, bool(suspended), time.monotonic())
         self._changed()
