@@ -48,6 +48,9 @@ _ALL: tuple[Defect, ...] = (
     _d("no-status-after-boot", "CORE-1", "Sends no StatusNotification after BootNotification is Accepted."),
     _d("sends-before-accepted", "CORE-1",
        "Treats BootNotification Pending as Accepted: sends StatusNotifications and Heartbeats while Pending."),
+    _d("no-heartbeat-after-reconnect", "CORE-1",
+       "Heartbeats after boot, but the heartbeat timer dies with the connection: after a reconnect without a "
+       "reboot (no new BootNotification) it sends no Heartbeat any more."),
     # --- meter values ---
     _d("no-power-measurand", "MV-1",
        "Accepts Power.Active.Import (and Current.Import/Voltage) in MeterValuesSampledData, but its meter driver only reports energy."),
@@ -91,6 +94,9 @@ _ALL: tuple[Defect, ...] = (
     _d("no-offline-queue", "NF-2", "No transaction message produced while offline is queued: all are lost."),
     _d("resends-after-stop", "NF-2",
        "0.3 s after delivering a StopTransaction produced offline, sends that transaction's last MeterValues again."),
+    _d("loses-in-flight-message", "NF-2",
+       "A transaction message in flight when the link drops (sent, its answer not yet received) is taken off the "
+       "queue as if delivered: it is never sent again."),
     # --- advisory (ADV-1: outside ev.energy's list; they must not affect its requirements) ---
     _d("crashes-on-malformed", "ADV-1",
        "A malformed request (bad frame structure, missing or mistyped field) crashes the OCPP task: the "
@@ -113,6 +119,9 @@ _ALL: tuple[Defect, ...] = (
        "and booting (power-on, reset, reboot after an update) 2 s."),
     _v("two-connectors", "CORE-1", "Two connectors instead of one."),
     _v("single-phase", "MV-1", "A single-phase installation: current and voltage on L1 only."),
+    _v("late-queue-flush", "NF-2",
+       "After reconnecting without a reboot, delivers the transaction messages queued while offline on a 60 s "
+       "timer (SimConfig.late_flush_delay), not at once; everything else (statuses, heartbeats) goes at once."),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}
