@@ -70,9 +70,11 @@ class ReconnectHeartbeat:
         else:
             self.waiting_for_platform = True  # §4.1.1: one CALL at a time: it waits for our answer
 
-    def exchange(self, mono: float) -> None:
-        """The platform answered the charger, or the charger answered the platform."""
-        self.waiting_for_platform = False
+    def exchange(self, mono: float, *, platform_answered: bool = True) -> None:
+        """The platform answered the charger's CALL, or (platform_answered=False) the charger answered the platform's:
+        the silence counts from here; a CALL of the charger the platform still owes an answer keeps it waiting."""
+        if platform_answered:
+            self.waiting_for_platform = False
         self.last_exchange = mono
 
     def disconnected(self) -> None:

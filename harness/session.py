@@ -703,7 +703,7 @@ class ChargerSession:
 
     def _receive_answer(self, frame: ocppj.CallResult | ocppj.CallError, raw: str | bytes) -> None:
         if self.reconnect_heartbeat is not None:
-            self.reconnect_heartbeat.exchange(time.monotonic())  # §4.6 counts any PDU the charger sent
+            self.reconnect_heartbeat.exchange(time.monotonic(), platform_answered=False)  # §4.6: any PDU it sent
             self._arm_heartbeat_timer()
         pending = self._pending.get(frame.unique_id)
         if pending is None or pending.future.done():

@@ -48,3 +48,12 @@ def test_the_timeout_factor_scales_the_allowance() -> None:
     c = check(interval=60.0, factor=2.0)
     c.exchange(100.0)
     assert c.deadline == 100.0 + 150.0
+
+
+def test_its_own_answers_count_but_do_not_end_a_wait_for_the_platform() -> None:
+    c = check(interval=1.0)
+    c.exchange(100.5, platform_answered=False)  # it answered a CALL of the platform
+    assert c.deadline == 102.5
+    c.charger_call("StatusNotification", 101.0)
+    c.exchange(101.2, platform_answered=False)
+    assert c.deadline == math.inf  # the platform still owes it an answer
