@@ -89,6 +89,12 @@ def test_late_queue_flush_is_late_not_lost(tmp_path: Path, certs_dir: Path) -> N
     assert late and late[0] >= 59, f"expected 'StopTransaction delivered N s after reconnect' with N about 60: {notes}"
 
 
+def test_sampling_cadence_is_not_nf2(tmp_path: Path, certs_dir: Path) -> None:
+    """A charger that ignores MeterValueSampleInterval (CFG-2's defect) loses nothing offline: NF-2 passes."""
+    run = run_suites([OFFLINE], tmp_path, defects=("ignores-sample-interval",), certs_dir=certs_dir)
+    assert run.failing() == set() and run.verdicts().get("NF-2") == "pass", run.explain()
+
+
 @pytest.mark.parametrize("variant", [None, *VARIANTS], ids=["reference", *VARIANTS])
 def test_conformant_charger_passes(variant: str | None, tmp_path: Path, certs_dir: Path) -> None:
     run = run_suites(ALL_FILES, tmp_path, defects=(variant,) if variant else (), certs_dir=certs_dir)
