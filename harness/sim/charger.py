@@ -140,6 +140,7 @@ class SimConfig:
     power_on_delay: float = 0.02  # from power-on (start or reboot) to the first connection attempt
     install_time: float = 0.02  # firmware installation
     late_defect_delay: float = 0.3  # defects that act late (after the test that provoked them has ended)
+    late_flush_delay: float = 60.0  # the "late-queue-flush" variant: its offline queue goes out this long after reconnecting
     soft_reset_timeout: float = 5.0  # waiting for StopTransactions before a soft reset
     tick: float = 0.5  # physics: SoC and time-dependent schedules are re-evaluated at least this often
     transfer_timeout: float = 30.0  # firmware download, diagnostics upload
@@ -249,6 +250,8 @@ class ReferenceCharger:
         self._tx_state: dict[int, _TxState] = {}
         self._boot_sample_interval = self.configuration.int("MeterValueSampleInterval")
         self._deliberate_close = False
+        self._connections = 0  # connections in this power cycle (more than one: reconnected without a reboot)
+        self._flush_at = 0.0  # monotonic: the "late-queue-flush" variant holds its offline queue until then
         self.firmware_status = "Idle"
         self.diagnostics_status = "Idle"
         self._physics_wake = asyncio.Event()
@@ -552,6 +555,10 @@ class ReferenceCharger:
 
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws
+        self._connections += 1
+        # Conformant variant "late-queue-flush": what was queued offline is flushed by a timer after a reconnect.
+        if self._variant("late-queue-flush") and self._accepted.is_set() and len(self.tx_queue):
+            self._flush_at = time.monotonic() + self.config.late_flush_delay
         self._connected.set()
         self._disconnected.clear()
         log.info("%s: connected to %s", self.id, self._url())
@@ -758,8 +765,10 @@ class ReferenceCharger:
             except TimeoutError:
                 pass
             last = max(last + interval, loop.time() - interval)  # keep the cadence, but never catch up in bursts
-            # Firmware bug "no-heartbeat": the heartbeat timer fires but nothing is sent.
-            if self._connected.is_set() and "no-heartbeat" not in self.defects:
+            # Firmware bugs "no-heartbeat": the heartbeat timer fires but nothing is sent; "no-heartbeat-after-reconnect":
+            # likewise once the connection was lost and re-established without a reboot.
+            if (self._connected.is_set() and "no-heartbeat" not in self.defects
+                    and not ("no-heartbeat-after-reconnect" in self.defects and self._connections > 1)):
                 self._enqueue("Heartbeat", {})
 
     # ============================================================================================
@@ -814,7 +823,7 @@ class ReferenceCharger:
         head = self.tx_queue.head() if accepted else None
         retry_in: float | None = None
         if head is not None:
-            wait = head.not_before - time.monotonic()
+            wait = max(head.not_before, self._flush_at) - time.monotonic()
             if wait > 0:
                 retry_in, head = wait, None
             elif head.resolved() is None:
@@ -870,7 +879,11 @@ class ReferenceCharger:
         try:
             response = await self._call(message.action, payload)
         except NotConnected:
-            self.tx_queue.requeue(message)
+            # Firmware bug "loses-in-flight-message": sent, unanswered, and taken off the queue as if delivered.
+            if "loses-in-flight-message" in self.defects:
+                self.tx_queue.discard(message, "in flight when the connection dropped")
+            else:
+                self.tx_queue.requeue(message)
             return True
         except (CallErrorReceived, TimeoutError) as exc:
             attempts = self.configuration.int("TransactionMessageAttempts")

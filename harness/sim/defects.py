@@ -54,6 +54,9 @@ _ALL: tuple[Defect, ...] = (
        "Treats BootNotification Pending as Accepted: sends StatusNotifications and Heartbeats while Pending."),
     _d("unplug-reason-local", "CORE-1",
        "An EV unplugged during a transaction is reported in StopTransaction with reason Local, not EVDisconnected."),
+    _d("no-heartbeat-after-reconnect", "CORE-1",
+       "Heartbeats after boot, but the heartbeat timer dies with the connection: after a reconnect without a "
+       "reboot (no new BootNotification) it sends no Heartbeat any more."),
     # --- meter values ---
     _d("no-power-measurand", "MV-1",
        "Accepts Power.Active.Import (and Current.Import/Voltage) in MeterValuesSampledData, but its meter driver only reports energy."),
@@ -100,6 +103,9 @@ _ALL: tuple[Defect, ...] = (
     _d("no-offline-queue", "NF-2", "No transaction message produced while offline is queued: all are lost."),
     _d("resends-after-stop", "NF-2",
        "0.3 s after delivering a StopTransaction produced offline, sends that transaction's last MeterValues again."),
+    _d("loses-in-flight-message", "NF-2",
+       "A transaction message in flight when the link drops (sent, its answer not yet received) is taken off the "
+       "queue as if delivered: it is never sent again."),
     # --- advisory (ADV-1: outside ev.energy's list; they must not affect its requirements) ---
     _d("crashes-on-malformed", "ADV-1",
        "A malformed request (bad frame structure, missing or mistyped field) crashes the OCPP task: the "
@@ -149,6 +155,9 @@ _ALL: tuple[Defect, ...] = (
     _v("rig-without-ev", "ST-4",
        "The bench's rig has no EV that can pause: the control API answers 501 for `ev` (the sim backend refuses it "
        "the same way). The tests that need the act are \"not tested\" naming it; nothing fails; the run is incomplete."),
+    _v("late-queue-flush", "NF-2",
+       "After reconnecting without a reboot, delivers the transaction messages queued while offline on a 60 s "
+       "timer (SimConfig.late_flush_delay), not at once; everything else (statuses, heartbeats) goes at once."),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}
