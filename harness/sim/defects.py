@@ -72,6 +72,9 @@ _ALL: tuple[Defect, ...] = (
     _d("never-suspended", "ST-4", "Reports Charging while suspended by the EV or the EVSE (never Suspended*)."),
     _d("illegal-transition", "ST-1",
        "When a session stops with the EV plugged in, goes straight to Preparing (Charging -> Preparing, illegal in §4.9)."),
+    _d("charging-under-zero-limit", "ST-4",
+       "Under a smart-charging limit below 6 A the EVSE stops offering current, but the connector keeps reporting "
+       "Charging at 0 W (a pause by the EV still shows SuspendedEV)."),
     # --- smart charging ---
     _d("rejects-all-profiles", "SC-1", "SetChargingProfile is always Rejected."),
     _d("profile-no-effect", "SC-2", "Charging profiles are accepted and stored but never applied to the EV."),
@@ -113,6 +116,9 @@ _ALL: tuple[Defect, ...] = (
        "and booting (power-on, reset, reboot after an update) 2 s."),
     _v("two-connectors", "CORE-1", "Two connectors instead of one."),
     _v("single-phase", "MV-1", "A single-phase installation: current and voltage on L1 only."),
+    _v("power-rate-unit", "SC-2",
+       "Smart charging in W only: ChargingScheduleAllowedChargingRateUnit = Power, and a charging profile in A is "
+       "Rejected (OCPP 1.6 §9.4.3 lets a charger support Current, Power or both)."),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}
