@@ -209,6 +209,27 @@ def measurands(found: Iterable[Sample]) -> set[str]:
     return {s.measurand for s in found}
 
 
+def what_arrived(points: Sequence[Sequence[Sample]], periodic_times: Sequence[float], triggered: int = 0) -> str:
+    """What a charger's samples carried, for a failure message: e.g. "only Energy.Active.Import.Register in
+    kWh, every 15 s". `points`: the samples of each MeterValues; `periodic_times`: the arrival times (s) of
+    the periodic ones; `triggered`: how many were asked for with TriggerMessage."""
+    carried: dict[str, set[str]] = {}
+    for found in points:
+        for s in found:
+            carried.setdefault(s.measurand, set()).add(s.unit or "no unit")
+    shown = ", ".join(f"{m} in {'/'.join(sorted(u))}" for m, u in sorted(carried.items())) or "no sampled values"
+    if len(carried) == 1:
+        shown = "only " + shown
+    gaps = sorted(b - a for a, b in zip(periodic_times, periodic_times[1:]))
+    if gaps:
+        shown += f", every {gaps[len(gaps) // 2]:.0f} s"
+    elif periodic_times:
+        shown += ", one periodic sample"
+    if triggered:
+        shown += f" ({triggered} sample(s) asked for with TriggerMessage)"
+    return shown
+
+
 # --- configuration values (MeterValuesSampledData) --------------------------------------------
 
 

@@ -20,8 +20,11 @@ Decisions where §4.9 allows more than one behaviour:
   the pause (ST-2's job), ST-2 does not look at suspension (ST-4's job), so a defect in one status
   fails one requirement.
 - SuspendedEVSE is only judged when the 0 A limit demonstrably stopped the power: if the charger
-  takes no limit (SC-1) or ignores it (SC-2), the EV is still charging and "Charging" is the honest
-  status; the test is then "not tested", with the reason.
+  takes no limit (SC-1) or ignores it (SC-2: power, current or the energy register still rising),
+  the EV is still charging and "Charging" is the honest status; the test is then "not tested", with
+  the reason. Once a reading measured after the settling window shows ≈ 0 W, Charging that outlasts a
+  whole sample interval (and the status bound) is ST-4's failure; SuspendedEV is accepted (ev.energy's
+  ST-4 lists both) and noted. The rules are in docs/rules-metering.md.
 """
 
 from __future__ import annotations

@@ -189,3 +189,15 @@ def test_electrical_values_of_a_limit() -> None:
     assert el.value(6, limits.WATTS) == Decimal(1440) and el.value(6, limits.AMPS) == Decimal(6)
     settings.phases, settings.nominal_voltage = None, None
     assert limits.Electrical.of(settings).phases == limits.DEFAULT_PHASES
+
+
+# --- MV-1: the failure names what arrived ---------------------------------------------------------
+
+
+def test_what_arrived_names_measurands_units_and_cadence() -> None:
+    energy_only = [meter.samples([{"sampledValue": power(wh=1_000_000 + 10 * i, kwh=True)}]) for i in range(4)]
+    text = meter.what_arrived(energy_only, [0.0, 15.0, 30.2, 45.0])
+    assert text == "only Energy.Active.Import.Register in kWh, every 15 s"
+    mixed = [meter.samples([{"sampledValue": power(w=7000, wh=5000)}])]
+    assert meter.what_arrived(mixed, [], triggered=1) == (
+        "Energy.Active.Import.Register in Wh, Power.Active.Import in W (1 sample(s) asked for with TriggerMessage)")
