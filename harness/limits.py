@@ -374,7 +374,7 @@ def judge_off(floor_w: Decimal) -> Judge:
 
 def judge_on() -> Judge:
     """The EV draws power: power > CHARGING_W or a line current > ZERO_CURRENT_A; a charger that sends
-    only the register: it rose faster than CHARGING_W since the previous settled reading."""
+    only the register: it rose faster than CHARGING_W over the settled span (from the first settled reading)."""
 
     def judge(settled: Sequence[Reading], b: Reading) -> Outcome:
         if b.watts is not None and b.watts > CHARGING_W:
@@ -384,8 +384,9 @@ def judge_on() -> Judge:
             return Outcome(State.YES, "current " + ", ".join(f"{p or 'overall'} {a} A" for p, a in sorted(flowing.items())))
         if b.watts is not None or b.currents:
             return Outcome(State.NO, "power and current ≈ 0")
-        previous = settled[-2] if len(settled) >= 2 else None
-        rate = energy_rate(previous, b) if previous is not None else None
+        # The register alone: its rise over the whole settled span (after the window the EV should draw
+        # throughout, and a longer span resolves a slow rise that one register step would hide).
+        rate = energy_rate(settled[0], b) if len(settled) >= 2 else None
         if rate is None:
             return Outcome(State.UNKNOWN, "one settled register reading: its rise cannot be seen yet")
         if rate.low > CHARGING_W:
@@ -466,8 +467,7 @@ def judge_six_amps(expected: Expectation6A) -> Judge:
             lo, hi = band(target)
             return Outcome(State.YES if lo <= b.watts <= hi else State.NO,
                            f"{b.watts:.0f} W, expected {expected.describe()} ± {tol:.0%}")
-        previous = settled[-2] if len(settled) >= 2 else None
-        rate = energy_rate(previous, b) if previous is not None else None
+        rate = energy_rate(settled[0], b) if len(settled) >= 2 else None
         if target is None or rate is None:
             return Outcome(State.UNKNOWN, "no power or current in this reading, and no register rate to judge")
         lo, hi = band(target)

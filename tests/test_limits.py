@@ -201,3 +201,10 @@ def test_what_arrived_names_measurands_units_and_cadence() -> None:
     mixed = [meter.samples([{"sampledValue": power(w=7000, wh=5000)}])]
     assert meter.what_arrived(mixed, [], triggered=1) == (
         "Energy.Active.Import.Register in Wh, Power.Active.Import in W (1 sample(s) asked for with TriggerMessage)")
+
+
+def test_a_slow_register_rise_is_seen_over_the_settled_span() -> None:
+    """1.4 kW with a 1 Wh register sampled each second: one step per 2.6 s; the whole span shows it."""
+    series = [(6.0 + t, power(wh=10_000 + int(1400 * t / 3600))) for t in range(0, 31, 1)]
+    seen = observe(series, limits.judge_on())
+    assert seen.state is State.YES and seen.result_watts is not None and seen.result_watts > 100
