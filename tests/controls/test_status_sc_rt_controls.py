@@ -49,8 +49,9 @@ NEGATIVE: dict[str, tuple[list[str], set[str], tuple[str, ...]]] = {
     "rejects-remote-start": ([SMART], {"SC-2"}, ()),
     # SC-2: the 0 limit is ignored and the meter sends only the energy register (no power, no current): the
     # register rising at ~22 kW under the 0 limit is SC-2's failure, not "not tested". ST-4's SuspendedEVSE
-    # test is "not tested" (the EV still charges). When the meter suite runs too, MV-1 also (rightly) fails:
-    # no Power.Active.Import nor Current.Import+Voltage (no-power-measurand is MV-1's defect).
+    # test is "not tested" (the EV still charges). With every suite (checked by hand: pytest suites/) MV-1 also
+    # (rightly) fails, no Power.Active.Import nor Current.Import+Voltage (no-power-measurand is MV-1's defect),
+    # and MV-3 is "not tested" (no power to judge).
     "no-power-measurand,profile-no-effect": ([SMART, STATUS], {"SC-2"}, ()),
     # ST-4: Charging at 0 W under a 0 A limit for longer than a whole sample interval (and the status bound).
     # SC-2 (power) and ST-2 stay green; the EV's own pause still shows SuspendedEV.
