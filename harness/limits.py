@@ -507,8 +507,9 @@ class Observation:
     def evidence(self) -> dict[str, Any]:
         return {
             "expected": self.what,
-            "rule": f"a reading counts only if measured ≥ {self.settle:g} s after the charger answered the change "
-                    f"(settling window, {RULES})",
+            "rule": (f"a reading counts only if measured ≥ {self.settle:g} s after the charger answered the change "
+                     f"(settling window, {RULES})" if self.settle > 0 else
+                     f"every reading from the start of the observation counts (no limit change to settle; {RULES})"),
             "clock_offset_s": None if self.offset is None else round(self.offset, 3),
             "readings_used": [f"{r.describe()} -> {o.state.value}: {o.why}" for r, o in self.used],
             "readings_ignored_too_early": [r.describe() for r in self.early],

@@ -602,9 +602,11 @@ async def test_energy_register_consistent_from_start_to_stop(
 # --- MV-3 ------------------------------------------------------------------------------------------
 
 
-def _power(p: Point) -> Decimal | None:
+def _power(p: Point, phases: int | None = None) -> Decimal | None:
+    """The point's power; a Current.Import without a phase counts on the charger profile's `phases`
+    (docs/rules-metering.md)."""
     try:
-        watts, how = meter.power_w(p.samples(errors=[]))
+        watts, how = meter.power_w(p.samples(errors=[]), phases=phases)
     except meter.MeterFormatError:
         return None
     return watts if how != meter.ABSENT else None
@@ -648,7 +650,7 @@ async def test_power_reflects_charging_and_agrees_with_energy(
     session agrees with the energy register (OCPP 1.6 §4.7, §7.31 Power.Active.Import /
     Current.Import × Voltage; OCTT TC_070_CS)."""
     rec = await recorded_session(charger, harness_settings, request)
-    powered = [(p, w) for p in rec.points if (w := _power(p)) is not None]
+    powered = [(p, w) for p in rec.points if (w := _power(p, harness_settings.phases)) is not None]
     if not powered:
         pytest.skip("not tested: the charger reported no readable power (Power.Active.Import, or Current.Import "
                     "with Voltage): see MV-1")
