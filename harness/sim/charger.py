@@ -199,6 +199,8 @@ class ReferenceCharger:
         cv_meter = self._variant("current-voltage") or "current-without-voltage" in self.defects
         measurands = CURRENT_VOLTAGE_MEASURANDS if cv_meter else SUPPORTED_MEASURANDS
         self.supported_measurands = frozenset(measurands)
+        # The "power-rate-unit" variant: smart charging in W only (ChargingScheduleAllowedChargingRateUnit = Power).
+        rate_units = ("Power",) if self._variant("power-rate-unit") else ("Current", "Power")
         self.configuration: Configuration = standard_configuration(
             connectors=config.connectors,
             measurands=measurands,
@@ -209,6 +211,7 @@ class ReferenceCharger:
             transaction_message_attempts=config.transaction_message_attempts,
             transaction_message_retry_interval=config.transaction_message_retry_interval,
             connection_timeout=config.connection_timeout,
+            allowed_rate_units=rate_units,
         )
         self.configuration.listeners.append(self._on_config_change)
         self.model = ChargePointModel(
@@ -218,6 +221,7 @@ class ReferenceCharger:
         )
         self.profiles = ChargingProfileStore(
             config.connectors, voltage=config.voltage, phases=config.phases, rated_max_amps=config.max_current,
+            allowed_units=tuple(spec16.RATE_UNIT_WORDS[w] for w in rate_units),
         )
         self.tx_queue = TransactionQueue()
         self._resend_after_stop: set[int] = set()  # the "resends-after-stop" defect: transactions (by TxRef id) to replay

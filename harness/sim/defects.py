@@ -84,6 +84,9 @@ _ALL: tuple[Defect, ...] = (
     _d("reserved-after-unplug", "ST-1",
        "An EV unplugged during a transaction: Finishing, then Reserved (illegal in §4.9) instead of Available, "
        "until the next plug-in."),
+    _d("charging-under-zero-limit", "ST-4",
+       "Under a smart-charging limit below 6 A the EVSE stops offering current, but the connector keeps reporting "
+       "Charging at 0 W (a pause by the EV still shows SuspendedEV)."),
     # --- smart charging ---
     _d("rejects-all-profiles", "SC-1", "SetChargingProfile is always Rejected."),
     _d("profile-no-effect", "SC-2", "Charging profiles are accepted and stored but never applied to the EV."),
@@ -158,6 +161,9 @@ _ALL: tuple[Defect, ...] = (
     _v("late-queue-flush", "NF-2",
        "After reconnecting without a reboot, delivers the transaction messages queued while offline on a 60 s "
        "timer (SimConfig.late_flush_delay), not at once; everything else (statuses, heartbeats) goes at once."),
+    _v("power-rate-unit", "SC-2",
+       "Smart charging in W only: ChargingScheduleAllowedChargingRateUnit = Power, and a charging profile in A is "
+       "Rejected (OCPP 1.6 §9.4.3 lets a charger support Current, Power or both)."),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}
