@@ -507,8 +507,9 @@ class Observation:
     def evidence(self) -> dict[str, Any]:
         return {
             "expected": self.what,
-            "rule": (f"a reading counts only if measured ≥ {self.settle:g} s after the charger answered the change "
-                     f"(settling window, {RULES})" if self.settle > 0 else
+            "rule": (f"a reading that does not show the change counts against the charger only if measured ≥ "
+                     f"{self.settle:g} s after the charger answered it (settling window); one measured after the "
+                     f"answer that already shows it decides at once ({RULES})" if self.settle > 0 else
                      f"every reading from the start of the observation counts (no limit change to settle; {RULES})"),
             "clock_offset_s": None if self.offset is None else round(self.offset, 3),
             "readings_used": [f"{r.describe()} -> {o.state.value}: {o.why}" for r, o in self.used],
@@ -517,7 +518,7 @@ class Observation:
         }
 
     def text(self) -> str:
-        lines = [f"readings used (measured ≥ {self.settle:g} s after the change):"]
+        lines = [f"readings used (after the change; one not showing it only once ≥ {self.settle:g} s after):"]
         lines += [f"  {r.describe()} -> {o.state.value}: {o.why}" for r, o in self.used[-10:]] or ["  none"]
         if self.early:
             lines.append(f"readings ignored as too early: {', '.join(f'#{r.call.seq}' for r in self.early[-10:])}")
@@ -525,16 +526,35 @@ class Observation:
 
 
 def evaluate(readings: Sequence[Reading], judge: Judge, *, answered: float, settle: float, what: str) -> Observation:
-    """Split the readings into too early and settled (measured ≥ answered + settle, on our monotonic
-    clock), and judge the settled ones in order; the first YES is the result."""
+    """Judge the readings measured after the change was answered, in order (our monotonic clock); the first
+    YES is the result.
+
+    The settling window protects the charger, not the harness: a reading inside it that does not (yet) show
+    `what` is set aside as too early and never held against the charger, while one that already shows it,
+    measured after the answer, decides at once (the charger acted faster than it had to; judged only on
+    readings measured after the answer, so a stale reading from before the change cannot count). Anything
+    held against the charger (NO) comes from settled readings only, judged on settled readings only.
+    """
     offset = clock_offset(readings)
     ordered = sorted(readings, key=lambda r: (measured_at(r, offset), r.call.seq))
-    early = [r for r in ordered if measured_at(r, offset) < answered + settle]
-    settled = [r for r in ordered if measured_at(r, offset) >= answered + settle]
+    settled_from = answered + settle
+    early = [r for r in ordered if measured_at(r, offset) <= answered]  # from before the change: never count
+    after = [r for r in ordered if measured_at(r, offset) > answered]
+    # An early reading may decide only when the readings before the change showed the opposite (NO): then a
+    # YES after the answer is the change itself, not a state that merely held on from before.
+    changed = bool(early) and judge(early, early[-1]).state is State.NO
+    settled: list[Reading] = []
     used: list[tuple[Reading, Outcome]] = []
     result = None
-    for i, b in enumerate(settled):
-        outcome = judge(settled[: i + 1], b)
+    for i, b in enumerate(after):
+        if measured_at(b, offset) < settled_from:
+            outcome = judge(after[: i + 1], b) if changed else Outcome(State.UNKNOWN, "too early")
+            if outcome.state is not State.YES:
+                early.append(b)
+                continue
+        else:
+            settled.append(b)
+            outcome = judge(settled, b)
         used.append((b, outcome))
         if outcome.state is State.YES:
             result = b
@@ -595,6 +615,10 @@ async def observe(
     def mine(call: ReceivedCall) -> bool:
         return call.get("connectorId") == connector
 
+    # The last readings before the change: never evidence of its effect, but they show what held before it, so a
+    # reading after the answer that shows the opposite can decide without waiting out the window (evaluate).
+    for call in [c for c in charger.received("MeterValues") if c.seq < since and mine(c)][-3:]:
+        readings[call.seq] = read(call, phases)
     while True:
         for call in charger.received("MeterValues", since=cursor):
             if mine(call):

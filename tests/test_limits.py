@@ -208,3 +208,17 @@ def test_a_slow_register_rise_is_seen_over_the_settled_span() -> None:
     series = [(6.0 + t, power(wh=10_000 + int(1400 * t / 3600))) for t in range(0, 31, 1)]
     seen = observe(series, limits.judge_on())
     assert seen.state is State.YES and seen.result_watts is not None and seen.result_watts > 100
+
+
+def test_a_reading_showing_the_change_right_after_the_answer_decides_at_once() -> None:
+    """Power flowing before the 0 limit, ≈ 0 in a reading 1 s after the answer: that is the change itself."""
+    readings = [(-2.0, power(w=7000)), (-1.0, power(w=7000)), (1.0, power(w=0)), (2.0, power(w=0))]
+    seen = observe(readings, limits.judge_off(Decimal(100)))
+    assert seen.state is State.YES and seen.result is not None
+    assert limits.measured_at(seen.result, seen.offset) < MONO0 + 5.0  # decided inside the settling window
+
+
+def test_a_reading_not_showing_the_change_inside_the_window_is_never_held_against_the_charger() -> None:
+    readings = [(-1.0, power(w=7000)), (0.5, power(w=7000)), (3.0, power(w=7000))]
+    seen = observe(readings, limits.judge_off(Decimal(100)))
+    assert seen.state is State.UNKNOWN and not seen.used
