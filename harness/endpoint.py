@@ -124,6 +124,8 @@ class ConnectionAttempt:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("mono")
+        # Plain values only: the dict crosses process boundaries (pytest-xdist's execnet refuses str subclasses).
+        data["basic_auth"] = None if self.basic_auth is None else self.basic_auth.value
         return data
 
     def summary(self) -> str:
