@@ -1,6 +1,6 @@
 """The catalogue of what ev.energy asks of an OCPP 1.6J charger.
 
-Transcribed from ``shared/spec/ev-energy-requirements.md`` (ev.energy's "OCPP 1.6J charger
+Transcribed from ``docs/reference/ev-energy-requirements.md`` (ev.energy's "OCPP 1.6J charger
 requirements", V1.1). Every ID there is here, with its title, its full text, the group it is listed
 under and its *kind*, which decides how its verdict counts towards certification:
 

@@ -1,6 +1,6 @@
 """TLS of the fake ev.energy endpoint: exactly AWS ``ELBSecurityPolicy-TLS-1-2-Ext-2018-06``.
 
-Requirements served here (see shared/spec/ev-energy-requirements.md):
+Requirements served here (see docs/reference/ev-energy-requirements.md):
 - TLS-1: "TLS 1.2 and a cipher suite allowed by the AWS load-balancer policy
   ELBSecurityPolicy-TLS-1-2-Ext-2018-06 ... no TLS 1.0/1.1, no TLS 1.3" -> :func:`CertStore.server_context`.
 - TLS-3: "The charger validates the platform's server certificate (chain to a trusted CA, host name,
