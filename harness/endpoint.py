@@ -10,6 +10,7 @@ into asyncio's logs. A TLS connection is then handed to websockets' own server m
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import base64
 import binascii
 import contextlib
@@ -423,9 +424,8 @@ class Endpoint:
             )
             return connection
 
-        loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(tagged, sock, ssl=context, ssl_handshake_timeout=timeout)
+            await _tls_handshake(tagged, sock, context, timeout)
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
             sock.close()
             self._finish(attempt, TLS_FAILED, tls.describe_tls_failure(exc, hello))
@@ -595,6 +595,52 @@ class Endpoint:
             if reason == "closed" and connection.close_code is not None:
                 reason = f"code {connection.close_code} {connection.close_reason or ''}".strip()
             session.detach(connection, reason)
+
+
+class _AlertingSSLProtocol(asyncio.sslproto.SSLProtocol):
+    """asyncio's TLS protocol, plus the fatal alert OpenSSL wrote for the peer when the handshake fails.
+
+    CPython's asyncio (3.11 here; python/cpython#98078, fixed upstream by PR #153620) force-closes the
+    transport on an ssl.SSLError without flushing the outgoing MemoryBIO, so the protocol_version or
+    handshake_failure alert OpenSSL produced never leaves the machine and the charger only sees the TCP
+    connection end ("unexpected EOF"). A blocking ssl socket does send it. This is the upstream fix: write
+    what OpenSSL left for the peer before the transport is force-closed. On a Python that has the fix, the
+    BIO is already empty here and this does nothing.
+    """
+
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
+        transport = self._transport
+        if isinstance(exc, ssl.SSLError) and transport is not None and not transport.is_closing():
+            # A few bytes onto an idle socket: the selector transport sends them at once, before the close.
+            with contextlib.suppress(Exception):
+                self._process_outgoing()
+        super()._fatal_error(exc, message)
+
+
+# The private hooks the fix overrides; if a future asyncio lacks them, the stock path is used (no alert).
+_ALERTS_SUPPORTED = all(hasattr(asyncio.sslproto.SSLProtocol, name) for name in ("_fatal_error", "_process_outgoing"))
+
+
+async def _tls_handshake(
+    protocol_factory: Callable[[], asyncio.Protocol], sock: socket.socket, context: ssl.SSLContext, timeout: float
+) -> asyncio.BaseTransport:
+    """Server-side TLS on an accepted socket, like loop.connect_accepted_socket(ssl=...), but a refused
+    handshake sends its TLS alert (see _AlertingSSLProtocol). Raises what the handshake raised."""
+    loop = asyncio.get_running_loop()
+    if not _ALERTS_SUPPORTED:  # pragma: no cover - guards an asyncio internals change
+        transport, _ = await loop.connect_accepted_socket(
+            protocol_factory, sock, ssl=context, ssl_handshake_timeout=timeout)
+        return transport
+    waiter: asyncio.Future[None] = loop.create_future()
+    tls_protocol = _AlertingSSLProtocol(loop, protocol_factory(), context, waiter, server_side=True,
+                                        ssl_handshake_timeout=timeout)
+    raw, _ = await loop.connect_accepted_socket(lambda: tls_protocol, sock)
+    try:
+        await waiter  # set by the protocol: handshake done, failed, or timed out
+    except BaseException:
+        raw.close()
+        raise
+    return tls_protocol._app_transport
 
 
 class _ListenerShim:

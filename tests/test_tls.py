@@ -772,3 +772,59 @@ def test_tls_version_names() -> None:
 def test_describe_tls_failure_falls_back_to_the_openssl_reason() -> None:
     assert describe_tls_failure(ValueError("odd")) == "TLS handshake failed: ValueError: odd"
     assert "without a TLS alert" in describe_tls_failure(ConnectionResetError())
+
+
+# ------------------------------------------------------------------------------------------------
+# Refusals carry their TLS alert (the live endpoint, asyncio)
+# ------------------------------------------------------------------------------------------------
+
+
+def _client_outcome(port: int, ctx: ssl.SSLContext) -> BaseException | None:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as conn:
+                # TLS 1.2: a refused client certificate is only known once the server's Finished is due.
+                conn.recv(1)
+    except OSError as exc:
+        return exc
+    return None
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("make_client", "alert", "detail"),
+    [
+        (tls13_client, "TLSV1_ALERT_PROTOCOL_VERSION", "did not offer TLS 1.2"),
+        (lambda ca: tls11_client(), "TLSV1_ALERT_PROTOCOL_VERSION", "did not offer TLS 1.2"),
+        (outside_policy_client, "SSLV3_ALERT_HANDSHAKE_FAILURE", "no shared cipher suite"),
+    ],
+    ids=["tls1.3-only", "tls1.1-only", "suites-outside-policy"],
+)
+async def test_endpoint_refusals_send_the_tls_alert(store: CertStore, make_client: Any, alert: str,
+                                                     detail: str) -> None:
+    # Before the fix asyncio dropped the alert OpenSSL wrote (python/cpython#98078): the client saw
+    # SSLEOFError UNEXPECTED_EOF_WHILE_READING and its log could not say why.
+    from harness.endpoint import TLS_FAILED, Endpoint, EndpointConfig
+
+    async with Endpoint(EndpointConfig(certs_dir=store.directory, handshake_timeout=TIMEOUT)) as endpoint:
+        error = await asyncio.to_thread(_client_outcome, endpoint.port, make_client(store.ca_pem))
+        attempt = await endpoint.wait_attempt(lambda a: True, within=TIMEOUT)
+    assert isinstance(error, ssl.SSLError) and not isinstance(error, ssl.SSLEOFError), repr(error)
+    assert error.reason == alert, repr(error)
+    assert attempt is not None and attempt.outcome == TLS_FAILED and detail in attempt.detail, attempt
+
+
+@pytest.mark.asyncio
+async def test_endpoint_profile3_refusal_sends_the_tls_alert(store: CertStore, tmp_path: Path) -> None:
+    from harness.endpoint import TLS_FAILED, Endpoint, EndpointConfig
+
+    cert, key = store.issue_client_cert("CP-0001", directory=tmp_path, ca="untrusted")
+    client = client_context(store.ca_pem, client_cert=(cert, key))
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    config = EndpointConfig(certs_dir=store.directory, handshake_timeout=TIMEOUT, security_profile=3)
+    async with Endpoint(config) as endpoint:
+        error = await asyncio.to_thread(_client_outcome, endpoint.port, client)
+        attempt = await endpoint.wait_attempt(lambda a: True, within=TIMEOUT)
+    assert isinstance(error, ssl.SSLError) and error.reason == "TLSV1_ALERT_UNKNOWN_CA", repr(error)
+    assert attempt is not None and attempt.outcome == TLS_FAILED
+    assert "client certificate was refused" in attempt.detail, attempt.detail
