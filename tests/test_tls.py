@@ -561,9 +561,9 @@ def test_client_context_verifies_the_real_server(store: CertStore, host: str) ->
     ("kind", "verify_codes", "alert_text"),
     [
         # 19 = self-signed certificate in chain (the fresh CA travels in the chain), 20 = unknown issuer
-        ("untrusted-ca", {19, 20}, "unknown CA"),
-        ("expired", {10}, "certificate expired"),
-        ("wrong-host", {62}, "bad certificate"),  # 62 = X509_V_ERR_HOSTNAME_MISMATCH
+        ("untrusted-ca", {19, 20}, "unknown_ca"),
+        ("expired", {10}, "certificate_expired"),
+        ("wrong-host", {62}, "bad_certificate"),  # 62 = X509_V_ERR_HOSTNAME_MISMATCH
     ],
 )
 def test_bad_server_certificates_are_refused_by_a_good_charger(
@@ -577,7 +577,8 @@ def test_bad_server_certificates_are_refused_by_a_good_charger(
     assert bad.client_error.verify_code in verify_codes, bad.client_error.verify_message
     assert bad.server_error is not None
     message = describe_tls_failure(bad.server_error, bad.hello)
-    assert message.startswith("the charger rejected the server certificate") and alert_text in message
+    assert message.startswith("the charger refused our certificate") and alert_text in message
+    assert bad.hello is not None and bad.hello.offers_tls12() and "did not offer" not in message
     # The bad server speaks the same policy: a charger that checks nothing gets through...
     careless = handshake(bad_ctx, client_context(store.ca_pem, verify=False))
     assert careless.ok and careless.server_cipher in POLICY_SUITES
@@ -828,3 +829,88 @@ async def test_endpoint_profile3_refusal_sends_the_tls_alert(store: CertStore, t
     assert isinstance(error, ssl.SSLError) and error.reason == "TLSV1_ALERT_UNKNOWN_CA", repr(error)
     assert attempt is not None and attempt.outcome == TLS_FAILED
     assert "client certificate was refused" in attempt.detail, attempt.detail
+
+
+# ------------------------------------------------------------------------------------------------
+# The diagnosis agrees with the ClientHello it quotes
+# ------------------------------------------------------------------------------------------------
+
+
+def _ssl_error(reason: str, cls: type[ssl.SSLError] = ssl.SSLError) -> ssl.SSLError:
+    """An ssl error as OpenSSL raises it on the server side (reason set, library SSL)."""
+    exc = cls(1, f"[SSL: {reason}] {reason.lower().replace('_', ' ')} (_ssl.c:1000)")
+    exc.reason = reason
+    exc.library = "SSL"
+    return exc
+
+
+HELLO_12 = ClientHello(0x0301, 0x0303, (0x0304, 0x0303), (0x1301, 0xC02F, 0x002F, 0x00FF), "localhost")
+HELLO_12_NO_POLICY = ClientHello(0x0301, 0x0303, (0x0303,), (0xCCA8, 0x009E), "localhost")
+HELLO_13_ONLY = ClientHello(0x0301, 0x0303, (0x0304,), (0x1301, 0x1302), "localhost")
+HELLO_11 = ClientHello(0x0301, 0x0302, (0x0302,), (0x002F, 0xC013), None)
+
+
+@pytest.mark.parametrize(
+    ("exc", "hello", "expected"),
+    [
+        # Offered TLS 1.2 and the policy, then refused the certificate: never a version story.
+        (_ssl_error("SSLV3_ALERT_BAD_CERTIFICATE"), HELLO_12, "the charger refused our certificate (TLS alert bad_certificate"),
+        (_ssl_error("TLSV1_ALERT_UNKNOWN_CA"), HELLO_12, "the charger refused our certificate (TLS alert unknown_ca"),
+        (_ssl_error("SSLV3_ALERT_CERTIFICATE_EXPIRED"), HELLO_12, "refused our certificate (TLS alert certificate_expired"),
+        # No TLS 1.2: a version refusal, whichever OpenSSL reason came with it.
+        (_ssl_error("UNSUPPORTED_PROTOCOL"), HELLO_13_ONLY, "the charger did not offer TLS 1.2: it offered TLS 1.3 only"),
+        (_ssl_error("UNSUPPORTED_PROTOCOL"), HELLO_11, "the charger did not offer TLS 1.2: it offered TLS 1.1 at most"),
+        (_ssl_error("NO_SHARED_CIPHER"), HELLO_13_ONLY, "the charger did not offer TLS 1.2: it offered TLS 1.3 only"),
+        # TLS 1.2 offered but no policy suite: a cipher-suite refusal.
+        (_ssl_error("NO_SHARED_CIPHER"), HELLO_12_NO_POLICY, "no shared cipher suite: the charger offered none of the 18"),
+        # TLS 1.2 and policy suites offered, yet no shared cipher: say so, do not claim it offered none.
+        (_ssl_error("NO_SHARED_CIPHER"), HELLO_12, "no usable cipher suite although the charger offered 2 policy suite(s)"),
+        # A version error although TLS 1.2 was offered: the contradiction is stated, not papered over.
+        (_ssl_error("WRONG_VERSION_NUMBER"), HELLO_12, "the TLS version was not agreed (WRONG_VERSION_NUMBER), although the charger offered TLS 1.3 and TLS 1.2"),
+        (_ssl_error("TLSV1_ALERT_PROTOCOL_VERSION"), HELLO_12, "the charger answered with a protocol_version alert, although the charger offered TLS 1.3 and TLS 1.2"),
+        (_ssl_error("SSLV3_ALERT_HANDSHAKE_FAILURE"), HELLO_12, "the charger aborted the handshake (handshake_failure alert)"),
+        (_ssl_error("TLSV1_ALERT_DECODE_ERROR"), HELLO_12, "the charger aborted the handshake with the TLS alert decode_error"),
+        (_ssl_error("UNEXPECTED_EOF_WHILE_READING", ssl.SSLEOFError), HELLO_12, "closed the connection during the handshake without a TLS alert"),
+        (ConnectionResetError(), HELLO_12, "closed the connection during the handshake without a TLS alert"),
+        (_ssl_error("PEER_DID_NOT_RETURN_A_CERTIFICATE"), HELLO_12, "the charger sent no client certificate"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None,
+)
+def test_diagnosis_follows_the_error_and_the_hello(exc: BaseException, hello: ClientHello, expected: str) -> None:
+    message = describe_tls_failure(exc, hello)
+    assert message.startswith(expected) or expected in message, message
+    # Whatever is quoted of the hello is the hello's own description.
+    if hello.describe() in message:
+        assert any(f"{who} {hello.describe()}" in message for who in ("it", "the charger")), message
+
+
+_ALL_REASONS = ["SSLV3_ALERT_BAD_CERTIFICATE", "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+                "UNSUPPORTED_PROTOCOL", "WRONG_VERSION_NUMBER", "TLSV1_ALERT_PROTOCOL_VERSION", "NO_SHARED_CIPHER",
+                "SSLV3_ALERT_HANDSHAKE_FAILURE", "TLSV1_ALERT_DECODE_ERROR", "HTTP_REQUEST", "SOMETHING_ELSE",
+                "PEER_DID_NOT_RETURN_A_CERTIFICATE"]
+
+
+@pytest.mark.parametrize("reason", _ALL_REASONS)
+@pytest.mark.parametrize("hello", [HELLO_12, HELLO_12_NO_POLICY, HELLO_13_ONLY, HELLO_11, None],
+                         ids=["tls12", "tls12-no-policy", "tls13-only", "tls11", "no-hello"])
+def test_no_diagnosis_contradicts_its_client_hello(reason: str, hello: ClientHello | None) -> None:
+    message = describe_tls_failure(_ssl_error(reason), hello)
+    if hello is None:
+        return
+    if hello.offers_tls12():
+        assert "did not offer TLS 1.2" not in message, message
+    else:
+        assert "refused our certificate" not in message or reason.startswith(("SSLV3_ALERT", "TLSV1_ALERT")), message
+        if reason in ("UNSUPPORTED_PROTOCOL", "NO_SHARED_CIPHER", "WRONG_VERSION_NUMBER"):
+            assert "did not offer TLS 1.2" in message, message
+    if hello.offered_policy_suites():
+        assert "offered none of the" not in message, message
+    elif hello.offers_tls12() and reason == "NO_SHARED_CIPHER":
+        assert "offered none of the 18" in message, message
+
+
+def test_the_reason_decides_not_a_word_in_the_message() -> None:
+    # A certificate alert whose wrapper happens to mention "protocol version" is still a certificate refusal.
+    outer = RuntimeError("handshake failed: unsupported protocol version?")
+    outer.__cause__ = _ssl_error("SSLV3_ALERT_BAD_CERTIFICATE")
+    assert describe_tls_failure(outer, HELLO_12).startswith("the charger refused our certificate")
