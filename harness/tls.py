@@ -189,8 +189,13 @@ def _policy_server_context() -> ssl.SSLContext:
 
 _DEFAULT_SANS: Final[tuple[str, ...]] = ("localhost", "127.0.0.1")
 _RENEW_WITHIN: Final[dt.timedelta] = dt.timedelta(days=30)
-# 397 days: the longest validity browsers and many TLS stacks accept for a server certificate.
-_SERVER_VALIDITY: Final[dt.timedelta] = dt.timedelta(days=397)
+# 395 days (13 months), back-dating included: what AWS Certificate Manager issues for the platform's load
+# balancer, and under the 398 days browsers and many TLS stacks accept for a server certificate.
+_SERVER_LIFETIME: Final[dt.timedelta] = dt.timedelta(days=395)
+_SERVER_VALIDITY: Final[dt.timedelta] = _SERVER_LIFETIME - dt.timedelta(days=1)  # from now (client certs too)
+# A public intermediate lives for years (Amazon's RSA 2048 M0x: about 8); 5 years, and never past the root.
+_INTERMEDIATE_LIFETIME: Final[dt.timedelta] = dt.timedelta(days=5 * 365)
+_RSA_BITS: Final[int] = 2048
 # Back-dated a day so a charger whose clock is a few hours behind still accepts a fresh cert.
 _BACKDATE: Final[dt.timedelta] = dt.timedelta(days=1)
 _ORG: Final[str] = "ev-energy-ocpp-harness"
@@ -198,11 +203,126 @@ _BAD_KINDS: Final[tuple[str, ...]] = ("untrusted-ca", "expired", "wrong-host")
 _WRONG_HOST: Final[str] = "wrong-host.invalid"  # RFC 2606 .invalid: can never be the real host
 _CLIENT_CAS: Final[tuple[str, ...]] = ("harness", "untrusted")
 
-# kind -> (cert file, key file, trustme key type, public key class)
+# kind -> (cert file, key file, trustme key type, public key class). RSA is the default leaf (what the
+# platform's load balancer presents); the ECDSA leaf (P-256) serves the policy's ECDHE-ECDSA suites.
 _SERVER_KINDS: Final[dict[str, tuple[str, str, trustme.KeyType, type]]] = {
     "rsa": ("server-rsa.pem", "server-rsa.key", trustme.KeyType.RSA, rsa.RSAPublicKey),
     "ec": ("server-ec.pem", "server-ec.key", trustme.KeyType.ECDSA, ec.EllipticCurvePublicKey),
 }
+_PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def _new_key(kind: str) -> _PrivateKey:
+    if kind == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS)
+
+
+def _key_pem(key: _PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_usage(*, digital_signature: bool = False, key_encipherment: bool = False,
+               key_cert_sign: bool = False, crl_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=digital_signature, content_commitment=False,
+                         key_encipherment=key_encipherment, data_encipherment=False, key_agreement=False,
+                         key_cert_sign=key_cert_sign, crl_sign=crl_sign, encipher_only=False,
+                         decipher_only=False)
+
+
+def _issue_intermediate(root_cert: x509.Certificate, root_key: _PrivateKey, *, organization: str,
+                        now: dt.datetime) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """root -> intermediate, shaped like a public issuing CA: RSA 2048, SHA-256, pathLen 0 (it signs
+    leaves only), keyCertSign + cRLSign, its validity inside the root's."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS)
+    not_before = now - _BACKDATE
+    not_after = min(not_before + _INTERMEDIATE_LIFETIME, root_cert.not_valid_after_utc)
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                      x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "harness intermediate CA"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, f"{organization} intermediate CA")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(root_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            root_cert.public_key()), critical=False)  # type: ignore[arg-type]
+        .sign(root_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _issue_leaf(issuer_cert: x509.Certificate, issuer_key: _PrivateKey, kind: str, names: list[str], *,
+                common_name: str, unit: str, not_before: dt.datetime,
+                not_after: dt.datetime) -> tuple[x509.Certificate, _PrivateKey]:
+    """A TLS server certificate shaped like a public one (what AWS Certificate Manager issues): SHA-256,
+    EKU serverAuth only, key usage matching the key (RSA: digitalSignature + keyEncipherment, for the
+    policy's ECDHE-RSA and static-RSA suites; EC: digitalSignature), the bench's names and IPs as SANs."""
+    key = _new_key(kind)
+    usage = (_key_usage(digital_signature=True, key_encipherment=True) if kind == "rsa"
+             else _key_usage(digital_signature=True))
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ORG),
+                         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit),
+                         x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        # The subject is not empty, so the SAN is not critical (RFC 5280 §4.2.1.6).
+        .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            issuer_cert.public_key()), critical=False)  # type: ignore[arg-type]
+        .sign(issuer_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _shaped_like_a_public_leaf(cert: x509.Certificate, kind: str) -> bool:
+    """The properties _issue_leaf gives; a leaf from an older harness (root-signed, EKU with clientAuth and
+    codeSigning, ...) lacks some and is reissued."""
+    try:
+        eku = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    key = cert.public_key()
+    key_ok = (isinstance(key, rsa.RSAPublicKey) and key.key_size == _RSA_BITS and usage.key_encipherment) if kind == "rsa" \
+        else (isinstance(key, ec.EllipticCurvePublicKey) and not usage.key_encipherment)
+    return (
+        key_ok
+        and usage.digital_signature and not usage.key_cert_sign
+        and eku == [ExtendedKeyUsageOID.SERVER_AUTH]
+        and not basic.ca
+        and isinstance(cert.signature_hash_algorithm, hashes.SHA256)
+        and cert.not_valid_after_utc - cert.not_valid_before_utc <= _SERVER_LIFETIME
+    )
 
 
 def _now() -> dt.datetime:
@@ -322,6 +442,15 @@ class CertStore:
     def _ca_key(self) -> Path:
         return self.directory / "ca.key"
 
+    @property
+    def intermediate_pem(self) -> Path:
+        """The intermediate CA (root -> intermediate -> leaf); the endpoint sends it after the leaf."""
+        return self.directory / "intermediate.pem"
+
+    @property
+    def _intermediate_key(self) -> Path:
+        return self.directory / "intermediate.key"
+
     def _server_paths(self, kind: str) -> tuple[Path, Path]:
         pem, key, _, _ = _SERVER_KINDS[kind]
         return self.directory / pem, self.directory / key
@@ -337,7 +466,8 @@ class CertStore:
         with self._locked():
             self._fix_key_modes()
             ca_cert = self._load_or_create_ca()
-            self._ensure_server_certs(ca_cert, wanted, primary[0] if primary else None)
+            issuer = self._load_or_create_intermediate(ca_cert)
+            self._ensure_server_certs(issuer, wanted, primary[0] if primary else None)
         self._ready = True
         return self
 
@@ -386,6 +516,30 @@ class CertStore:
         _write_public(pem, ca.cert_pem.bytes())
         return x509.load_pem_x509_certificate(ca.cert_pem.bytes())
 
+    def _load_or_create_intermediate(self, ca_cert: x509.Certificate) -> x509.Certificate:
+        """Reuse the intermediate if it is the root's, matches its key and is not about to expire; else
+        issue a new one (chargers trust the root, so a new intermediate needs nothing on their side).
+        A store from before the chain existed (leaves signed by the root) gets one here."""
+        pem, key = self.intermediate_pem, self._intermediate_key
+        with contextlib.suppress(OSError, ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+            cert = x509.load_pem_x509_certificate(pem.read_bytes())
+            cert.verify_directly_issued_by(ca_cert)
+            if (_public_key_of(key.read_bytes()) == _spki(cert.public_key())
+                    and cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+                    and cert.not_valid_before_utc <= _now()
+                    and cert.not_valid_after_utc - _now() > _RENEW_WITHIN + _SERVER_LIFETIME):
+                return cert
+        root_key = serialization.load_pem_private_key(self._ca_key.read_bytes(), password=None)
+        cert, new_key = _issue_intermediate(ca_cert, root_key, organization=_ORG, now=_now())  # type: ignore[arg-type]
+        _write_private_key(key, _key_pem(new_key))
+        _write_public(pem, _cert_pem(cert))
+        return cert
+
+    def _intermediate(self) -> tuple[x509.Certificate, _PrivateKey]:
+        cert = x509.load_pem_x509_certificate(self.intermediate_pem.read_bytes())
+        key = serialization.load_pem_private_key(self._intermediate_key.read_bytes(), password=None)
+        return cert, key  # type: ignore[return-value]
+
     def _read_server_cert(self, kind: str) -> x509.Certificate | None:
         pem, _ = self._server_paths(kind)
         try:
@@ -393,46 +547,48 @@ class CertStore:
         except (OSError, ValueError):
             return None
 
-    def _server_cert_usable(self, kind: str, ca_cert: x509.Certificate, wanted: list[str]) -> bool:
+    def _server_cert_usable(self, kind: str, issuer: x509.Certificate, wanted: list[str]) -> bool:
         cert = self._read_server_cert(kind)
         _, key_path = self._server_paths(kind)
         if cert is None:
             return False
         try:
             key_spki = _public_key_of(key_path.read_bytes())
-            cert.verify_directly_issued_by(ca_cert)
+            cert.verify_directly_issued_by(issuer)  # a leaf signed by the root itself (older stores): reissued
+            chain = x509.load_pem_x509_certificates(self._server_paths(kind)[0].read_bytes())
         except (OSError, ValueError, TypeError, InvalidSignature):
             return False
         now = _now()
         return (
             isinstance(cert.public_key(), _SERVER_KINDS[kind][3])
+            and chain == [cert, issuer]  # exactly leaf + intermediate, what the load balancer sends
+            and _shaped_like_a_public_leaf(cert, kind)
             and key_spki == _spki(cert.public_key())
             and cert.not_valid_before_utc <= now
             and cert.not_valid_after_utc - now > _RENEW_WITHIN  # "expire within 30 days" -> renew
             and set(wanted) <= set(_dedupe(_sans(cert)))
         )
 
-    def _ensure_server_certs(self, ca_cert: x509.Certificate, wanted: list[str], primary: str | None) -> None:
-        if all(self._server_cert_usable(kind, ca_cert, wanted) for kind in _SERVER_KINDS):
+    def _ensure_server_certs(self, issuer: x509.Certificate, wanted: list[str], primary: str | None) -> None:
+        if all(self._server_cert_usable(kind, issuer, wanted) for kind in _SERVER_KINDS):
             return  # reuse byte for byte
-        ca = self._harness_ca()
+        issuer_cert, issuer_key = self._intermediate()
         old = [c for c in (self._read_server_cert(k) for k in _SERVER_KINDS) if c is not None]
         # Keep every name served so far: another bench setup may still connect with it.
         names = _dedupe([*_DEFAULT_SANS, *(n for c in old for n in _sans(c)), *wanted])
         old_cn = next((cn for cn in map(_common_name, old) if cn and cn in names), None)
         # CN too, for chargers that still match the host against the CN instead of the SANs.
         common_name = primary or old_cn or "localhost"
-        now = _now()
+        not_before = _now() - _BACKDATE
         # Reissue both together so the RSA and ECDSA certs always carry the same names.
-        for kind, (_, _, key_type, _) in _SERVER_KINDS.items():
-            leaf = ca.issue_cert(*names, common_name=common_name, organization_name=_ORG,
-                                 organization_unit_name="harness endpoint",
-                                 not_before=now - _BACKDATE, not_after=now + _SERVER_VALIDITY,
-                                 key_type=key_type)
-            pem, key = self._server_paths(kind)
-            _write_private_key(key, leaf.private_key_pem.bytes())
-            # leaf + CA: a charger given only the root still gets a complete chain.
-            _write_public(pem, leaf.cert_chain_pems[0].bytes() + ca.cert_pem.bytes())
+        for kind in _SERVER_KINDS:
+            leaf, key = _issue_leaf(issuer_cert, issuer_key, kind, names, common_name=common_name,
+                                    unit="harness endpoint", not_before=not_before,
+                                    not_after=not_before + _SERVER_LIFETIME)
+            pem, key_path = self._server_paths(kind)
+            _write_private_key(key_path, _key_pem(key))
+            # leaf + intermediate, as the platform's load balancer sends them; the root is the charger's own.
+            _write_public(pem, _cert_pem(leaf) + _cert_pem(issuer_cert))
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -572,11 +728,17 @@ class CertStore:
     def _make_bad_context(self, kind: str) -> ssl.SSLContext:
         names, common_name = self.server_names(), self._server_common_name()
         now = _now()
-        not_before, not_after = now - _BACKDATE, now + _SERVER_VALIDITY
+        not_before, not_after = now - _BACKDATE, now - _BACKDATE + _SERVER_LIFETIME
+        # The same shape as the good chain (root -> intermediate -> leaf, leaf + intermediate sent), so
+        # only the tested property differs, also for a charger anchored on the intermediate.
         if kind == "untrusted-ca":
-            issuer = trustme.CA(key_type=trustme.KeyType.RSA, organization_name="untrusted throwaway CA")
+            throwaway = trustme.CA(key_type=trustme.KeyType.RSA, organization_name="untrusted throwaway CA")
+            root_cert = x509.load_pem_x509_certificate(throwaway.cert_pem.bytes())
+            root_key = serialization.load_pem_private_key(throwaway.private_key_pem.bytes(), password=None)
+            issuer_cert, issuer_key = _issue_intermediate(root_cert, root_key,  # type: ignore[arg-type]
+                                                          organization="untrusted throwaway CA", now=now)
         else:
-            issuer = self._harness_ca()
+            issuer_cert, issuer_key = self._intermediate()
         if kind == "expired":
             not_before, not_after = now - dt.timedelta(days=30), now - dt.timedelta(days=1)
         elif kind == "wrong-host":
@@ -584,23 +746,27 @@ class CertStore:
         ctx = _policy_server_context()
         # load_cert_chain only reads files: a private temp dir (0700), deleted at once.
         with tempfile.TemporaryDirectory(prefix="harness-tls-") as tmp:
-            for kind_name, (_, _, key_type, _) in _SERVER_KINDS.items():
-                leaf = issuer.issue_cert(*names, common_name=common_name, organization_name=_ORG,
-                                         organization_unit_name=f"harness bad certificate: {kind}",
-                                         not_before=not_before, not_after=not_after, key_type=key_type)
+            for kind_name in _SERVER_KINDS:
+                leaf, leaf_key = _issue_leaf(issuer_cert, issuer_key, kind_name, names, common_name=common_name,
+                                             unit=f"harness bad certificate: {kind}", not_before=not_before,
+                                             not_after=not_after)
                 pem, key = Path(tmp) / f"{kind_name}.pem", Path(tmp) / f"{kind_name}.key"
-                _write_private_key(key, leaf.private_key_pem.bytes())
-                _write_public(pem, leaf.cert_chain_pems[0].bytes() + issuer.cert_pem.bytes())
+                _write_private_key(key, _key_pem(leaf_key))
+                _write_public(pem, _cert_pem(leaf) + _cert_pem(issuer_cert))
                 ctx.load_cert_chain(pem, key)
         return ctx
 
 
 def client_context(ca_file: str | os.PathLike[str] | None, *,
                    client_cert: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
-                   check_hostname: bool = True, verify: bool = True) -> ssl.SSLContext:
+                   check_hostname: bool = True, verify: bool = True,
+                   partial_chain: bool = False) -> ssl.SSLContext:
     """What a good charger uses: TLS >= 1.2, chain checked against ``ca_file`` (the system store if
     None) and the host name checked (TLS-3). ``verify=False`` turns both off: only for the reference
     charger's "no server-certificate check" defect. ``client_cert`` = (cert, key) for profile 3.
+    ``partial_chain``: any certificate in ``ca_file`` is a trust anchor, not only a self-signed root
+    (OpenSSL's X509_V_FLAG_PARTIAL_CHAIN; RFC 5280 §6.1.1 lets a trust anchor be any CA), for a
+    charger given the intermediate as its trusted CA.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -610,6 +776,8 @@ def client_context(ca_file: str | os.PathLike[str] | None, *,
         else:
             ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
         ctx.check_hostname = check_hostname  # CERT_REQUIRED stays: the chain is always checked
+        if partial_chain:
+            ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     else:
         ctx.check_hostname = False  # must be off before verify_mode can drop to CERT_NONE
         ctx.verify_mode = ssl.CERT_NONE

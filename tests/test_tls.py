@@ -17,6 +17,7 @@ import shutil
 import socket
 import ssl
 import stat
+import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ from typing import Any, Callable
 import pytest
 import trustme
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from harness.tls import (
     POLICY_NAME,
@@ -45,8 +47,8 @@ from harness.tls import (
 TIMEOUT = 5.0
 ECDSA_SUITES = [s for s in POLICY_SUITES if "ECDSA" in s]
 RSA_SUITES = [s for s in POLICY_SUITES if "ECDSA" not in s]
-KEY_FILES = ("ca.key", "server-rsa.key", "server-ec.key")
-ALL_FILES = ("ca.pem", "server-rsa.pem", "server-ec.pem", *KEY_FILES)
+KEY_FILES = ("ca.key", "intermediate.key", "server-rsa.key", "server-ec.key")
+ALL_FILES = ("ca.pem", "intermediate.pem", "server-rsa.pem", "server-ec.pem", *KEY_FILES)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -413,16 +415,20 @@ def test_ensure_creates_the_files_with_private_keys_0600(tmp_path: Path) -> None
     assert store.ca_pem == directory / "ca.pem"
     for name in KEY_FILES:
         assert mode(directory / name) == 0o600, name
-    for name in ("ca.pem", "server-rsa.pem", "server-ec.pem"):
+    for name in ("ca.pem", "intermediate.pem", "server-rsa.pem", "server-ec.pem"):
         assert mode(directory / name) == 0o644, name  # certificates are public
 
     [ca] = load_pems(directory / "ca.pem")
     assert isinstance(ca.public_key(), rsa.RSAPublicKey)  # RSA-only chargers can verify it
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    [intermediate] = load_pems(store.intermediate_pem)
+    intermediate.verify_directly_issued_by(ca)
+    assert intermediate.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    assert intermediate.not_valid_after_utc <= ca.not_valid_after_utc
     for kind, key_type in (("rsa", rsa.RSAPublicKey), ("ec", ec.EllipticCurvePublicKey)):
-        leaf, chain_ca = load_pems(directory / f"server-{kind}.pem")  # leaf + CA
-        assert chain_ca == ca
-        leaf.verify_directly_issued_by(ca)
+        leaf, chain_ca = load_pems(directory / f"server-{kind}.pem")  # leaf + intermediate, never the root
+        assert chain_ca == intermediate
+        leaf.verify_directly_issued_by(intermediate)
         key = leaf.public_key()
         assert isinstance(key, key_type)
         assert key.key_size == (2048 if kind == "rsa" else 256)
@@ -444,7 +450,7 @@ def test_loose_key_modes_are_fixed(store_dir: Path) -> None:
     for name in KEY_FILES:
         (store_dir / name).chmod(0o644)
     store = CertStore(store_dir).ensure()
-    assert [mode(store_dir / name) for name in KEY_FILES] == [0o600] * 3
+    assert [mode(store_dir / name) for name in KEY_FILES] == [0o600] * len(KEY_FILES)
     key_path = store_dir / "CP-LOOSE-client.key"  # e.g. a client key copied in by hand
     shutil.copy2(store_dir / "server-ec.key", key_path)
     key_path.chmod(0o640)
@@ -468,6 +474,7 @@ def test_new_hosts_reissue_server_certs_but_keep_the_ca(store_dir: Path) -> None
     after = snapshot(tmp_path)
     assert after["ca.pem"] == before["ca.pem"] and after["ca.key"] == before["ca.key"]
     assert all(after[f] != before[f] for f in ("server-rsa.pem", "server-ec.pem", "server-rsa.key"))
+    assert after["intermediate.pem"] == before["intermediate.pem"]  # new names need no new intermediate
     assert store.server_names() == ["localhost", "127.0.0.1", "bench.local", "192.168.1.50"]
     leaf = load_pems(tmp_path / "server-ec.pem")[0]
     assert x509.IPAddress(ipaddress.ip_address("192.168.1.50")) in sans(leaf)  # an IP SAN
@@ -489,11 +496,11 @@ def test_new_hosts_reissue_server_certs_but_keep_the_ca(store_dir: Path) -> None
 def test_server_certs_expiring_within_30_days_are_renewed(store_dir: Path) -> None:
     tmp_path = store_dir
     before = snapshot(tmp_path)
-    ca = trustme.CA.from_pem(before["ca.pem"], before["ca.key"])
+    ca = trustme.CA.from_pem(before["intermediate.pem"], before["intermediate.key"])
     now = dt.datetime.now(dt.timezone.utc)
     soon = ca.issue_cert("localhost", "127.0.0.1", not_before=now - dt.timedelta(days=300),
                          not_after=now + dt.timedelta(days=29), key_type=trustme.KeyType.ECDSA)
-    (tmp_path / "server-ec.pem").write_bytes(soon.cert_chain_pems[0].bytes() + before["ca.pem"])
+    (tmp_path / "server-ec.pem").write_bytes(soon.cert_chain_pems[0].bytes() + before["intermediate.pem"])
     (tmp_path / "server-ec.key").write_bytes(soon.private_key_pem.bytes())
     CertStore(tmp_path).ensure()
     for kind in ("rsa", "ec"):  # renewed together, so both keep the same names
@@ -535,10 +542,12 @@ def test_concurrent_first_use_makes_one_ca(tmp_path: Path) -> None:
         t.join(TIMEOUT)
     assert errors == [] and not any(t.is_alive() for t in threads)
     [ca] = load_pems(tmp_path / "ca.pem")
+    [intermediate] = load_pems(tmp_path / "intermediate.pem")
+    intermediate.verify_directly_issued_by(ca)
     for kind in ("rsa", "ec"):
         leaf, chain_ca = load_pems(tmp_path / f"server-{kind}.pem")
-        assert chain_ca == ca
-        leaf.verify_directly_issued_by(ca)
+        assert chain_ca == intermediate
+        leaf.verify_directly_issued_by(intermediate)
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
@@ -914,3 +923,135 @@ def test_the_reason_decides_not_a_word_in_the_message() -> None:
     outer = RuntimeError("handshake failed: unsupported protocol version?")
     outer.__cause__ = _ssl_error("SSLV3_ALERT_BAD_CERTIFICATE")
     assert describe_tls_failure(outer, HELLO_12).startswith("the charger refused our certificate")
+
+
+# ------------------------------------------------------------------------------------------------
+# A chain shaped like the platform's: root -> intermediate -> leaf, leaf + intermediate sent
+# ------------------------------------------------------------------------------------------------
+
+
+def leaf_only_context(store: CertStore) -> ssl.SSLContext:
+    """The endpoint's policy and keys, but each leaf sent alone (the intermediate left out)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(":".join(POLICY_SUITES))
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("rsa", "ec"):
+            leaf = load_pems(store.directory / f"server-{kind}.pem")[0]
+            path = Path(tmp) / f"{kind}.pem"
+            path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+            ctx.load_cert_chain(path, store.directory / f"server-{kind}.key")
+    return ctx
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_leaves_are_shaped_like_public_certificates(store: CertStore, kind: str) -> None:
+    leaf = load_pems(store.directory / f"server-{kind}.pem")[0]
+    assert isinstance(leaf.signature_hash_algorithm, hashes.SHA256)
+    eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert list(eku.value) == [ExtendedKeyUsageOID.SERVER_AUTH]  # serverAuth only: no clientAuth, no codeSigning
+    usage = leaf.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.digital_signature and not usage.value.key_cert_sign
+    assert usage.value.key_encipherment is (kind == "rsa")  # static-RSA suites need it; an EC key cannot
+    assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    assert lifetime <= dt.timedelta(days=395)  # 13 months, like AWS Certificate Manager's; not year 3000
+    assert leaf.not_valid_after_utc.year < 2100
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert not san.critical and x509.DNSName("localhost") in san.value
+    assert x509.IPAddress(ipaddress.ip_address("127.0.0.1")) in san.value
+
+
+def test_the_endpoint_must_send_the_intermediate(store: CertStore) -> None:
+    # A charger given the root only (what the README tells users to install) needs the intermediate
+    # from the server: with the leaf alone it cannot build the chain, with leaf + intermediate it can.
+    root_only = client_context(store.ca_pem)
+    leaf_only = handshake(leaf_only_context(store), root_only)
+    assert isinstance(leaf_only.client_error, ssl.SSLCertVerificationError)
+    assert leaf_only.client_error.verify_code == 20, leaf_only.client_error.verify_message  # unable to get local issuer
+    assert handshake(store.server_context(), client_context(store.ca_pem)).ok
+    # What the endpoint loads is exactly leaf + intermediate for both key types.
+    for kind in ("rsa", "ec"):
+        assert [c.subject for c in load_pems(store.directory / f"server-{kind}.pem")][1:] == [
+            load_pems(store.intermediate_pem)[0].subject]
+
+
+def test_a_charger_anchored_on_the_intermediate_validates_and_still_refuses_bad_certificates(
+    store: CertStore,
+) -> None:
+    # TLS-3 asks for a chain to a CA the charger trusts; the intermediate is such a CA (RFC 5280 §6.1.1:
+    # a trust anchor need not be self-signed). OpenSSL needs X509_V_FLAG_PARTIAL_CHAIN to stop there.
+    anchored = client_context(store.intermediate_pem, partial_chain=True)
+    assert handshake(store.server_context(), anchored).ok
+    without_flag = handshake(store.server_context(), client_context(store.intermediate_pem))
+    assert isinstance(without_flag.client_error, ssl.SSLCertVerificationError)  # OpenSSL wants the root then
+    for kind, code in (("untrusted-ca", 20), ("expired", 10), ("wrong-host", 62)):
+        bad = handshake(store.bad_server_context(kind), client_context(store.intermediate_pem, partial_chain=True))
+        assert isinstance(bad.client_error, ssl.SSLCertVerificationError), kind
+        assert bad.client_error.verify_code == code, (kind, bad.client_error.verify_message)
+
+
+@pytest.mark.parametrize("kind", ["untrusted-ca", "expired", "wrong-host"])
+def test_bad_certificates_have_the_good_chains_shape(store: CertStore, kind: str) -> None:
+    # Only the tested property differs: a bad leaf also comes as leaf + intermediate.
+    ctx = store.bad_server_context(kind)
+    result = handshake(ctx, client_context(store.ca_pem, verify=False))
+    assert result.ok and result.leaf is not None
+    issuer = result.leaf.issuer
+    intermediate = load_pems(store.intermediate_pem)[0]
+    assert (issuer == intermediate.subject) is (kind != "untrusted-ca")
+    assert list(result.leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH]
+
+
+def _old_style_store(directory: Path) -> None:
+    """certs/ as an earlier harness left it: trustme root, leaves signed by the root directly (EKU
+    clientAuth + serverAuth + codeSigning), each file leaf + root, no intermediate."""
+    directory.mkdir(mode=0o700)
+    ca = trustme.CA(key_type=trustme.KeyType.RSA, organization_name="ev-energy-ocpp-harness")
+    (directory / "ca.pem").write_bytes(ca.cert_pem.bytes())
+    (directory / "ca.key").write_bytes(ca.private_key_pem.bytes())
+    now = dt.datetime.now(dt.timezone.utc)
+    for kind, key_type in (("rsa", trustme.KeyType.RSA), ("ec", trustme.KeyType.ECDSA)):
+        leaf = ca.issue_cert("localhost", "127.0.0.1", "bench.local", common_name="bench.local",
+                             not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=397),
+                             key_type=key_type)
+        (directory / f"server-{kind}.pem").write_bytes(leaf.cert_chain_pems[0].bytes() + ca.cert_pem.bytes())
+        (directory / f"server-{kind}.key").write_bytes(leaf.private_key_pem.bytes())
+    for key in directory.glob("*.key"):
+        key.chmod(0o644)  # older tools left keys readable
+
+
+def test_a_store_from_before_the_chain_is_upgraded_keeping_its_root(tmp_path: Path) -> None:
+    directory = tmp_path / "certs"
+    _old_style_store(directory)
+    root = {name: (directory / name).read_bytes() for name in ("ca.pem", "ca.key")}
+    store = CertStore(directory).ensure()
+    # The root chargers already trust is kept byte for byte; an intermediate now sits under it.
+    assert {name: (directory / name).read_bytes() for name in root} == root
+    [ca], [intermediate] = load_pems(directory / "ca.pem"), load_pems(store.intermediate_pem)
+    intermediate.verify_directly_issued_by(ca)
+    for kind in ("rsa", "ec"):
+        leaf, sent = load_pems(directory / f"server-{kind}.pem")
+        assert sent == intermediate
+        leaf.verify_directly_issued_by(intermediate)
+        assert list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+            ExtendedKeyUsageOID.SERVER_AUTH]
+    assert store.server_names() == ["localhost", "127.0.0.1", "bench.local"]  # names served so far are kept
+    assert all(mode(directory / name) == 0o600 for name in KEY_FILES)
+    # A charger that was given the old ca.pem connects to the upgraded endpoint without any change.
+    assert handshake(store.server_context(), client_context(directory / "ca.pem"), "bench.local").ok
+    # And the upgrade is done once: the next start reuses everything.
+    before = snapshot(directory)
+    CertStore(directory).ensure()
+    assert snapshot(directory) == before
+
+
+def test_an_intermediate_not_from_the_root_or_expiring_is_replaced(store_dir: Path) -> None:
+    before = snapshot(store_dir)
+    (store_dir / "intermediate.pem").write_bytes(trustme.CA().cert_pem.bytes())  # another CA's certificate
+    store = CertStore(store_dir).ensure()
+    after = snapshot(store_dir)
+    assert after["ca.pem"] == before["ca.pem"] and after["intermediate.pem"] != before["intermediate.pem"]
+    load_pems(store.intermediate_pem)[0].verify_directly_issued_by(load_pems(store.ca_pem)[0])
+    assert handshake(store.server_context(), client_context(store.ca_pem)).ok
