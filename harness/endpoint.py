@@ -168,7 +168,7 @@ class Endpoint:
         self.redact = Redactor()
         self._attempt_event = asyncio.Event()
         self._released = asyncio.Event()  # a connection ended (a file descriptor is free again)
-        self._server_context: ssl.SSLContext | None = None
+        self._server_contexts: dict[str, ssl.SSLContext] = {}  # one per policy ECDHE group (tls.POLICY_GROUPS)
         self._listen: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -183,7 +183,10 @@ class Endpoint:
         if self.config.host not in ("0.0.0.0", "::", "", "127.0.0.1", "localhost"):
             hosts.append(self.config.host)  # the certificate must name the address chargers dial
         self.certs.ensure(hosts)
-        self._server_context = self.certs.server_context(require_client_cert=self.config.security_profile == 3)
+        self._server_contexts = {
+            group: self.certs.server_context(require_client_cert=self.config.security_profile == 3, group=group)
+            for group in tls.POLICY_GROUPS.values()
+        }
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         listen = socket.socket(family, socket.SOCK_STREAM)
         listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -411,8 +414,13 @@ class Endpoint:
             hello = tls.parse_client_hello(data)
             if hello is not None:
                 attempt.client_hello = hello.describe()
+                if hello.groups is not None:  # the ECDHE curves, for "no shared suite" cases (tls.POLICY_GROUPS)
+                    attempt.client_hello += f"; groups: {', '.join(hello.offered_groups()) or 'none'}"
                 attempt.offered_policy_suites = hello.offered_policy_suites()
-        context = self._override_context or self._server_context
+        # The group the platform's load balancer would agree with this charger (P-256, else P-384, else none:
+        # then only the policy's non-ECDHE suites can be agreed, as there).
+        group = hello.policy_group() if hello is not None else None
+        context = self._override_context or self._server_contexts[group or tls.POLICY_GROUPS[0x0017]]
         factory = self._ws_factory
         assert factory is not None
 

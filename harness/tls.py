@@ -49,8 +49,10 @@ __all__ = [
     "POLICY_SUITE_CODES",
     "TLS13_SUITE_CODES",
     "CertStore",
+    "POLICY_GROUPS",
     "TlsFailure",
     "classify_tls_failure",
+    "group_name",
     "ClientHello",
     "client_context",
     "describe_tls_failure",
@@ -87,6 +89,24 @@ POLICY_SUITE_CODES: Final[dict[int, str]] = {
     0x0035: "AES256-SHA",
 }
 POLICY_SUITES: Final[tuple[str, ...]] = tuple(POLICY_SUITE_CODES.values())
+
+# The policy's ECDHE groups, in the load balancer's preference order. AWS's TLS library s2n-tls defines
+# ELBSecurityPolicy-TLS-1-2-Ext-2018-06 with ecc_preferences s2n_ecc_preferences_20140601 = secp256r1,
+# secp384r1 (tls/s2n_security_policies.c, tls/s2n_ecc_preferences.c): no x25519, x448 or P-521. IANA code ->
+# OpenSSL curve name (what SSLContext.set_ecdh_curve takes).
+POLICY_GROUPS: Final[dict[int, str]] = {0x0017: "prime256v1", 0x0018: "secp384r1"}
+_GROUP_NAMES: Final[dict[int, str]] = {
+    0x0017: "P-256", 0x0018: "P-384", 0x0019: "P-521", 0x001D: "x25519", 0x001E: "x448",
+    0x0100: "ffdhe2048", 0x0101: "ffdhe3072", 0x0102: "ffdhe4096", 0x001A: "brainpoolP256r1",
+    0x001B: "brainpoolP384r1", 0x001C: "brainpoolP512r1", 0x0015: "secp224r1",
+}
+
+
+def group_name(code: int) -> str:
+    """``0x0017`` -> ``"P-256"``; unknown groups keep their hex."""
+    if code in _GROUP_NAMES:
+        return _GROUP_NAMES[code]
+    return f"GREASE (0x{code:04x})" if _is_grease(code) else f"0x{code:04X}"
 
 # RFC 8446 §B.4. The policy has none of them: a TLS 1.3-only charger cannot connect.
 TLS13_SUITE_CODES: Final[dict[int, str]] = {
@@ -607,14 +627,21 @@ class CertStore:
 
     # -- contexts --------------------------------------------------------------------------------
 
-    def server_context(self, *, require_client_cert: bool = False) -> ssl.SSLContext:
+    def server_context(self, *, require_client_cert: bool = False, group: str = POLICY_GROUPS[0x0017]) -> ssl.SSLContext:
         """The endpoint's context: exactly the policy, RSA and ECDSA certificates loaded.
+
+        ``group``: the one ECDHE curve it agrees to (a POLICY_GROUPS name). Python's ssl can set one
+        group, not a list, so the endpoint keeps a context per policy group and picks the one the load
+        balancer would use for each ClientHello (:meth:`ClientHello.policy_group`).
 
         ``require_client_cert`` is security profile 3: "server checks the client certificate
         chain" against the harness CA; no or an invalid certificate ends the handshake.
         """
         self._ensure_ready()
+        if group not in POLICY_GROUPS.values():
+            raise ValueError(f"{group!r} is not a group of {POLICY_NAME}: {', '.join(POLICY_GROUPS.values())}")
         ctx = _policy_server_context()
+        ctx.set_ecdh_curve(group)
         # ECDSA suites need the EC certificate, RSA suites the RSA one; OpenSSL keeps one per type.
         for kind in _SERVER_KINDS:
             pem, key = self._server_paths(kind)
@@ -800,6 +827,18 @@ class ClientHello:
     supported_versions: tuple[int, ...]  # from extension 43 (supported_versions), else (legacy_version,)
     cipher_suites: tuple[int, ...]
     server_name: str | None
+    groups: tuple[int, ...] | None = None  # supported_groups (extension 10); None when it was not sent
+
+    def policy_group(self) -> str | None:
+        """The ECDHE curve the platform's load balancer would pick: its first preference the charger offers.
+        None when the charger offers neither P-256 nor P-384 (then no ECDHE suite can be agreed). A hello
+        without the extension lets the server choose (RFC 8422 §4): the load balancer's first, P-256."""
+        if self.groups is None:
+            return POLICY_GROUPS[0x0017]
+        return next((name for code, name in POLICY_GROUPS.items() if code in self.groups), None)
+
+    def offered_groups(self) -> list[str]:
+        return [group_name(g) for g in self.groups or () if not _is_grease(g)]
 
     def offered_policy_suites(self) -> list[str]:
         """OpenSSL names of the offered suites the policy allows, in the charger's order."""
@@ -865,6 +904,7 @@ _MAX_RECORD: Final[int] = 2**14 + 2048  # RFC 5246 §6.2.3 ceiling for any recor
 _MAX_HELLO: Final[int] = 2**17  # far above any real ClientHello; refuses absurd lengths early
 _EXT_SERVER_NAME: Final[int] = 0
 _EXT_SUPPORTED_VERSIONS: Final[int] = 43
+_EXT_SUPPORTED_GROUPS: Final[int] = 10
 
 
 def parse_client_hello(data: bytes) -> ClientHello | None:
@@ -915,6 +955,7 @@ def _parse_hello_body(body: bytes, record_version: int) -> ClientHello:
         raise _Malformed
     server_name: str | None = None
     versions: tuple[int, ...] | None = None
+    groups: tuple[int, ...] | None = None
     if not r.at_end():  # extensions are optional before TLS 1.3
         exts = _Reader(r.vector(2))
         while not exts.at_end():
@@ -926,6 +967,11 @@ def _parse_hello_body(body: bytes, record_version: int) -> ClientHello:
                     if name_type == 0:  # host_name
                         server_name = name.decode("ascii", errors="replace")
                         break
+            elif ext_type == _EXT_SUPPORTED_GROUPS and groups is None:
+                raw = _Reader(ext_data).vector(2)
+                if len(raw) % 2:
+                    raise _Malformed
+                groups = tuple(int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2))
             elif ext_type == _EXT_SUPPORTED_VERSIONS and versions is None:
                 raw = _Reader(ext_data).vector(1)
                 if not raw or len(raw) % 2:
@@ -937,6 +983,7 @@ def _parse_hello_body(body: bytes, record_version: int) -> ClientHello:
         supported_versions=versions if versions is not None else (legacy_version,),
         cipher_suites=tuple(int.from_bytes(suites[i:i + 2], "big") for i in range(0, len(suites), 2)),
         server_name=server_name,
+        groups=groups,
     )
 
 
@@ -1072,11 +1119,17 @@ def describe_tls_failure(exc: BaseException, hello: ClientHello | None = None) -
         if hello is None:
             return msg
         policy = hello.offered_policy_suites()
+        if policy and hello.policy_group() is None and all(s.startswith("ECDHE-") for s in policy):
+            return (f"no usable cipher suite: the charger offered only ECDHE policy suites and none of the "
+                    f"policy's groups P-256, P-384 (it offered {', '.join(hello.offered_groups()) or 'no group'}); "
+                    f"it {hello.describe()}")
         if policy:
             # It did offer policy suites: what it allows with them (curves, signature algorithms) ruled them out.
+            groups = (f" (its groups: {', '.join(hello.offered_groups()) or 'none'}; the endpoint's are P-256 and "
+                      "P-384, and its ECDSA certificate's key is P-256)") if hello.groups is not None else ""
             return (f"no usable cipher suite although the charger offered {len(set(policy))} policy suite(s): "
-                    "the elliptic curves or signature algorithms it allows match none of the endpoint's "
-                    f"certificates and groups; it {hello.describe()}")
+                    f"the elliptic curves or signature algorithms it allows match none of the endpoint's "
+                    f"certificates and groups{groups}; it {hello.describe()}")
         return f"{msg}; it {hello.describe()}"
     if kind is TlsFailure.CERT_REFUSED:
         return f"the charger refused our certificate (TLS alert {_CERT_ALERTS[reason]}){offered}"

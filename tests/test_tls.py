@@ -1055,3 +1055,71 @@ def test_an_intermediate_not_from_the_root_or_expiring_is_replaced(store_dir: Pa
     assert after["ca.pem"] == before["ca.pem"] and after["intermediate.pem"] != before["intermediate.pem"]
     load_pems(store.intermediate_pem)[0].verify_directly_issued_by(load_pems(store.ca_pem)[0])
     assert handshake(store.server_context(), client_context(store.ca_pem)).ok
+
+
+# ------------------------------------------------------------------------------------------------
+# ECDHE groups: the policy's P-256 and P-384, chosen as the load balancer chooses
+# ------------------------------------------------------------------------------------------------
+
+
+def test_parse_supported_groups(real_hello: tuple[bytes, ssl.SSLContext]) -> None:
+    hello = parse_client_hello(real_hello[0])
+    assert hello is not None and hello.groups is not None
+    assert {"x25519", "P-256", "P-384"} <= set(hello.offered_groups())
+    assert hello.policy_group() == "prime256v1"  # P-256 first, whatever the charger prefers
+    assert ClientHello(0x0301, 0x0303, (0x0303,), (0xC02F,), None, groups=(0x001D, 0x0018)).policy_group() == "secp384r1"
+    assert ClientHello(0x0301, 0x0303, (0x0303,), (0xC02F,), None, groups=(0x001D,)).policy_group() is None
+    assert ClientHello(0x0301, 0x0303, (0x0303,), (0xC02F,), None).policy_group() == "prime256v1"  # no extension
+
+
+def test_server_context_agrees_only_its_policy_group(store: CertStore) -> None:
+    with pytest.raises(ValueError, match="prime256v1, secp384r1"):
+        store.server_context(group="X25519")
+    for curve, group, ok in (("prime256v1", "prime256v1", True), ("secp384r1", "secp384r1", True),
+                             ("X25519", "prime256v1", False), ("secp521r1", "prime256v1", False)):
+        client = one_suite_client(store.ca_pem, "ECDHE-RSA-AES128-GCM-SHA256")
+        client.set_ecdh_curve(curve)
+        assert handshake(store.server_context(group=group), client).ok is ok, curve
+
+
+def _curve_client(ca: Path, curve: str, suites: str) -> ssl.SSLContext:
+    ctx = one_suite_client(ca, suites)
+    ctx.set_ecdh_curve(curve)  # the ClientHello's supported_groups holds this curve only
+    return ctx
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("curve", "suites", "expected"),
+    [
+        ("prime256v1", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256"),
+        ("secp384r1", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384"),
+        # TLS 1.2 (RFC 8422 §5.1.1): the charger's curve list binds the ECDSA certificate's key too (P-256 here).
+        ("secp384r1", "ECDHE-ECDSA-AES256-GCM-SHA384", "SSLV3_ALERT_HANDSHAKE_FAILURE"),
+        # x25519 only: no ECDHE at the platform; a static-RSA policy suite still works there, and here.
+        ("X25519", "ECDHE-RSA-AES128-GCM-SHA256:AES128-GCM-SHA256", "AES128-GCM-SHA256"),
+        ("X25519", "ECDHE-RSA-AES128-GCM-SHA256", "SSLV3_ALERT_HANDSHAKE_FAILURE"),
+        ("secp521r1", "ECDHE-ECDSA-AES128-GCM-SHA256", "SSLV3_ALERT_HANDSHAKE_FAILURE"),
+    ],
+)
+async def test_endpoint_offers_the_policy_groups_only(store: CertStore, curve: str, suites: str, expected: str) -> None:
+    from harness.endpoint import CONNECTED, TLS_FAILED, Endpoint, EndpointConfig
+
+    def connect(port: int) -> str:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+                with _curve_client(store.ca_pem, curve, suites).wrap_socket(raw, server_hostname="localhost") as conn:
+                    return str(conn.cipher()[0])  # type: ignore[index]
+        except ssl.SSLError as exc:
+            return str(exc.reason)
+
+    async with Endpoint(EndpointConfig(certs_dir=store.directory, handshake_timeout=TIMEOUT)) as endpoint:
+        got = await asyncio.to_thread(connect, endpoint.port)
+        attempt = await endpoint.wait_attempt(lambda a: True, within=TIMEOUT)
+    assert got == expected
+    assert attempt is not None and attempt.client_hello is not None and "groups: " in attempt.client_hello
+    if expected.startswith("SSLV3"):
+        assert attempt.outcome == TLS_FAILED
+        assert "P-256" in attempt.detail, attempt.detail
+    else:
+        assert attempt.outcome != CONNECTED or attempt.cipher == expected  # TLS done; no upgrade was sent
