@@ -436,7 +436,14 @@ class Endpoint:
             await _tls_handshake(tagged, sock, context, timeout)
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
             sock.close()
-            self._finish(attempt, TLS_FAILED, tls.describe_tls_failure(exc, hello))
+            detail = tls.describe_tls_failure(exc, hello)
+            if context is not self._override_context and tls.classify_tls_failure(exc)[0] is tls.TlsFailure.CERT_REFUSED:
+                # The good chain was refused: name what it is, the usual cause being a missing trust anchor or a
+                # stack that cannot build a chain through an intermediate (the platform's chain has one too).
+                detail += (f" - this was the good certificate (leaf + intermediate, chaining to {self.certs.ca_pem.name}):"
+                           " install ca.pem on the charger as its trusted root; a charger that trusts it and still"
+                           " refuses cannot build a chain through the intermediate")
+            self._finish(attempt, TLS_FAILED, detail)
         except Exception as exc:  # noqa: BLE001 - never let one bad client kill the accept loop
             sock.close()
             self._finish(attempt, TLS_FAILED, f"{type(exc).__name__}: {exc}")

@@ -1123,3 +1123,19 @@ async def test_endpoint_offers_the_policy_groups_only(store: CertStore, curve: s
         assert "P-256" in attempt.detail, attempt.detail
     else:
         assert attempt.outcome != CONNECTED or attempt.cipher == expected  # TLS done; no upgrade was sent
+
+
+@pytest.mark.asyncio
+async def test_endpoint_says_when_the_good_chain_is_refused(store: CertStore) -> None:
+    from harness.endpoint import TLS_FAILED, Endpoint, EndpointConfig
+
+    other = trustme.CA()  # a charger given some other CA: it answers unknown_ca to the good chain
+    with other.cert_pem.tempfile() as other_ca:
+        client = client_context(other_ca)
+        async with Endpoint(EndpointConfig(certs_dir=store.directory, handshake_timeout=TIMEOUT)) as endpoint:
+            error = await asyncio.to_thread(_client_outcome, endpoint.port, client)
+            attempt = await endpoint.wait_attempt(lambda a: True, within=TIMEOUT)
+    assert isinstance(error, ssl.SSLCertVerificationError)
+    assert attempt is not None and attempt.outcome == TLS_FAILED
+    assert attempt.detail.startswith("the charger refused our certificate (TLS alert unknown_ca"), attempt.detail
+    assert "this was the good certificate (leaf + intermediate" in attempt.detail
