@@ -26,6 +26,7 @@ import ftplib
 import itertools
 import logging
 import math
+import os
 import random
 import re
 import ssl
@@ -456,8 +457,9 @@ class ReferenceCharger:
 
         cfg = self.config
         verify = "no-cert-check" not in self.defects
-        ctx = client_context(cfg.ca_file, client_cert=cfg.client_cert if cfg.security_profile == 3 else None,
-                             verify=verify)
+        ca_file, partial_chain = self._trust_store()
+        ctx = client_context(ca_file, client_cert=cfg.client_cert if cfg.security_profile == 3 else None,
+                             verify=verify, partial_chain=partial_chain)
         if "tls13-only" in self.defects:
             ctx.maximum_version = ssl.TLSVersion.TLSv1_3
             ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -465,6 +467,14 @@ class ReferenceCharger:
             ctx.maximum_version = ssl.TLSVersion.TLSv1_2
             ctx.set_ciphers(NON_POLICY_CIPHERS)
         return ctx
+
+    def _trust_store(self) -> tuple[str | None, bool]:
+        """The firmware's trusted CA file, and whether a non-root certificate in it is a trust anchor."""
+        ca_file = self.config.ca_file
+        if "trusts-intermediate-only" in self.defects and ca_file is not None:
+            # The installer gave it the intermediate (beside ca.pem in the harness's certs/) instead of the root.
+            return os.path.join(os.path.dirname(ca_file), "intermediate.pem"), True
+        return ca_file, False
 
     def _url(self) -> str:
         base = self.config.url.rstrip("/")
@@ -1662,7 +1672,8 @@ class ReferenceCharger:
     def _tls_for_transfers(self) -> ssl.SSLContext:
         from harness.tls import client_context
 
-        return client_context(self.config.ca_file)
+        ca_file, partial_chain = self._trust_store()
+        return client_context(ca_file, partial_chain=partial_chain)
 
     def _download(self, location: str) -> bytes:
         scheme = urllib.parse.urlsplit(location).scheme.lower()

@@ -36,6 +36,9 @@ _ALL: tuple[Defect, ...] = (
     _d("plain-ws", "TLS-2", "Connects with ws:// (no TLS) to the same host and port."),
     _d("no-cert-check", "TLS-3", "Does not verify the server certificate (no chain, host name or date check)."),
     _d("stale-clock", "TLS-3", "The real-time clock runs 10 minutes ahead and is never synchronised: every timestamp is off."),
+    _v("trusts-intermediate-only", "TLS-3",
+       "Its trust store holds the harness's intermediate CA (certs/intermediate.pem), not the root: it validates the "
+       "chain up to that trust anchor (partial chain; RFC 5280 §6.1.1 lets any CA be a trust anchor)."),
     _d("no-basic-auth", "AUTH-1", "Sends no HTTP Basic Authorization header on the WebSocket upgrade."),
     _d("basic-auth-wrong-user", "AUTH-1",
        "The Basic auth user comes from a setting of its own, left at its factory default 'ocpp' (not the identity)."),

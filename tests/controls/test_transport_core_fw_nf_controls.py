@@ -109,6 +109,15 @@ def test_conformant_charger_passes(variant: str | None, tmp_path: Path, certs_di
     assert fw["declaration"]["value"] is True, run.explain()
 
 
+def test_charger_anchored_on_the_intermediate_passes_tls3(tmp_path: Path, certs_dir: Path) -> None:
+    """TLS-3 asks for "a chain to a trusted CA": a charger whose trust anchor is the intermediate (not the root)
+    validates the platform's chain and still refuses every bad certificate (docs/rules-tls.md)."""
+    assert DEFECTS["trusts-intermediate-only"].conformant
+    run = run_suites([TRANSPORT, TLS3], tmp_path, defects=("trusts-intermediate-only",), certs_dir=certs_dir)
+    assert run.failing() == set(), run.explain()
+    assert run.verdicts().get("TLS-3") == "pass", run.explain()
+
+
 def test_profile_3_passes_through_client_certificates(tmp_path: Path, certs_dir: Path) -> None:
     run = run_suites([TRANSPORT, AUTH], tmp_path, extra=("--security-profile", "3"), certs_dir=certs_dir)
     assert run.failing() == set(), run.explain()
