@@ -665,7 +665,7 @@ class ChargerSession:
             self.violation("unknown action", f"{frame.action!r} is not an OCPP 1.6 action", raw)
             self._reply(ocppj.CallError(frame.unique_id, "NotImplemented", f"unknown action {frame.action}", {}))
             return
-        if frame.action not in spec16.CHARGE_POINT_ACTIONS:
+        if frame.action in spec16.CENTRAL_SYSTEM_ONLY_ACTIONS:
             # §5: e.g. RemoteStartTransaction or SetChargingProfile are the central system's requests. The platform
             # does not carry them out: it refuses (NotSupported) and notes it; the charger's own requirements decide.
             self.advise("ADV-1", f"the charger sent {frame.action}, which only the central system sends (OCPP 1.6 "
