@@ -94,6 +94,9 @@ class BasicAuth(enum.StrEnum):
         return self in (BasicAuth.KEY_AS_TEXT, BasicAuth.KEY_AS_BYTES)
 
 
+_monotonic = time.monotonic  # (ConnectionAttempt has a field named `time`)
+
+
 @dataclass
 class ConnectionAttempt:
     """Everything the endpoint learnt about one TCP connection to it."""
@@ -115,7 +118,7 @@ class ConnectionAttempt:
     subprotocol: str | None = None
     http_status: int | None = None
     basic_auth: BasicAuth | None = None  # security profile 2: the credentials of the upgrade request
-    mono: float = field(default_factory=time.monotonic)
+    mono: float = field(default_factory=_monotonic)
 
     @property
     def is_probe(self) -> bool:
@@ -226,7 +229,8 @@ class Endpoint:
         if factory is None:  # pragma: no cover - guards a CPython/websockets internals change
             raise RuntimeError("this Python's asyncio.Server has no _protocol_factory; pin websockets<18")
         # websockets answers 503 while its listener is "not serving": ours is the accept loop.
-        server.server = _ListenerShim(listener, lambda: self._accept_task is not None and not self._accept_task.done())
+        serving = lambda: self._accept_task is not None and not self._accept_task.done()  # noqa: E731
+        server.server = _ListenerShim(listener, serving)  # type: ignore[assignment]  # duck-typed asyncio.Server
         return server, factory
 
     async def stop(self) -> None:
@@ -630,7 +634,7 @@ class _AlertingSSLProtocol(asyncio.sslproto.SSLProtocol):
         if isinstance(exc, ssl.SSLError) and transport is not None and not transport.is_closing():
             # A few bytes onto an idle socket: the selector transport sends them at once, before the close.
             with contextlib.suppress(Exception):
-                self._process_outgoing()
+                self._process_outgoing()  # type: ignore[attr-defined]  # CPython's private hook
         super()._fatal_error(exc, message)
 
 
@@ -650,7 +654,7 @@ async def _tls_handshake(
         return transport
     waiter: asyncio.Future[None] = loop.create_future()
     tls_protocol = _AlertingSSLProtocol(loop, protocol_factory(), context, waiter, server_side=True,
-                                        ssl_handshake_timeout=timeout)
+                                        ssl_handshake_timeout=timeout)  # type: ignore[arg-type]  # typeshed says int
     raw, _ = await loop.connect_accepted_socket(lambda: tls_protocol, sock)
     try:
         await waiter  # set by the protocol: handshake done, failed, or timed out
@@ -767,7 +771,7 @@ async def _peek(sock: socket.socket, count: int, timeout: float) -> bytes:
                 except OSError:
                     return b""
                 readable: asyncio.Future[None] = loop.create_future()
-                loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
+                loop.add_reader(sock.fileno(), lambda: None if readable.done() else readable.set_result(None))
                 try:
                     await readable
                 finally:

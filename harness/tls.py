@@ -729,7 +729,11 @@ class CertStore:
         self._ensure_ready()
         claimed = [(kind, future) for kind in _BAD_KINDS if (future := self._claim_bad(kind)) is not None]
         if claimed:
-            threading.Thread(target=lambda: [self._make_bad_into(k, f) for k, f in claimed],
+            def make_all() -> None:
+                for k, f in claimed:
+                    self._make_bad_into(k, f)
+
+            threading.Thread(target=make_all,
                              name="harness-bad-certificates", daemon=True).start()
 
     def _bad_future(self, kind: str) -> concurrent.futures.Future[ssl.SSLContext]:
@@ -758,6 +762,7 @@ class CertStore:
         not_before, not_after = now - _BACKDATE, now - _BACKDATE + _SERVER_LIFETIME
         # The same shape as the good chain (root -> intermediate -> leaf, leaf + intermediate sent), so
         # only the tested property differs, also for a charger anchored on the intermediate.
+        issuer_key: _PrivateKey
         if kind == "untrusted-ca":
             throwaway = trustme.CA(key_type=trustme.KeyType.RSA, organization_name="untrusted throwaway CA")
             root_cert = x509.load_pem_x509_certificate(throwaway.cert_pem.bytes())
