@@ -361,7 +361,7 @@ def test_digest_verifies_and_catches_an_edit(tmp_path, capsys):
     assert "MISMATCH" in capsys.readouterr().err
 
     html = html_path.read_text(encoding="utf-8")
-    visible = html.replace("<div class=\"big\">certified</div>", "<div class=\"big\">certified!</div>")
+    visible = html.replace("<h1 class=\"big\">certified</h1>", "<h1 class=\"big\">certified!</h1>")
     assert visible != html
     html_path.write_text(visible, encoding="utf-8")
     assert not verify(html_path)  # the embedded data is intact, the visible page is not
