@@ -219,7 +219,7 @@ def _profile(t: float, seq: int, connector: int, payload: Mapping[str, Any]) -> 
     p = payload.get("csChargingProfiles")
     if not isinstance(p, Mapping):
         return None
-    sched = p.get("chargingSchedule") if isinstance(p.get("chargingSchedule"), Mapping) else {}
+    sched: Mapping[str, Any] = p["chargingSchedule"] if isinstance(p.get("chargingSchedule"), Mapping) else {}
     periods = []
     for period in sched.get("chargingSchedulePeriod") or []:
         if not isinstance(period, Mapping):
@@ -252,6 +252,7 @@ def transactions(frames: Sequence[Mapping[str, Any]]) -> list[Transaction]:
     statuses: dict[int, list[tuple[float, str, int]]] = {}
     limits: list[Profile | Clear] = []
     last_t = None
+    tx: Transaction | None
     for f in frames:
         t = _t(f, clock)
         msg = _decode(f)
@@ -267,10 +268,10 @@ def transactions(frames: Sequence[Mapping[str, Any]]) -> list[Transaction]:
             if direction.startswith("charger"):
                 connector = _int(payload.get("connectorId"))
                 if action == "StartTransaction" and connector is not None:
-                    tx = Transaction(connector, t, seq, start_stamp=parse_time(payload.get("timestamp")),
-                                     meter_start=_num(payload.get("meterStart")))
-                    found.append(tx)
-                    open_by_connector[connector] = tx
+                    started = Transaction(connector, t, seq, start_stamp=parse_time(payload.get("timestamp")),
+                                          meter_start=_num(payload.get("meterStart")))
+                    found.append(started)
+                    open_by_connector[connector] = started
                 elif action == "StopTransaction":
                     tid = payload.get("transactionId")
                     tx = next((x for x in reversed(found) if x.transaction_id == tid and x.stop_t is None), None)
@@ -290,9 +291,9 @@ def transactions(frames: Sequence[Mapping[str, Any]]) -> list[Transaction]:
                         # a transaction that started before these frames (or another one): its own entry
                         tx = next((x for x in found if x.transaction_id == tid), None)
                         if tx is None:
-                            tx = Transaction(connector, t, seq, transaction_id=tid)
-                            found.append(tx)
-                            open_by_connector[connector] = tx
+                            tx = earlier = Transaction(connector, t, seq, transaction_id=tid)
+                            found.append(earlier)
+                            open_by_connector[connector] = earlier
                     if tx is not None:
                         _add_samples(tx, payload, t, seq)
         elif kind in (3, 4):
@@ -315,20 +316,26 @@ def transactions(frames: Sequence[Mapping[str, Any]]) -> list[Transaction]:
                 else:
                     limits.append(Clear(t, seq, payload.get("id"), _int(payload.get("connectorId")),
                                         payload.get("chargingProfilePurpose"), _int(payload.get("stackLevel"))))
-    for tx in found:
-        end = tx.stop_t if tx.stop_t is not None else (last_t or tx.start_t)
-        if tx.samples:
-            end = max(end, max(s.t for s in tx.samples))
-        lead = [s for s in statuses.get(tx.connector, []) if s[0] <= tx.start_t]
-        tail = [s for s in statuses.get(tx.connector, []) if tx.start_t < s[0]]
-        nxt = next((x.start_t for x in found if x.connector == tx.connector and x.start_t > tx.start_t), None)
-        # statuses after the stop until the next transaction on the connector (Finishing, Available)
-        tx.statuses = lead[-1:] + [s for s in tail if nxt is None or s[0] < nxt]
-        if tx.statuses:
-            end = max(end, tx.statuses[-1][0])
-        tx.end_t = end
-        tx.limits = [x for x in limits if isinstance(x, Clear) or x.connector in (0, tx.connector)]
+    for x_tx in found:
+        _finish(x_tx, found, statuses, limits, last_t)
     return found
+
+
+def _finish(tx: Transaction, found: list[Transaction], statuses: Mapping[int, list[tuple[float, str, int]]],
+            limits: list[Profile | Clear], last_t: float | None) -> None:
+    """The window a transaction's picture shows, its statuses and the limits that may apply to it."""
+    end = tx.stop_t if tx.stop_t is not None else (last_t or tx.start_t)
+    if tx.samples:
+        end = max(end, max(s.t for s in tx.samples))
+    lead = [s for s in statuses.get(tx.connector, []) if s[0] <= tx.start_t]
+    tail = [s for s in statuses.get(tx.connector, []) if tx.start_t < s[0]]
+    nxt = next((x.start_t for x in found if x.connector == tx.connector and x.start_t > tx.start_t), None)
+    # statuses after the stop until the next transaction on the connector (Finishing, Available)
+    tx.statuses = lead[-1:] + [s for s in tail if nxt is None or s[0] < nxt]
+    if tx.statuses:
+        end = max(end, tx.statuses[-1][0])
+    tx.end_t = end
+    tx.limits = [x for x in limits if isinstance(x, Clear) or x.connector in (0, tx.connector)]
 
 
 def _add_samples(tx: Transaction, payload: Mapping[str, Any], t: float, seq: int) -> None:
@@ -565,7 +572,6 @@ def timeline_svg(
     colour of *verdict* with their frame number."""
     used, decisive = set(used), set(decisive)
     t0 = tx.start_t
-    statuses_before = [s for s in tx.statuses if s[0] < t0]
     x_lo = min([t0, *(s.t for s in tx.samples)]) if tx.samples else t0
     x_hi = max(tx.end_t, x_lo)
     span = x_hi - x_lo
@@ -620,7 +626,6 @@ def timeline_svg(
                    f'fill="{colour}" data-status="{_esc(status)}"><title>{_esc(status)} (frame #{seq})</title></rect>')
         if xb - xa > 7 * len(status) + 6:
             out.append(f'<text x="{(xa + xb) / 2:.1f}" y="{BAND_TOP + 13:g}" text-anchor="middle" fill="#1f2328">{_esc(status)}</text>')
-    del statuses_before
     # axes and grid
     for w in p_ticks:
         y = Y(w)
@@ -646,13 +651,6 @@ def timeline_svg(
         x = X(t)
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{PLOT_TOP - 6:g}" y2="{PLOT_BOTTOM:g}" stroke="#1f2328" stroke-dasharray="2 3"/>')
         out.append(f'<text x="{x + 3:.1f}" y="{PLOT_TOP + 4:g}" fill="#1f2328">{label}</text>')
-    # the limit
-    for st in steps:
-        xa, xb, y = X(st.t0), X(st.t1), Y(st.watts)
-        out.append(f'<line x1="{xa:.1f}" x2="{xb:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="{LIMIT_COLOUR}" stroke-width="2" '
-                   f'stroke-dasharray="6 3" data-limit="{_esc(st.label)}"><title>limit {_esc(st.label)}</title></line>')
-        ty = y - 5 if y - 5 > PLOT_TOP + 14 else y + 14  # above the line, or below it near the top
-        out.append(f'<text x="{xa + 3:.1f}" y="{ty:.1f}" fill="{LIMIT_COLOUR}">limit {_esc(st.label)}</text>')
     # energy register
     e_pts = [(X(s.t), YE(s.energy_wh)) for s in tx.samples if s.energy_wh is not None]
     if e_pts:
@@ -669,6 +667,13 @@ def timeline_svg(
         x, y = X(s.t), Y(s.watts)
         tip = f"frame #{s.seq}: {_fmt_w(s.watts)} ({s.how})" + (f", register {s.energy_wh:g} Wh" if s.energy_wh is not None else "")
         out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{POWER_COLOUR}" data-seq="{s.seq}"><title>{_esc(tip)}</title></circle>')
+    # the limit, over the power line (a 0 A limit and 0 W lie on the same line: both must show)
+    for st in steps:
+        xa, xb, y = X(st.t0), X(st.t1), Y(st.watts)
+        out.append(f'<line x1="{xa:.1f}" x2="{xb:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="{LIMIT_COLOUR}" stroke-width="2" '
+                   f'stroke-dasharray="6 3" data-limit="{_esc(st.label)}"><title>limit {_esc(st.label)}</title></line>')
+        ty = y - 5 if y - 5 > PLOT_TOP + 14 else y + 14  # above the line, or below it near the top
+        out.append(f'<text x="{xa + 3:.1f}" y="{ty:.1f}" fill="{LIMIT_COLOUR}">limit {_esc(st.label)}</text>')
     # the readings the verdict rests on
     colour = VERDICT_COLOURS.get(str(verdict), NEUTRAL)
     shown: set[int] = set()
@@ -823,7 +828,7 @@ class Picture:
 
 
 def _interval(test: Mapping[str, Any], frames: Sequence[Mapping[str, Any]]) -> float | None:
-    details = test.get("details") if isinstance(test.get("details"), Mapping) else {}
+    details: Mapping[str, Any] = test["details"] if isinstance(test.get("details"), Mapping) else {}
     for note in [*(details.get("notes") or []), test.get("message") or ""]:
         m = _INTERVAL_RE.search(str(note)) or re.search(r"MeterValueSampleInterval=(\d+)", str(note))
         if m and float(m.group(1)) > 0:
@@ -844,7 +849,7 @@ def pictures_for_test(test: Mapping[str, Any], frames_by_seq: Mapping[int, Mappi
     frames = [f for f in test.get("frames") or [] if isinstance(f, Mapping)]
     reqs = [str(r) for r in test.get("requirements") or []]
     verdict = str(test.get("verdict") or "") or None
-    details = test.get("details") if isinstance(test.get("details"), Mapping) else {}
+    details: Mapping[str, Any] = test["details"] if isinstance(test.get("details"), Mapping) else {}
     pictures: list[Picture] = []
     marks_for = next((r for r in reqs if r == "SC-2"), None)
     used, decisive = used_readings(details) if marks_for else (set(), set())
