@@ -318,6 +318,9 @@ def test_humanise_drops_exception_names_but_keeps_ocpp_error_codes():
     assert humanise("Failed: expected Z") == "expected Z"
     assert humanise("answered CALLERROR FormationViolation: bad") == "answered CALLERROR FormationViolation: bad"
     assert humanise("ProtocolError: the charger sent junk") == "ProtocolError: the charger sent junk"
+    assert humanise("Faulted with errorCode: GroundFailure: expected OtherError") == (
+        "Faulted with errorCode: GroundFailure: expected OtherError")
+    assert humanise("ExpectationTimeout: no StatusNotification within 30 s") == "no StatusNotification within 30 s"
 
 
 def test_machine_paths_become_what_a_user_has():
@@ -359,7 +362,7 @@ def test_each_outcome_has_its_own_headline_and_colour(kind, overall, css, headli
 def test_incomplete_says_which_requirements_are_missing_and_why():
     report = sample_report("incomplete")
     why = {m["id"]: m["why"] for m in missing(report)}
-    assert why == {"ST-3": "rig act not possible", "ST-4": "harness error", "RT-1": "not run", "RT-2": "not selected"}
+    assert why == {"ST-3": "rig act skipped", "ST-4": "harness error", "RT-1": "not run", "RT-2": "not selected"}
     html = render_html(report)
     assert 'id="missing"' in html and "Missing for a verdict" in html
     for rid, w in why.items():

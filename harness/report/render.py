@@ -178,13 +178,16 @@ def _when(value: Any) -> str:
 _OCPP_ERROR_CODES = frozenset(
     {"NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError", "FormationViolation",
      "PropertyConstraintViolation", "OccurenceConstraintViolation", "OccurrenceConstraintViolation",
-     "TypeConstraintViolation", "GenericError"}
+     "TypeConstraintViolation", "GenericError",
+     # ChargePointErrorCode (OCPP 1.6 §7.6), in StatusNotification
+     "ConnectorLockFailure", "EVCommunicationError", "GroundFailure", "OtherError", "OverCurrentFailure",
+     "PowerMeterFailure", "PowerSwitchFailure", "ReaderFailure", "ResetFailure"}
 )
 # "AssertionError: ", "harness.errors.ChargerFailure: ", "Failed: " at the start of the text or of a line,
 # or after "…): " / ": " (the collector's "harness error (the charger was not judged): KeyError: 'x'").
 _EXC_RE = re.compile(
     r"(?m)(^|:\s)((?:[a-z_][\w]*\.)*([A-Z]\w*(?:Error|Exception|Failure|Violation|Timeout|Refused|Interrupt|Exit|Answer)"
-    r"|Failed|Skipped|XFailed))(?::[ \t]*|$)"
+    r"|Failed|Skipped|XFailed)):[ \t]*"
 )
 # pytest's assertion rewriting appends "assert …" and "+  where …" lines to a message: for engineers.
 _INTROSPECTION_RE = re.compile(r"\n(?:assert |AssertionError$|\+\s|where |and\s{2}|\s+\+).*", re.DOTALL)
@@ -219,7 +222,7 @@ def technical(text: Any) -> bool:
 
 def missing(report: Mapping[str, Any]) -> list[dict[str, str]]:
     """The requirements that keep a run from a verdict, each with why in a few words (docs/rules-report.md):
-    "not selected", "not run", "rig act not possible", "rig error", "harness error", "not tested"."""
+    "not selected", "not run", "rig act skipped", "rig error", "harness error", "not tested"."""
     out: list[dict[str, str]] = []
     groups = {g["id"]: g for g in report.get("groups") or []}
     held_groups = {gid for gid, g in groups.items() if g.get("verdict") == "pass"}
@@ -246,7 +249,7 @@ def missing(report: Mapping[str, Any]) -> list[dict[str, str]]:
             elif low.startswith("not run") or any(t.get("outcome") in ("interrupted", "not run") for t in bad):
                 why = "not run"
             elif "rig cannot" in low or "operator skipped" in low or "[rig." in low:
-                why = "rig act not possible"
+                why = "rig act skipped"
             detail = humanise(msg)
         out.append({"id": str(q.get("id")), "why": why, "detail": no_machine_paths(detail)})
     return out
