@@ -613,8 +613,9 @@ def timeline_svg(
                if decisive and verdict else ""))
     out = _svg_open(title, desc)
     # status bands
-    out.append(f'<text x="{LEFT - 6:g}" y="{BAND_TOP + 13:g}" text-anchor="end" fill="{NEUTRAL}">status</text>')
     bands = tx.statuses
+    if bands:
+        out.append(f'<text x="{LEFT - 6:g}" y="{BAND_TOP + 13:g}" text-anchor="end" fill="{NEUTRAL}">status</text>')
     for i, (ts, status, seq) in enumerate(bands):
         a = max(ts, x_lo_p)
         b = bands[i + 1][0] if i + 1 < len(bands) else x_hi_p
@@ -792,7 +793,7 @@ def cadence_svg(c: Cadence, *, verdict: str | None = None) -> str:
             out.append(f'<text x="{(X(prev) + X(s)) / 2:.1f}" y="{row_p - 28:g}" text-anchor="middle" fill="{colour}"'
                        f'{weight} data-gap="{gap:.2f}">{gap:.1f} s</text>')
         out.append(f'<circle cx="{X(s):.1f}" cy="{row_p:g}" r="4.5" fill="{colour}" data-seq="{seq}">'
-                   f"<title>frame #{seq}: {s:.2f} s after the start{' (off the grid)' if bad else ''}</title></circle>")
+                   f"<title>frame #{seq}: {s:.2f} s after the start{' (gap outside the tolerance)' if bad else ''}</title></circle>")
         prev = s
     if c.end is not None and c.end - prev > c.interval + tol:
         out.append(f'<text x="{(X(prev) + X(c.end)) / 2:.1f}" y="{row_p - 28:g}" text-anchor="middle" fill="{LIMIT_COLOUR}" '
@@ -825,6 +826,7 @@ class Picture:
     title: str
     svg: str
     caption: str
+    marked: bool = False  # readings a verdict rests on are marked
 
 
 def _interval(test: Mapping[str, Any], frames: Sequence[Mapping[str, Any]]) -> float | None:
@@ -864,7 +866,7 @@ def pictures_for_test(test: Mapping[str, Any], frames_by_seq: Mapping[int, Mappi
                    + (f"; {marks_for} {verdict}: decided by frame {', '.join('#' + str(s) for s in sorted(mine_dec))}"
                       if mine_dec else ""))
         pictures.append(Picture("timeline", f"Transaction {tx.transaction_id if tx.transaction_id is not None else '?'}"
-                                f" · connector {tx.connector}", svg, caption))
+                                f" · connector {tx.connector}", svg, caption, bool(mine_dec or mine_used)))
     if "CFG-2" in reqs:
         session = frames
         for note in [*(details.get("notes") or [])]:
