@@ -1,5 +1,5 @@
-"""The HTML report in a real browser: a failed, a rehearsal and a certified report opened in headless
-Chromium at a phone's width (390 px) and a laptop's (1280 px) (docs/rules-report.md).
+"""The HTML report in a real browser: a failed, a rehearsal, a certified and an incomplete report opened
+in headless Chromium at a phone's width (390 px) and a laptop's (1280 px) (docs/rules-report.md).
 
 Checked at each width: the headline's text and the verdict's colour class; the SVG transaction timeline
 laid out at a real size; the page body never scrolls sideways (wide tables and pictures scroll inside
@@ -64,6 +64,7 @@ EXPECTED = {
     "failed": ("o-not-certified", "not certified", "red"),
     "rehearsal": ("o-rehearsal-passed", "rehearsal passed: run in certification mode to certify", "slate"),
     "certified": ("o-certified", "certified", "green"),
+    "incomplete": ("o-incomplete", "incomplete", "amber"),
 }
 
 
@@ -143,6 +144,8 @@ def _colour(pixel: tuple[int, int, int]) -> str | None:
         return "green"  # #137333..#1a7f37
     if 35 < r < 75 and 70 < g < 110 and 100 < b < 145 and b - r > 50:
         return "slate"  # #2f4f6f..#3d6386: neutral, not a pass and not a failure
+    if 120 < r < 190 and 80 < g < 130 and b < 30:
+        return "amber"  # #8a5a00..#b07800
     return None
 
 
@@ -188,7 +191,7 @@ def test_report_in_headless_chromium(kind: str, width: str, pages: dict[str, Pat
     shot.write_bytes(png)
     sw, sh, rows = _png_pixels(shot)
     assert (sw, sh) == (w, h)
-    counts = {"red": 0, "green": 0, "slate": 0}
+    counts = {"red": 0, "green": 0, "slate": 0, "amber": 0}
     for row in rows[: int(got["headlineBottom"]) + 20]:
         for i in range(0, len(row), 3):
             found = _colour((row[i], row[i + 1], row[i + 2]))
