@@ -115,6 +115,7 @@ async def chromium(profile: Path) -> AsyncIterator[DevTools]:
         str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
+    drain: asyncio.Task[bytes] | None = None
     try:
         assert proc.stderr is not None
         seen = []
@@ -125,9 +126,13 @@ async def chromium(profile: Path) -> AsyncIterator[DevTools]:
                     break
             else:
                 raise AssertionError("chromium did not start: " + "".join(seen[-20:]))
+        # keep reading its log, so a chatty browser never blocks on a full pipe
+        drain = asyncio.create_task(proc.stderr.read())
         async with websockets.connect(m.group(1), max_size=64 * 2**20, open_timeout=STEP) as ws:
             yield DevTools(ws)
     finally:
+        if drain is not None:
+            drain.cancel()
         proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), 10)
