@@ -191,7 +191,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
     R(
         "SC-2",
-        "Turning the charger on and off with a current limit",
+        "Turning the charger on and off with a charging limit",
         'Turning the charger on and off: a limit the platform sets actually changes what the EV '
         'draws (0 stops the power, the status shows the EV is plugged but not charging; lifting '
         'it resumes). Limits go in a unit the charger declares in '
