@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from harness.session import ChargerSession, ReceivedCall
+
+class Asked(Protocol):
+    """What the platform's answer depends on: the CALL (its action and payload)."""
+
+    action: str
+    payload: Mapping[str, Any]
+
+
+class Answering(Protocol):
+    """Who answers: anything with the platform's settings (a ChargerSession). A protocol, so this module does
+    not import the session that imports it."""
+
+    platform: PlatformSettings
 
 
 def utc_now() -> str:
@@ -47,7 +59,7 @@ def _id_tag_info(settings: PlatformSettings, id_tag: Any) -> dict[str, Any]:
     return {"status": status}
 
 
-def default_answer(session: ChargerSession, call: ReceivedCall) -> dict[str, Any]:
+def default_answer(session: Answering, call: Asked) -> dict[str, Any]:
     """The platform's answer to a charger CALL (robust to invalid payloads: the violation is recorded elsewhere)."""
     settings = session.platform
     payload = call.payload
