@@ -4,8 +4,9 @@ short Markdown summary of the run.
 - ``--ci`` (or ini ``ci = true``, or the environment variable ``CI=true`` that GitHub Actions and GitLab CI
   set) turns on *CI output* (``Settings.ci``): no in-place rewriting of the terminal line (pytest's and the
   harness's, e.g. the manual backend's countdown: a CI log is a file, where a carriage return only makes
-  garbage), no colour unless asked for (``--color=yes``, ``PY_COLORS=1`` or ``FORCE_COLOR``: GitHub's and
-  GitLab's logs do show ANSI colours, other CI logs do not), and as the very last line of the run one line
+  garbage), no colour unless the CI's log renders it (GitHub Actions, GitLab CI) or it is asked for
+  (``--color=yes``, ``PY_COLORS=1``, ``FORCE_COLOR``; ``--color=no`` / ``NO_COLOR`` turn it off), and as the
+  very last line of the run one line
   with the verdict, the exit status, the failed requirements and where the report is.
 - Every run that writes a report also writes ``summary.md`` next to it (the same for every CI), and, when
   the environment variable ``GITHUB_STEP_SUMMARY`` names a file (GitHub Actions sets it for each step),
@@ -38,17 +39,24 @@ _EXIT_MEANING = {
 }
 
 
-def colour_asked_for(config: pytest.Config) -> bool:
-    """Whether the user asked for colour in a way pytest honours even without a terminal."""
-    if getattr(config.option, "color", "auto") == "yes":
+#: Environment variables (set to "true") of CI services whose logs render ANSI colours.
+COLOUR_CIS = ("GITHUB_ACTIONS", "GITLAB_CI")
+
+
+def colour_wanted(config: Any, environ: Mapping[str, str] | None = None) -> bool:
+    """Colour under CI output: what the user asked for (--color=yes/no, NO_COLOR, PY_COLORS, FORCE_COLOR:
+    pytest's switches), else only on a CI whose log renders ANSI colours (GitHub Actions, GitLab CI)."""
+    env = os.environ if environ is None else environ
+    option = getattr(config.option, "color", "auto")
+    if option == "no" or env.get("NO_COLOR") or env.get("PY_COLORS") == "0":
+        return False
+    if option == "yes" or env.get("PY_COLORS") == "1" or env.get("FORCE_COLOR"):
         return True
-    if os.environ.get("PY_COLORS") == "1" or os.environ.get("FORCE_COLOR"):
-        return True
-    return False
+    return any(env.get(name, "").lower() == "true" for name in COLOUR_CIS)
 
 
 def plain_terminal(config: pytest.Config) -> None:
-    """CI output: no in-place rewriting and no colour unless asked for (pytest's terminal reporter)."""
+    """CI output: no in-place rewriting, colour only where it renders (pytest's terminal reporter)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return
@@ -57,10 +65,10 @@ def plain_terminal(config: pytest.Config) -> None:
 
         # pytest rewrites the current line ("collecting ...", the manual backend's countdown) only on a tty.
         reporter.isatty = CallableBool(False)
-    if not colour_asked_for(config):
-        with contextlib.suppress(Exception):
-            reporter._tw.hasmarkup = False
-            reporter.hasmarkup = False
+    colour = colour_wanted(config)
+    with contextlib.suppress(Exception):
+        reporter._tw.hasmarkup = colour
+        reporter.hasmarkup = colour
 
 
 def _failed_requirements(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:

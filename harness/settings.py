@@ -92,8 +92,8 @@ class Settings:
     sim_connectors: int = 1
     id_tags: tuple[str, ...] = DEFAULT_ID_TAGS
     # CI output (--ci, ini `ci`, or the environment variable CI=true that GitHub Actions, GitLab CI and most
-    # CI services set): plain lines only, no in-place status line, colour only if asked for, a one-line
-    # verdict at the very end. `ci_source` says which of those turned it on (or off).
+    # CI services set): plain lines only, no in-place status line, colour only where the CI renders it, a
+    # one-line verdict at the very end (harness/ci.py). `ci_source` says which of those turned it on (or off).
     ci: bool = False
     ci_source: str = ""
     generated_key: bool = field(default=False, repr=False)
@@ -196,8 +196,9 @@ def add_options(parser: pytest.Parser) -> None:
         action="store_true",
         dest="ci",
         default=None,
-        help="output for a CI log: plain lines, no in-place status line, no colour unless asked for "
-        "(--color=yes), a one-line verdict at the very end [default: on when the environment has CI=true]",
+        help="output for a CI log: plain lines, no in-place status line, no colour unless the CI renders it "
+        "(GitHub Actions, GitLab CI) or --color=yes, a one-line verdict at the very end "
+        "[default: on when the environment has CI=true]",
     )
     parser.addini("ci", "CI output (see --ci): true or false; unset: on when the environment has CI=true", default=None)
 

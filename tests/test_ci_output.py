@@ -65,3 +65,24 @@ def test_summaries_go_to_the_report_folder_and_github(tmp_path: Path, monkeypatc
     monkeypatch.delenv("GITHUB_STEP_SUMMARY")
     ci.write_summaries(None, None, [], tmp_path / "r2", error="OSError: disk full")
     assert "NOT written" in (tmp_path / "r2" / "summary.md").read_text()
+
+
+class _Config:
+    def __init__(self, color: str) -> None:
+        self.option = type("Option", (), {"color": color})()
+
+
+@pytest.mark.parametrize(
+    ("color", "environ", "wanted"),
+    [
+        ("auto", {"CI": "true"}, False),  # a CI whose log may not render colour: plain
+        ("auto", {"CI": "true", "GITHUB_ACTIONS": "true"}, True),
+        ("auto", {"CI": "true", "GITLAB_CI": "true"}, True),
+        ("auto", {"GITLAB_CI": "true", "NO_COLOR": "1"}, False),
+        ("no", {"GITHUB_ACTIONS": "true"}, False),
+        ("yes", {"CI": "true"}, True),
+        ("auto", {"CI": "true", "PY_COLORS": "1"}, True),
+    ],
+)
+def test_colour_only_where_the_ci_renders_it_or_it_is_asked_for(color: str, environ: dict[str, str], wanted: bool) -> None:
+    assert ci.colour_wanted(_Config(color), environ) is wanted
