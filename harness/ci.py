@@ -174,7 +174,7 @@ def write_summaries(
     path: Path | None = report_dir / SUMMARY_NAME
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")  # type: ignore[union-attr]
+        (report_dir / SUMMARY_NAME).write_text(text, encoding="utf-8")
     except OSError:
         path = None
     target = os.environ.get(GITHUB_STEP_SUMMARY)
