@@ -108,8 +108,8 @@ def markdown_summary(report: Mapping[str, Any], exit_status: int | None, report_
     """A short Markdown summary: the verdict, the requirements that kept it from passing (one line each),
     the advisory findings' count, and where the report is."""
     overall = str(report.get("overall") or "?")
-    run = report.get("run") if isinstance(report.get("run"), Mapping) else {}
-    charger = report.get("charger") if isinstance(report.get("charger"), Mapping) else {}
+    run: Mapping[str, Any] = report["run"] if isinstance(report.get("run"), Mapping) else {}
+    charger: Mapping[str, Any] = report["charger"] if isinstance(report.get("charger"), Mapping) else {}
     icon = {"certified": "✅", "rehearsal passed": "✅", "not certified": "❌"}.get(overall, "⚠️")
     status = f", exit status {exit_status}" if exit_status is not None else ""
     lines = [
