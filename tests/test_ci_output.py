@@ -86,3 +86,20 @@ class _Config:
 )
 def test_colour_only_where_the_ci_renders_it_or_it_is_asked_for(color: str, environ: dict[str, str], wanted: bool) -> None:
     assert ci.colour_wanted(_Config(color), environ) is wanted
+
+
+def test_the_stand_in_emulator_reads_its_key_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m harness.sim --password-env NAME` (examples/ci/emulator.sh): the key never on a command line.
+    The working path is exercised by tests/test_ci_examples.py; here, the refusals."""
+    from harness.sim.__main__ import main
+
+    monkeypatch.delenv("NO_SUCH_KEY_VARIABLE", raising=False)
+    base = ["--url", "wss://127.0.0.1:9/ocpp", "--id", "CP-1"]
+    with pytest.raises(SystemExit) as exited:
+        main([*base, "--password-env", "NO_SUCH_KEY_VARIABLE"])
+    assert exited.value.code == 2 and "NO_SUCH_KEY_VARIABLE" in capsys.readouterr().err
+    monkeypatch.setenv("A_KEY", "00" * 20)
+    with pytest.raises(SystemExit) as exited:
+        main([*base, "--password", "x", "--password-env", "A_KEY"])
+    assert exited.value.code == 2 and "not both" in capsys.readouterr().err
