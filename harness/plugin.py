@@ -28,6 +28,7 @@ import pytest
 import pytest_asyncio
 
 from harness import __version__, bounds, settings as settings_mod
+from harness.ci import CIOutput
 from harness.drivers.base import ChargerBackend, EndpointInfo
 from harness.endpoint import CONNECTED, ConnectionAttempt, Endpoint, EndpointConfig
 from harness.errors import AdvisoryFinding, ChargerFailure, ExpectationTimeout, ProtocolViolation
@@ -141,6 +142,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ReportCollector(config), "ev-energy-report")
     if not config.pluginmanager.has_plugin("ev-energy-junit-errors"):
         config.pluginmanager.register(_JUnitErrors(config), "ev-energy-junit-errors")
+    if worker is None and not config.pluginmanager.has_plugin("ev-energy-ci"):
+        # summary.md, $GITHUB_STEP_SUMMARY, and with --ci / CI=true plain output and a last verdict line
+        config.pluginmanager.register(CIOutput(config, settings.ci), "ev-energy-ci")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -91,6 +91,11 @@ class Settings:
     sim_defects: tuple[str, ...] = ()
     sim_connectors: int = 1
     id_tags: tuple[str, ...] = DEFAULT_ID_TAGS
+    # CI output (--ci, ini `ci`, or the environment variable CI=true that GitHub Actions, GitLab CI and most
+    # CI services set): plain lines only, no in-place status line, colour only where the CI renders it, a
+    # one-line verdict at the very end (harness/ci.py). `ci_source` says which of those turned it on (or off).
+    ci: bool = False
+    ci_source: str = ""
     generated_key: bool = field(default=False, repr=False)
     # Where the AuthorizationKey came from, for messages that must never show the key itself.
     authorization_key_source: str = field(default="", repr=False)
@@ -186,6 +191,16 @@ def add_options(parser: pytest.Parser) -> None:
         group.addoption(option.flag, dest=option.name, default=None, help=help_text)
         # No ini default: an unset ini value must not hide the charger profile's value.
         parser.addini(option.name, help_text, default=None)
+    group.addoption(
+        "--ci",
+        action="store_true",
+        dest="ci",
+        default=None,
+        help="output for a CI log: plain lines, no in-place status line, no colour unless the CI renders it "
+        "(GitHub Actions, GitLab CI) or --color=yes, a one-line verdict at the very end "
+        "[default: on when the environment has CI=true]",
+    )
+    parser.addini("ci", "CI output (see --ci): true or false; unset: on when the environment has CI=true", default=None)
 
 
 @dataclass(frozen=True)
@@ -350,9 +365,38 @@ def load(config: pytest.Config, known_defects: Callable[[], dict[str, Any]] | No
             if catalogue and defect not in catalogue:
                 raise _usage(_Raw(defect, raw.source, raw.label), f"use one of {', '.join(sorted(catalogue))}")
     settings.sim_defects = defects
+    settings.ci, settings.ci_source = _ci(config)
     if settings.charger == "sim":
         _reference_hardware(settings)
     return settings
+
+
+#: Values of the environment variable CI that mean "running in CI" (GitHub Actions and GitLab set "true";
+#: some services set "1"); anything else, e.g. "false" or unset, does not.
+CI_TRUE = ("true", "1", "yes")
+
+
+def ci_from_environment(environ: Any = None) -> bool:
+    value = (os.environ if environ is None else environ).get("CI", "")
+    return str(value).strip().lower() in CI_TRUE
+
+
+def _ci(config: pytest.Config) -> tuple[bool, str]:
+    """CI output: --ci wins, then the ini value `ci`, then the environment variable CI."""
+    if config.getoption("ci", default=None):
+        return True, "--ci"
+    try:
+        raw = config.getini("ci")
+    except ValueError:
+        raw = None
+    if raw not in (None, ""):
+        text = str(raw).strip().lower()
+        if text not in ("true", "false", "1", "0", "yes", "no"):
+            raise pytest.UsageError(f"ini ci = {raw!r} is not valid: use true or false")
+        return text in ("true", "1", "yes"), "ini ci"
+    if ci_from_environment():
+        return True, "the environment variable CI"
+    return False, ""
 
 
 def _reference_hardware(settings: Settings) -> None:

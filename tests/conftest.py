@@ -15,6 +15,13 @@ from harness.session import SessionSettings
 
 pytest_plugins = ["pytester"]
 
+# The harness's own tests run certification runs inside them (pytester, subprocesses) that inherit this
+# environment. On a CI runner those would switch to CI output (colour on GitHub/GitLab, a last verdict line:
+# docs/rules-ci.md) and append their summaries to the job's $GITHUB_STEP_SUMMARY. They must behave as on a
+# developer's machine; tests/test_ci_examples.py gives its runs a CI environment of their own.
+for _name in ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "GITHUB_STEP_SUMMARY"):
+    os.environ.pop(_name, None)
+
 from tests.helpers import CHARGER_ID, KEY
 
 

@@ -147,6 +147,17 @@ async def test_start_and_stop_hooks_get_the_url_and_the_key_only_in_the_environm
     assert KEY not in str(caught.value) and "key is <redacted>" in str(caught.value)
 
 
+
+@aio
+async def test_start_gets_the_ca_as_an_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--certs-dir certs` is relative to where the harness runs; the hook runs in the profile's folder."""
+    monkeypatch.chdir(tmp_path)
+    profile_folder = tmp_path / "examples"
+    profile_folder.mkdir()
+    backend = CommandBackend({"start": "echo {ca_file} > ca.txt; echo $HARNESS_CA_FILE >> ca.txt"}, cwd=profile_folder)
+    await backend.start(_endpoint_info(ca_file="certs/ca.pem"))
+    assert (profile_folder / "ca.txt").read_text().split() == [str(tmp_path / "certs" / "ca.pem")] * 2
+
 # --- manual backend (unit) ------------------------------------------------------------------------
 
 

@@ -67,7 +67,9 @@ class CommandBackend(ChargerBackend):
             env = {"HARNESS_AUTHORIZATION_KEY": endpoint.authorization_key or ""}
             await self._run(
                 "start",
-                {"url": endpoint.url, "ca_file": endpoint.ca_file, "security_profile": endpoint.security_profile},
+                # Absolute: the command runs in the profile's folder, not where the harness was started
+                # (`--certs-dir certs` is relative to the latter).
+                {"url": endpoint.url, "ca_file": os.path.abspath(endpoint.ca_file), "security_profile": endpoint.security_profile},
                 extra_env=env,
                 secret=endpoint.authorization_key,
             )

@@ -1,6 +1,6 @@
 """Run the reference charger against any OCPP 1.6J central system, with its HTTP control API.
 
-    python -m harness.sim --url wss://HOST:PORT/ocpp --id CP1 --ca certs/ca.pem --password KEY \\
+    python -m harness.sim --url wss://HOST:PORT/ocpp --id CP1 --ca certs/ca.pem --password-env KEY_VARIABLE \\
         --control-port 8701 [--connectors 2] [--defect NAME ...] \\
         [--security-profile 3 --client-cert C --client-key K]
 
@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 
@@ -32,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--id", dest="charge_point_id", help="charge point identity (appended to the URL, Basic auth user)")
     p.add_argument("--ca", help="CA certificate (PEM) the server certificate must chain to; default: system store")
     p.add_argument("--password", help="AuthorizationKey: the Basic auth password (security profile 2)")
+    p.add_argument("--password-env", metavar="NAME",
+                   help="read the AuthorizationKey from this environment variable (keeps it off the command line, "
+                        "which every user of the machine can see); e.g. HARNESS_AUTHORIZATION_KEY in a rig's start command")
     p.add_argument("--security-profile", type=int, choices=(1, 2, 3), default=2)
     p.add_argument("--client-cert", help="client certificate (PEM), security profile 3")
     p.add_argument("--client-key", help="client certificate's private key (PEM), security profile 3")
@@ -103,6 +107,12 @@ async def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.password_env:
+        if args.password:
+            _parser().error("give --password or --password-env, not both")
+        args.password = os.environ.get(args.password_env) or None
+        if not args.password:
+            _parser().error(f"--password-env {args.password_env}: the environment variable is not set")
     if args.list_defects:
         _list_defects()
         return 0
