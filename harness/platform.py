@@ -17,15 +17,19 @@ from typing import Any, Protocol
 class Asked(Protocol):
     """What the platform's answer depends on: the CALL (its action and payload)."""
 
-    action: str
-    payload: Mapping[str, Any]
+    @property
+    def action(self) -> str: ...
+
+    @property
+    def payload(self) -> Mapping[str, Any]: ...
 
 
 class Answering(Protocol):
     """Who answers: anything with the platform's settings (a ChargerSession). A protocol, so this module does
     not import the session that imports it."""
 
-    platform: PlatformSettings
+    @property
+    def platform(self) -> PlatformSettings: ...
 
 
 def utc_now() -> str:

@@ -514,7 +514,7 @@ def build_report(
             warnings.append(f"{t['nodeid']}: unknown requirement ID {i!r}")
         official = [i for i in ids if i in per_req]
         if t["details"]["advisory"] or not official:
-            entry = dict(t)
+            entry: dict[str, Any] = dict(t)
             if t["details"]["advisory"]:
                 entry["advisory_reason"] = "an advisory check: never affects the verdict"
             elif unknown:
@@ -547,7 +547,7 @@ def build_report(
         verdict, why, alternative = agg["verdict"], agg["reason"], agg["alternative"]
         if not req_tests and rid not in chosen:
             why = "not selected in this run (no test of this requirement ran)"
-        entry: dict[str, Any] = {
+        entry = {
             "id": req.id,
             "title": req.title,
             "text": req.text,
@@ -636,7 +636,7 @@ def build_report(
                 seen_groups.add(req.or_group)
                 g = next(g for g in groups if g["id"] == req.or_group)
                 picked = any(m in chosen for m in g["members"])
-                units.append((f"{g['id']} ({' OR '.join(g['members'])})", g["verdict"], picked))
+                units.append((f"{g['id']} ({' OR '.join(g['members'])})", str(g["verdict"]), picked))
             continue
         if req.kind == catalogue.MANDATORY or (req.kind == catalogue.CONDITIONAL and r.get("blocking")):
             units.append((r["id"], r["verdict"], r["id"] in chosen))
