@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from harness import __version__, bounds, settings as settings_mod
+from harness import __version__, bounds, interrupt, settings as settings_mod
 from harness.drivers.base import ChargerBackend, EndpointInfo
 from harness.endpoint import CONNECTED, ConnectionAttempt, Endpoint, EndpointConfig
 from harness.errors import AdvisoryFinding, ChargerFailure, ExpectationTimeout, ProtocolViolation
@@ -69,6 +69,7 @@ STATE = pytest.StashKey["RunState"]()
 TEST_START = pytest.StashKey[int]()
 NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
 PREPARE_BAD_CERTIFICATES = pytest.StashKey[bool]()
+SIGNALS = pytest.StashKey[bool]()  # this run took SIGINT/SIGTERM (harness/interrupt.py)
 # Requirements whose tests present certificates a charger must refuse (TLS-3; NF-2 when it goes offline that way).
 _BAD_CERTIFICATE_REQUIREMENTS = frozenset({"TLS-3", "NF-2"})
 
@@ -170,6 +171,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.obj = _guard(item, item.obj)
     if uses_harness:
         config.stash[CERTIFICATION_RUN] = True
+        if not hasattr(config, "workerinput") and not config.option.collectonly and not config.stash.get(SIGNALS, False):
+            # One Ctrl-C (or SIGTERM) ends the run at once with an "incomplete (interrupted)" report; a second
+            # exits at once after writing what was gathered (harness/interrupt.py, docs/rules-first-hour.md).
+            interrupt.install()
+            config.stash[SIGNALS] = True
+            collector = config.pluginmanager.get_plugin("ev-energy-report")
+            if collector is not None and hasattr(collector, "write_now"):
+                interrupt.on_second(collector.write_now)
     elif ReportCollector is not None and not config.stash.get(CERTIFICATION_RUN, False):
         # Unit tests of the harness itself: no certification report.
         plugin = config.pluginmanager.get_plugin("ev-energy-report")
@@ -207,7 +216,8 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
                         await test(*args, **kwargs)
                     finally:
                         bounds.CURRENT.reset(bound_token)
-                        if session is not None and session.watches and not _charger_test_follows(item):
+                        if (session is not None and session.watches and not _charger_test_follows(item)
+                                and not interrupt.requested()):
                             # The watches this run set get their whole window before the run leaves them.
                             await session.settle_watches()
             except TimeoutError:
@@ -478,9 +488,10 @@ async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> Async
     if pytestconfig.stash.get(PREPARE_BAD_CERTIFICATES, False):
         endpoint.certs.prepare_bad_contexts()  # made in the background while the run waits on the charger
     try:
-        yield endpoint
+        with interrupt.waking(asyncio.get_running_loop()):  # Ctrl-C reaches a run asleep in select() at once
+            yield endpoint
     finally:
-        await endpoint.stop()
+        await _bounded_if_interrupted(endpoint.stop(), 0.5)
 
 
 def make_backend(settings: Settings, config: pytest.Config | None = None) -> ChargerBackend:
@@ -580,7 +591,7 @@ async def charger_backend(
             kick.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await kick
-        await backend.stop()
+        await _bounded_if_interrupted(backend.stop(), 1.0)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -619,13 +630,31 @@ async def charger(
         yield session
     finally:
         session.reset_answers()
+        # Interrupted (Ctrl-C, SIGTERM): putting the charger back would wait on the charger, the rig or the
+        # operator; the run ends now.
+        if not interrupt.requested():
+            await _put_back(session, rig, state)
+
+
+async def _put_back(session: ChargerSession, rig: Rig, state: RunState) -> None:
+    """What a test changed, undone: the rig's acts, charging profiles, configuration keys."""
+    with contextlib.suppress(Exception):
+        await rig.undo()
+    if any(a == "SetChargingProfile" or (a == "RemoteStartTransaction" and "chargingProfile" in p)
+           for a, p in session.sent_calls) and session.connected:
         with contextlib.suppress(Exception):
-            await rig.undo()
-        if any(a == "SetChargingProfile" or (a == "RemoteStartTransaction" and "chargingProfile" in p)
-               for a, p in session.sent_calls) and session.connected:
-            with contextlib.suppress(Exception):
-                await session.call_raw("ClearChargingProfile", {})
-        await _restore_configuration(session, state)
+            await session.call_raw("ClearChargingProfile", {})
+    await _restore_configuration(session, state)
+
+
+async def _bounded_if_interrupted(step: Any, bound: float) -> None:
+    """Await a tear-down step; after Ctrl-C/SIGTERM give it at most `bound` seconds (the run ends in 2 s)."""
+    if not interrupt.requested():
+        await step
+        return
+    with contextlib.suppress(TimeoutError, Exception):
+        async with asyncio.timeout(bound):
+            await step
 
 
 class ChargerNeverConnected(RuntimeError):
@@ -747,6 +776,21 @@ def _tell(config: pytest.Config, text: str) -> None:
     ctx = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
     with ctx:
         reporter.write_line(f"[harness {time.strftime('%H:%M:%S')}] {text}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    if interrupt.requested() is not None and excinfo.traceback:
+        # pytest renders the interrupted traceback with every frame's arguments (a second or more for a run
+        # deep in asyncio): the place of the interruption is enough; the run must end within 2 s.
+        excinfo.traceback = excinfo.traceback[-1:]
+        excinfo.value.__suppress_context__ = True
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(SIGNALS, False):
+        interrupt.uninstall()
+        config.stash[SIGNALS] = False
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from harness import interrupt
 from harness.drivers.base import RigError
 from harness.requirements import requirement_ids
 from . import model
@@ -180,6 +181,7 @@ class ReportCollector:
         self._selected: set[str] = set()
         self._run_frames: list[dict[str, Any]] = []
         self.exit_status: int | None = None
+        self._session: pytest.Session | None = None
 
     # -- worker / in-process side -------------------------------------------------------------
 
@@ -390,11 +392,31 @@ class ReportCollector:
                 if payload.get(key):
                     test[key] = payload[key]
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._session = session
+
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self.interrupted = True
+        by = interrupt.requested()
+        if by is not None:  # the harness's own handler: Ctrl-C or SIGTERM (harness/interrupt.py)
+            self.interrupt_reason = (
+                f"incomplete (interrupted): the run was stopped by {by}; "
+                "the tests that had finished keep their verdicts, the others are incomplete"
+            )
+            return
         text = str(excinfo.value).strip()
         name = excinfo.typename
         self.interrupt_reason = f"the run was interrupted ({name}{': ' + text if text else ''})"
+
+    def write_now(self) -> None:
+        """A second Ctrl-C: write the report from what was gathered, now (the process exits right after)."""
+        if self.paths is not None or self.is_worker or self._session is None:
+            return
+        self.interrupted = True
+        if not self.interrupt_reason:
+            by = interrupt.requested() or "a signal"
+            self.interrupt_reason = f"incomplete (interrupted): the run was stopped by {by}, twice"
+        self.pytest_sessionfinish(self._session, int(pytest.ExitCode.INTERRUPTED))
 
     def _finalise_tests(self) -> list[dict[str, Any]]:
         tests: list[dict[str, Any]] = []
