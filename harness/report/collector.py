@@ -21,6 +21,9 @@ verdict, alternative), so ``--junitxml`` carries them without the evidence.
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +34,7 @@ import pytest
 from harness import interrupt
 from harness.drivers.base import RigError
 from harness.requirements import requirement_ids
+from harness.settings import REPORT_DIR_ENV
 from . import model
 from .render import write_report
 
@@ -46,6 +50,12 @@ FINDINGS = pytest.StashKey[list]()
 RUN_FRAMES = pytest.StashKey[list]()
 #: RUN_INFO key of the frames after the last test (the plugin's sessionfinish puts them there).
 RUN_FRAMES_AFTER = "run_frames_after"
+
+#: Earlier runs' reports: <report dir>/history/<UTC start, 20261204T185512Z>-<charger id>/, the last
+#: DEFAULT_HISTORY runs unless --report-history says otherwise.
+HISTORY_DIR = "history"
+DEFAULT_HISTORY = 20
+_HISTORY_ENTRY = re.compile(r"^\d{8}T\d{6}Z-")
 
 #: Name of the report attribute that carries a test phase's payload (worker → controller).
 PAYLOAD_ATTR = "ev_energy_report"
@@ -479,19 +489,57 @@ class ReportCollector:
         info["command"] = "pytest " + " ".join(str(a) for a in args)
         return info
 
+    def _settings(self) -> Any:
+        try:
+            from harness.plugin import SETTINGS
+        except ImportError:  # pragma: no cover
+            return None
+        return self.config.stash.get(SETTINGS, None)
+
     def _report_dir(self) -> Path:
-        """``--report-dir``, else the ``report_dir`` ini value, else ``reports`` (cwd-relative)."""
+        """The harness's settings' report folder (``--report-dir``, ini, charger profile, $HARNESS_REPORT_DIR,
+        ``reports``); without the harness plugin: ``--report-dir``, the ini value, $HARNESS_REPORT_DIR, ``reports``."""
+        settings = self._settings()
+        if settings is not None:
+            return Path(settings.report_dir)
         value = self.config.getoption("report_dir", default=None)
         if not value:
             try:
                 value = self.config.getini("report_dir")
             except (ValueError, KeyError):
                 value = None
-        value = value or "reports"
+        value = value or os.environ.get(REPORT_DIR_ENV) or "reports"
         path = Path(value)
         if not path.is_absolute():
             path = Path(self.config.invocation_params.dir) / path
         return path
+
+    def _keep_in_history(self, directory: Path) -> None:
+        """Every run's report is also kept under <report dir>/history/<UTC start>-<charger id>/, the last
+        `report_history` runs (20 by default) and no more: a run never silently destroys an earlier run's
+        report, and the folder does not grow without bound (docs/rules-first-hour.md)."""
+        settings = self._settings()
+        keep = int(getattr(settings, "report_history", DEFAULT_HISTORY))
+        if keep <= 0 or not self.paths or not self.report:
+            return
+        run = self.report.get("run") or {}
+        charger = self.report.get("charger") or {}
+        started = str(run.get("started") or self.started)
+        stamp = re.sub(r"[^0-9T]", "", started.split(".")[0].split("+")[0])[:15] + "Z"
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(charger.get("id") or "charger"))[:80]
+        history = directory / HISTORY_DIR
+        history.mkdir(parents=True, exist_ok=True)
+        target = history / f"{stamp}-{name}"
+        n = 2
+        while target.exists():
+            target = history / f"{stamp}-{name}-{n}"
+            n += 1
+        target.mkdir()
+        for path in self.paths:
+            shutil.copy2(path, target / path.name)
+        runs = sorted(p for p in history.iterdir() if p.is_dir() and _HISTORY_ENTRY.match(p.name))
+        for old in runs[: max(0, len(runs) - keep)]:
+            shutil.rmtree(old, ignore_errors=True)
 
     @pytest.hookimpl(trylast=True)  # after the harness plugin's own sessionfinish updated RUN_INFO
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -545,7 +593,9 @@ class ReportCollector:
                 session.exitstatus = status
                 self.report["run"]["exit_status"] = status
             self.exit_status = status
-            self.paths = write_report(self.report, self._report_dir())
+            directory = self._report_dir()
+            self.paths = write_report(self.report, directory)
+            self._keep_in_history(directory)
         except Exception as exc:  # report it loudly, fail the run
             import traceback
 
