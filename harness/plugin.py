@@ -112,6 +112,12 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     settings = settings_mod.load(config, _known_defects)
     worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker is None and not _only_looking(config):
+        # Set-up problems (a port in use, an unusable certificates folder, a control URL nobody serves) are
+        # found now, before any test and before pytest-xdist starts workers: one line, exit 4, no report.
+        from harness import preflight
+
+        preflight.check(settings, workers=_xdist_workers(config))
     if worker is not None:
         # pytest-xdist: one reference charger per worker, each with its own id on its own endpoint.
         if settings.charger != "sim":
@@ -136,6 +142,20 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ReportCollector(config), "ev-energy-report")
     if not config.pluginmanager.has_plugin("ev-energy-junit-errors"):
         config.pluginmanager.register(_JUnitErrors(config), "ev-energy-junit-errors")
+
+
+def _only_looking(config: pytest.Config) -> bool:
+    """--help, --version, --collect-only, --fixtures, --markers: nothing is run, nothing to check."""
+    option = config.option
+    return any(getattr(option, name, False) for name in ("help", "version", "collectonly", "showfixtures", "markers"))
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """pytest-xdist's worker count for this run (0: no workers)."""
+    n = getattr(config.option, "numprocesses", None)
+    if not n or getattr(config.option, "dist", "no") == "no":
+        return 0
+    return int(n) if str(n).isdigit() else 2  # "auto"/"logical": at least two
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
