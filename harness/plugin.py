@@ -34,6 +34,8 @@ from harness.errors import AdvisoryFinding, ChargerFailure, ExpectationTimeout, 
 from harness.platform import PlatformSettings
 from harness.requirements import ADVISORY, by_id, is_known, requirement_ids
 from harness.rig import Rig
+from harness import session as session_mod
+from harness.progress import StatusLine
 from harness.session import ChargerSession, SessionSettings
 from harness.settings import Settings
 
@@ -69,6 +71,7 @@ STATE = pytest.StashKey["RunState"]()
 TEST_START = pytest.StashKey[int]()
 NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
 PREPARE_BAD_CERTIFICATES = pytest.StashKey[bool]()
+CURRENT_ITEM = pytest.StashKey["pytest.Item | None"]()
 SIGNALS = pytest.StashKey[bool]()  # this run took SIGINT/SIGTERM (harness/interrupt.py)
 # Requirements whose tests present certificates a charger must refuse (TLS-3; NF-2 when it goes offline that way).
 _BAD_CERTIFICATE_REQUIREMENTS = frozenset({"TLS-3", "NF-2"})
@@ -212,6 +215,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     item.stash[NEXT_ITEM] = nextitem
+    item.config.stash[CURRENT_ITEM] = item  # the live status line names its requirement
 
 
 def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any]:
@@ -507,11 +511,30 @@ async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> Async
     info["endpoint"] = endpoint.charger_url(settings.charger_id)
     if pytestconfig.stash.get(PREPARE_BAD_CERTIFICATES, False):
         endpoint.certs.prepare_bad_contexts()  # made in the background while the run waits on the charger
+    status = _status_line(pytestconfig)
     try:
         with interrupt.waking(asyncio.get_running_loop()):  # Ctrl-C reaches a run asleep in select() at once
             yield endpoint
     finally:
+        if status is not None:
+            session_mod.WAIT_OBSERVERS.remove(status)
+            status.close()
         await _bounded_if_interrupted(endpoint.stop(), 0.5)
+
+
+def _status_line(config: pytest.Config) -> StatusLine | None:
+    """The live status line of long waits (harness/progress.py), for this run; None on an xdist worker (its
+    output does not reach the user)."""
+    if hasattr(config, "workerinput"):
+        return None
+
+    def current() -> tuple[tuple[str, ...], str]:
+        item = config.stash.get(CURRENT_ITEM, None)
+        return (tuple(requirement_ids(item)), item.name) if item is not None else ((), "")
+
+    status = StatusLine(config, current)
+    session_mod.WAIT_OBSERVERS.append(status)
+    return status
 
 
 def make_backend(settings: Settings, config: pytest.Config | None = None) -> ChargerBackend:
