@@ -29,7 +29,7 @@ import pytest_asyncio
 
 from harness import __version__, bounds, interrupt, settings as settings_mod
 from harness.drivers.base import ChargerBackend, EndpointInfo
-from harness.endpoint import CONNECTED, ConnectionAttempt, Endpoint, EndpointConfig
+from harness.endpoint import CONNECTED, NOT_HTTP, PLAIN_WS, SILENT, TLS_FAILED, UNAUTHORIZED, ConnectionAttempt, Endpoint, EndpointConfig
 from harness.errors import AdvisoryFinding, ChargerFailure, ExpectationTimeout, ProtocolViolation
 from harness.platform import PlatformSettings
 from harness.requirements import ADVISORY, by_id, is_known, requirement_ids
@@ -492,7 +492,13 @@ async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> Async
         if len(attempts) < 500:
             attempts.append(attempt.as_dict())
         if attempt.outcome != CONNECTED:
-            _tell(pytestconfig, f"connection attempt refused: {attempt.summary()}")
+            item = pytestconfig.stash.get(CURRENT_ITEM, None)
+            text, expected = refusal_text(
+                attempt,
+                requirement_ids(item) if item is not None else [],
+                bad_certificate=getattr(endpoint, "_override_context", None) is not None,  # Endpoint.present()
+            )
+            _tell(pytestconfig, text, **({} if expected else {"red": True, "bold": True}))
 
     endpoint = Endpoint(
         EndpointConfig(
@@ -535,6 +541,32 @@ def _status_line(config: pytest.Config) -> StatusLine | None:
     status = StatusLine(config, current)
     session_mod.WAIT_OBSERVERS.append(status)
     return status
+
+
+#: Charge point ids the suites' own probes use (a plain ws:// probe cannot carry the probe's User-Agent reliably).
+_PROBE_IDS = frozenset({"harness-plain-ws-probe"})
+
+
+def refusal_text(attempt: ConnectionAttempt, requirements: list[str], *, bad_certificate: bool) -> tuple[str, bool]:
+    """The operator's line for a refused connection attempt, and whether the refusal was one the harness provoked on
+    purpose (its own probes; the charger refusing a bad certificate the harness presented): those are expected
+    outcomes, shown as such; any other refusal (the charger's own attempt refused) stays prominent."""
+    about = "/".join(requirements)
+    if attempt.is_probe or attempt.charger_id in _PROBE_IDS:
+        what = {
+            PLAIN_WS: "plain ws:// refused",
+            UNAUTHORIZED: "a wrong password refused with HTTP 401",
+        }.get(attempt.outcome, f"refused ({attempt.outcome})")
+        return f"expected refusal ({about + ' ' if about else ''}probe by the harness): {what} ✓", True
+    if bad_certificate and attempt.outcome in (TLS_FAILED, SILENT, NOT_HTTP):
+        # It did not go past TLS: it refused the certificate (an upgrade over it would be accepting it: TLS-3 judges).
+        # The details (what the charger offered, how it hung up) are in the report's connection attempts.
+        return (
+            f"expected refusal ({about + ': ' if about else ''}a bad server certificate presented on purpose): "
+            f"the charger's attempt ended {attempt.outcome} ✓",
+            True,
+        )
+    return f"connection attempt refused: {attempt.summary()}", False
 
 
 def make_backend(settings: Settings, config: pytest.Config | None = None) -> ChargerBackend:
@@ -810,7 +842,7 @@ async def _restore_configuration(session: ChargerSession, state: RunState) -> No
             await session.call_raw("ChangeConfiguration", {"key": key, "value": original})
 
 
-def _tell(config: pytest.Config, text: str) -> None:
+def _tell(config: pytest.Config, text: str, **markup: bool) -> None:
     """Show a line to the operator now, even under output capture."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
@@ -818,7 +850,7 @@ def _tell(config: pytest.Config, text: str) -> None:
         return
     ctx = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
     with ctx:
-        reporter.write_line(f"[harness {time.strftime('%H:%M:%S')}] {text}")
+        reporter.write_line(f"[harness {time.strftime('%H:%M:%S')}] {text}", **markup)
 
 
 @pytest.hookimpl(tryfirst=True)
