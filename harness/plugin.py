@@ -497,6 +497,7 @@ async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> Async
                 attempt,
                 requirement_ids(item) if item is not None else [],
                 bad_certificate=getattr(endpoint, "_override_context", None) is not None,  # Endpoint.present()
+                key_switched=_key_switched(endpoint, settings, attempt),
             )
             _tell(pytestconfig, text, **({} if expected else {"red": True, "bold": True}))
 
@@ -547,10 +548,22 @@ def _status_line(config: pytest.Config) -> StatusLine | None:
 _PROBE_IDS = frozenset({"harness-plain-ws-probe"})
 
 
-def refusal_text(attempt: ConnectionAttempt, requirements: list[str], *, bad_certificate: bool) -> tuple[str, bool]:
+def _key_switched(endpoint: Endpoint, settings: Settings, attempt: ConnectionAttempt) -> bool:
+    """Whether the platform holds, on purpose, another key for this charger than the run's (AUTH-1's refusal test,
+    ADV-2's rotation): the suites switch it with Endpoint.register and put the run's back."""
+    session = endpoint.sessions.get(attempt.charger_id or "")
+    return session is not None and settings.authorization_key is not None and (
+        session.authorization_key != settings.authorization_key
+    )
+
+
+def refusal_text(
+    attempt: ConnectionAttempt, requirements: list[str], *, bad_certificate: bool, key_switched: bool = False
+) -> tuple[str, bool]:
     """The operator's line for a refused connection attempt, and whether the refusal was one the harness provoked on
-    purpose (its own probes; the charger refusing a bad certificate the harness presented): those are expected
-    outcomes, shown as such; any other refusal (the charger's own attempt refused) stays prominent."""
+    purpose (its own probes; the charger refusing a bad certificate the harness presented; a 401 while the platform
+    holds another key on purpose): those are expected outcomes, shown as such; any other refusal (the charger's own
+    attempt refused) stays prominent."""
     about = "/".join(requirements)
     if attempt.is_probe or attempt.charger_id in _PROBE_IDS:
         what = {
@@ -564,6 +577,12 @@ def refusal_text(attempt: ConnectionAttempt, requirements: list[str], *, bad_cer
         return (
             f"expected refusal ({about + ': ' if about else ''}a bad server certificate presented on purpose): "
             f"the charger's attempt ended {attempt.outcome} ✓",
+            True,
+        )
+    if key_switched and attempt.outcome == UNAUTHORIZED:
+        return (
+            f"expected refusal ({about + ': ' if about else ''}the platform holds another key on purpose): "
+            "the charger's attempt refused with HTTP 401 ✓",
             True,
         )
     return f"connection attempt refused: {attempt.summary()}", False

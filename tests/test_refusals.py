@@ -47,12 +47,22 @@ def test_a_run_shows_the_probes_as_expected(tmp_path: Path) -> None:
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--report-dir", str(tmp_path / "r"),
-         "--certs-dir", str(tmp_path / "certs"), "suites/test_transport_security.py", "suites/test_server_certificate.py"],
+         "--certs-dir", str(tmp_path / "certs"), "suites/test_transport_security.py", "suites/test_server_certificate.py",
+         "suites/test_authorization.py"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
     )
     output = result.stdout
     assert result.returncode == 0, output
     assert "expected refusal (TLS-2 probe by the harness): plain ws:// refused ✓" in output
     assert "a wrong password refused with HTTP 401 ✓" in output
+    assert "expected refusal (AUTH-1: the platform holds another key on purpose)" in output
     assert "expected refusal (TLS-3: a bad server certificate presented on purpose)" in output
     assert "connection attempt refused" not in output, output
+
+
+def test_a_401_while_the_platform_holds_another_key_on_purpose_is_expected() -> None:
+    attempt = _attempt(UNAUTHORIZED, detail="security profile 2: wrong password")
+    text, expected = refusal_text(attempt, ["AUTH-1"], bad_certificate=False, key_switched=True)
+    assert expected and text == (
+        "expected refusal (AUTH-1: the platform holds another key on purpose): the charger's attempt refused with HTTP 401 ✓"
+    )
