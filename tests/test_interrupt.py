@@ -44,7 +44,9 @@ WAITS = {
     "sim": 'print("HARNESS-TEST-WAITING", flush=True)\n    await charger.expect("DataTransfer", within=120)',
     "http": 'print("HARNESS-TEST-WAITING", flush=True)\n    await charger.expect("DataTransfer", within=120)',
     "command": "await charger.rig.plugin(1)",
-    "manual": "await charger.rig.plugin(1)",
+    # the operator confirms the plug-in (Enter); Ctrl-C comes at the next prompt: the EV is plugged in, so a
+    # tear-down that put the bench back would prompt again and wait for the operator
+    "manual": 'await charger.rig.plugin(1)\n    await charger.rig.authorize("EVENERGY-TAG-1", 1)',
 }
 
 
@@ -141,10 +143,6 @@ def run_with(tmp_path: Path, certs_dir: Path) -> Iterator[Callable[[str], tuple[
         thing.close()
 
 
-def _waiting_marker(backend: str) -> str:
-    return {"manual": "ACT  Plug the EV into connector 1", "command": "HARNESS-NEVER"}.get(backend, "HARNESS-TEST-WAITING")
-
-
 def _wait_until_second_test_waits(run: Run, backend: str, tmp: Path) -> None:
     if backend == "command":
         marker = tmp / "rig-started"
@@ -152,8 +150,14 @@ def _wait_until_second_test_waits(run: Run, backend: str, tmp: Path) -> None:
         while not marker.exists():  # the rig command itself says it runs: a file it creates
             assert run.process.poll() is None and time.monotonic() < deadline, run.output
             threading.Event().wait(0.05)
+    elif backend == "manual":
+        run.wait_for("ACT  Plug the EV into connector 1", 120)
+        assert run.process.stdin is not None
+        run.process.stdin.write("\n")  # done
+        run.process.stdin.flush()
+        run.wait_for("ACT  Present the RFID card", 60)
     else:
-        run.wait_for(_waiting_marker(backend), 120)
+        run.wait_for("HARNESS-TEST-WAITING", 120)
 
 
 def _report(reports: Path) -> dict[str, Any]:
