@@ -72,6 +72,7 @@ TEST_START = pytest.StashKey[int]()
 NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
 PREPARE_BAD_CERTIFICATES = pytest.StashKey[bool]()
 CURRENT_ITEM = pytest.StashKey["pytest.Item | None"]()
+STATUS_LINE = pytest.StashKey["StatusLine | None"]()
 SIGNALS = pytest.StashKey[bool]()  # this run took SIGINT/SIGTERM (harness/interrupt.py)
 # Requirements whose tests present certificates a charger must refuse (TLS-3; NF-2 when it goes offline that way).
 _BAD_CERTIFICATE_REQUIREMENTS = frozenset({"TLS-3", "NF-2"})
@@ -526,6 +527,7 @@ async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> Async
         if status is not None:
             session_mod.WAIT_OBSERVERS.remove(status)
             status.close()
+            pytestconfig.stash[STATUS_LINE] = None
         await _bounded_if_interrupted(endpoint.stop(), 0.5)
 
 
@@ -541,6 +543,7 @@ def _status_line(config: pytest.Config) -> StatusLine | None:
 
     status = StatusLine(config, current)
     session_mod.WAIT_OBSERVERS.append(status)
+    config.stash[STATUS_LINE] = status
     return status
 
 
@@ -868,7 +871,10 @@ def _tell(config: pytest.Config, text: str, **markup: bool) -> None:
     if reporter is None:
         return
     ctx = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+    status = config.stash.get(STATUS_LINE, None)
     with ctx:
+        if status is not None:
+            status.erase()  # a line rewritten in place is not written over (its next tick draws it again)
         reporter.write_line(f"[harness {time.strftime('%H:%M:%S')}] {text}", **markup)
 
 

@@ -67,6 +67,7 @@ class StatusLine:
     _shown: bool = False  # a transient line is on the terminal
     _last_log: float = -math.inf
     _ticker: asyncio.TimerHandle | None = None
+    _saved: tuple[Any, str, int] = (None, "", 0)  # pytest's progress line before the status line went below it
 
     @property
     def enabled(self) -> bool:
@@ -92,7 +93,7 @@ class StatusLine:
             with contextlib.suppress(ValueError):
                 self.waits.remove(wait)
             if not self.waits:
-                self._erase()
+                self.erase()
                 if self._ticker is not None:
                     self._ticker.cancel()
                     self._ticker = None
@@ -120,30 +121,46 @@ class StatusLine:
 
     # --- the terminal ---------------------------------------------------------------------------
 
+    def _terminal(self) -> Any:
+        """pytest's output capture off (fd 1 is captured during a test): the lines reach the terminal."""
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        return capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+
     def _write(self, text: str, *, transient: bool) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
         if reporter is None:
             return
-        ctx = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
-        with ctx:
-            if not self._shown:
-                reporter.ensure_newline()  # the progress line of pytest stays as it is
+        with self._terminal():
+            if transient and not self._shown:
+                # The line goes below pytest's progress line, which is left as it is and put back as it was when
+                # the line is erased (the cursor goes back to its end).
+                self._saved = (reporter.currentfspath, getattr(reporter._tw, "_current_line", ""),
+                               reporter._tw.width_of_current_line)
+                if self._saved[2]:
+                    reporter.write("\n")
+            elif not transient:
+                reporter.ensure_newline()
             reporter.write(text)
             reporter.flush()
         self._shown = transient
 
-    def _erase(self) -> None:
+    def erase(self) -> None:
+        """Take the in-place line off the terminal (before another line is written)."""
         if self._shown:
             self._shown = False
             reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
-                reporter.write("\r\x1b[K")
-                reporter.flush()
+                fspath, line, column = self._saved
+                with self._terminal():
+                    reporter.write("\r\x1b[K" + (f"\x1b[A\x1b[{column}C" if column else ""))
+                    reporter.flush()
+                reporter.currentfspath = fspath
+                with contextlib.suppress(AttributeError):
+                    reporter._tw._current_line = line  # pytest's record of its line, for its [NN%] column
 
     def close(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
-        self._erase()
+        self.erase()
         self.waits.clear()
