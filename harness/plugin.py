@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import inspect
 import time
@@ -195,19 +196,31 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.obj = _guard(item, item.obj)
     if uses_harness:
         config.stash[CERTIFICATION_RUN] = True
-        if not hasattr(config, "workerinput") and not config.option.collectonly and not config.stash.get(SIGNALS, False):
-            # One Ctrl-C (or SIGTERM) ends the run at once with an "incomplete (interrupted)" report; a second
-            # exits at once after writing what was gathered (harness/interrupt.py, docs/rules-first-hour.md).
-            interrupt.install()
-            config.stash[SIGNALS] = True
-            collector = config.pluginmanager.get_plugin("ev-energy-report")
-            if collector is not None and hasattr(collector, "write_now"):
-                interrupt.on_second(collector.write_now)
+        _take_signals(config)
     elif ReportCollector is not None and not config.stash.get(CERTIFICATION_RUN, False):
         # Unit tests of the harness itself: no certification report.
         plugin = config.pluginmanager.get_plugin("ev-energy-report")
         if plugin is not None:
             config.pluginmanager.unregister(plugin)
+
+
+def _take_signals(config: pytest.Config) -> None:
+    """One Ctrl-C (or SIGTERM) ends the run at once with an "incomplete (interrupted)" report; a second exits at
+    once after writing what was gathered (harness/interrupt.py, docs/rules-first-hour.md). In the process that
+    writes the report: not on a pytest-xdist worker (a terminal's Ctrl-C reaches the workers too, and the
+    controller collects what they finished)."""
+    if hasattr(config, "workerinput") or config.option.collectonly or config.stash.get(SIGNALS, False):
+        return
+    interrupt.install()
+    config.stash[SIGNALS] = True
+    collector = config.pluginmanager.get_plugin("ev-energy-report")
+    if collector is not None and hasattr(collector, "write_now"):
+        interrupt.on_second(collector.write_now)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _xdist_workers(session.config):
+        _take_signals(session.config)  # the controller collects nothing: it takes the signals from the start
 
 
 # --- the bound, the evidence and the violations of each test -----------------------------------
@@ -491,7 +504,9 @@ async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> Async
     def on_attempt(attempt: ConnectionAttempt) -> None:
         attempts = info.setdefault("connection_attempts", [])
         if len(attempts) < 500:
-            attempts.append(attempt.as_dict())
+            # Plain values only (BasicAuth is a StrEnum): pytest-xdist's execnet cannot send a str subclass to the
+            # controller, and a worker that tries crashes the run.
+            attempts.append({k: (v.value if isinstance(v, enum.Enum) else v) for k, v in attempt.as_dict().items()})
         if attempt.outcome != CONNECTED:
             item = pytestconfig.stash.get(CURRENT_ITEM, None)
             text, expected = refusal_text(
