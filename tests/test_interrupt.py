@@ -53,7 +53,7 @@ WAITS = {
 class Run:
     """A pytest subprocess whose output is read line by line (stdin a pipe: the manual operator's)."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None, group: bool = False) -> None:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
         environment["PYTHONPATH"] = f"{ROOT}{os.pathsep}{environment.get('PYTHONPATH', '')}"
         environment.update(env or {})
@@ -62,8 +62,9 @@ class Run:
             # terminal summary: a second under load that a user's run does not have.
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-s", *args],
             cwd=cwd, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True,
+            text=True, start_new_session=group,  # a group of its own: a terminal's Ctrl-C reaches all of it
         )
+        self.group = group
         self.lines: list[str] = []
         self._seen = threading.Condition()
         threading.Thread(target=self._drain, daemon=True).start()
@@ -89,10 +90,11 @@ class Run:
     def signal_and_time(self, signum: int, again_after: float | None = None) -> float:
         """Send `signum`; the seconds until the process exited."""
         start = time.monotonic()
-        self.process.send_signal(signum)
+        send = (lambda: os.killpg(self.process.pid, signum)) if self.group else (lambda: self.process.send_signal(signum))
+        send()
         if again_after is not None:
             time.sleep(again_after)  # the second Ctrl-C of an impatient user comes a moment after the first
-            self.process.send_signal(signum)
+            send()
         try:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
@@ -207,3 +209,33 @@ def test_a_second_ctrl_c_exits_at_once_and_still_leaves_a_report(
     report = _report(reports)
     assert report["overall"] == "incomplete" and "interrupted" in report["overall_reason"]
     assert _tests(report)["test_first_passes"]["verdict"] == "pass"
+
+
+def test_ctrl_c_with_xdist_ends_the_run_within_2_s_with_an_interrupted_report(tmp_path: Path, certs_dir: Path) -> None:
+    """pytest-xdist: a terminal's Ctrl-C reaches the controller and its workers (one process group)."""
+    pytest.importorskip("xdist")
+    marker = tmp_path / "waiting"
+    (tmp_path / "test_interrupted.py").write_text(SUITE.replace(
+        "ACT", f'open({str(marker)!r}, "w").close()\n    await charger.expect("DataTransfer", within=120)'))
+    # a suites folder's conftest says "certification suites" (as suites/conftest.py does): the controller, which
+    # collects nothing under xdist, writes the report even if no test finished
+    (tmp_path / "conftest.py").write_text(
+        "from harness.report.collector import CERTIFICATION_RUN\n\n\n"
+        "def pytest_configure(config):\n    config.stash[CERTIFICATION_RUN] = True\n"
+    )
+    reports = tmp_path / "reports"
+    run = Run(["--certs-dir", str(certs_dir), "--report-dir", str(reports), "-n", "2", "test_interrupted.py"],
+              tmp_path, group=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert run.process.poll() is None and time.monotonic() < deadline, run.output
+            threading.Event().wait(0.05)
+        took = run.signal_and_time(signal.SIGINT)
+    finally:
+        run.close()
+    assert took < 2.0, f"{took:.2f} s after Ctrl-C:\n{run.output}"
+    assert run.process.returncode == 2, run.output
+    report = _report(reports)
+    assert report["overall"] == "incomplete" and "Ctrl-C" in report["overall_reason"], report["overall_reason"]
+    assert _tests(report)["test_second_waits"]["verdict"] == "incomplete"

@@ -543,7 +543,8 @@ class ReportCollector:
 
     @pytest.hookimpl(trylast=True)  # after the harness plugin's own sessionfinish updated RUN_INFO
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.is_worker or not self.config.stash.get(CERTIFICATION_RUN, False):
+        if self.is_worker or not (self.config.stash.get(CERTIFICATION_RUN, False) or self._payloads_seen):
+            # (pytest-xdist: the controller collects nothing; the workers' certification data says what it is.)
             return
         if self.config.option.collectonly:
             # Collection alone judges nothing: no report (an earlier run's stays) and pytest's exit status.
