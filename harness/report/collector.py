@@ -438,7 +438,11 @@ class ReportCollector:
                 if test.get("verdict") in (None, model.PASS) or nodeid == in_flight:
                     test["verdict"] = model.INCOMPLETE
                     test["outcome"] = "interrupted"
-                    test["message"] = test.get("message") or "the run stopped while this test was running"
+                    by = interrupt.requested()
+                    test["message"] = test.get("message") or (
+                        f"interrupted by {by} while this test was running (the frames so far are its evidence)"
+                        if by else "the run stopped while this test was running"
+                    )
                 if nodeid == in_flight and "frames" not in test and self._current is not None:
                     evidence = _evidence_payload(self._current)
                     if evidence:
@@ -454,7 +458,8 @@ class ReportCollector:
                         "requirements": ids,
                         "verdict": model.INCOMPLETE,
                         "outcome": "not run",
-                        "message": "not run: the run stopped before this test",
+                        "message": f"not run: the run was interrupted by {interrupt.requested()} before this test"
+                        if interrupt.requested() else "not run: the run stopped before this test",
                     }
                 )
         return tests
