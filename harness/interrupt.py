@@ -1,7 +1,8 @@
 """Ctrl-C and SIGTERM end a certification run at once, with a report (docs/rules-first-hour.md).
 
 - The first SIGINT or SIGTERM raises KeyboardInterrupt in the main thread, wherever the run is (a test
-  waiting for a frame, a manual prompt waiting for Enter, a rig command or HTTP act in progress): pytest
+  waiting for a frame, a manual prompt waiting for Enter, a rig command or HTTP act in progress); while the
+  event loop runs, from a callback of the loop, never inside a task (see _handler): pytest
   stops, the tear-downs see :func:`requested` and skip what would wait on the charger, the rig or the
   operator, and the report is written as "incomplete (interrupted)" with everything gathered so far.
 - A second signal exits at once (exit status 2, pytest's "interrupted"), after writing the report from what
@@ -51,6 +52,13 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     name = _NAMES.get(signal.Signals(signum), f"signal {signum}")
     if _count == 1:
         _requested = name
+        loop = asyncio._get_running_loop()  # the loop running in this (the main) thread, if any
+        if loop is not None and not loop.is_closed():
+            # Not raised here, in whatever task step the signal fell: that task would keep the KeyboardInterrupt
+            # and raise it again at whoever awaits it (a tear-down), out of pytest's handling. Raised from a
+            # plain callback of the loop instead, it leaves run_until_complete at once and no task keeps it.
+            loop.call_soon_threadsafe(_raise, name)
+            return
         raise KeyboardInterrupt(f"interrupted by {name}")
     # A second signal: no more waiting for anything.
     for callback in list(_second):
@@ -65,6 +73,10 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         except Exception:  # noqa: BLE001
             pass
     os._exit(EXIT_INTERRUPTED)
+
+
+def _raise(name: str) -> None:
+    raise KeyboardInterrupt(f"interrupted by {name}")
 
 
 def install() -> None:

@@ -193,7 +193,7 @@ def test_sigterm_ends_the_run_like_ctrl_c(run_with: Callable[[str], tuple[Run, P
     _wait_until_second_test_waits(run, "sim", tmp_path)
     took = run.signal_and_time(signal.SIGTERM)
     assert took < 2.0, run.output
-    assert run.process.returncode == 2
+    assert run.process.returncode == 2, run.output
     report = _report(reports)
     assert report["overall"] == "incomplete" and "SIGTERM" in report["overall_reason"]
 
