@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +23,8 @@ from tests.helpers import CHARGER_ID, KEY
 # (in-process with pytester, or a subprocess, which inherits the environment) that names no --report-dir writes
 # into a temporary folder instead, and the session fails if the project's reports/ changed anyway.
 USER_REPORTS = Path(__file__).resolve().parent.parent / "reports"
-os.environ["HARNESS_REPORT_DIR"] = tempfile.mkdtemp(prefix="harness-tests-reports-")
+if "PYTEST_XDIST_WORKER" not in os.environ:  # workers inherit the controller's
+    os.environ["HARNESS_REPORT_DIR"] = tempfile.mkdtemp(prefix="harness-tests-reports-")
 
 
 def _reports_snapshot() -> dict[str, tuple[int, int]]:
@@ -40,6 +42,9 @@ _REPORTS_BEFORE = _reports_snapshot()
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):
         return
+    temporary = os.environ.get("HARNESS_REPORT_DIR", "")
+    if Path(temporary).name.startswith("harness-tests-reports-"):
+        shutil.rmtree(temporary, ignore_errors=True)  # the reports the tests' runs wrote there
     if _reports_snapshot() != _REPORTS_BEFORE:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
