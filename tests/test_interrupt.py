@@ -45,8 +45,10 @@ WAITS = {
     "http": 'print("HARNESS-TEST-WAITING", flush=True)\n    await charger.expect("DataTransfer", within=120)',
     "command": "await charger.rig.plugin(1)",
     # the operator confirms the plug-in (Enter); Ctrl-C comes at the next prompt: the EV is plugged in, so a
-    # tear-down that put the bench back would prompt again and wait for the operator
-    "manual": 'await charger.rig.plugin(1)\n    await charger.rig.authorize("EVENERGY-TAG-1", 1)',
+    # tear-down that put the bench back (the fixture's, or the test's own `finally`, run when the stopped test is
+    # cancelled) would prompt again and wait for the operator
+    "manual": 'await charger.rig.plugin(1)\n    try:\n        await charger.rig.authorize("EVENERGY-TAG-1", 1)\n'
+              '    finally:\n        await charger.rig.plugout(1)',
 }
 
 
