@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import inspect
 import time
@@ -27,14 +28,16 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from harness import __version__, bounds, settings as settings_mod
+from harness import __version__, bounds, interrupt, settings as settings_mod
 from harness.ci import CIOutput
 from harness.drivers.base import ChargerBackend, EndpointInfo
-from harness.endpoint import CONNECTED, ConnectionAttempt, Endpoint, EndpointConfig
+from harness.endpoint import CONNECTED, NOT_HTTP, PLAIN_WS, SILENT, TLS_FAILED, UNAUTHORIZED, ConnectionAttempt, Endpoint, EndpointConfig
 from harness.errors import AdvisoryFinding, ChargerFailure, ExpectationTimeout, ProtocolViolation
 from harness.platform import PlatformSettings
 from harness.requirements import ADVISORY, by_id, is_known, requirement_ids
 from harness.rig import Rig
+from harness import session as session_mod
+from harness.progress import StatusLine
 from harness.session import ChargerSession, SessionSettings
 from harness.settings import Settings
 
@@ -70,6 +73,9 @@ STATE = pytest.StashKey["RunState"]()
 TEST_START = pytest.StashKey[int]()
 NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
 PREPARE_BAD_CERTIFICATES = pytest.StashKey[bool]()
+CURRENT_ITEM = pytest.StashKey["pytest.Item | None"]()
+STATUS_LINE = pytest.StashKey["StatusLine | None"]()
+SIGNALS = pytest.StashKey[bool]()  # this run took SIGINT/SIGTERM (harness/interrupt.py)
 # Requirements whose tests present certificates a charger must refuse (TLS-3; NF-2 when it goes offline that way).
 _BAD_CERTIFICATE_REQUIREMENTS = frozenset({"TLS-3", "NF-2"})
 
@@ -118,6 +124,12 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     settings = settings_mod.load(config, _known_defects)
     worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker is None and not _only_looking(config):
+        # Set-up problems (a port in use, an unusable certificates folder, a control URL nobody serves) are
+        # found now, before any test and before pytest-xdist starts workers: one line, exit 4, no report.
+        from harness import preflight
+
+        preflight.check(settings, workers=_xdist_workers(config))
     if worker is not None:
         # pytest-xdist: one reference charger per worker, each with its own id on its own endpoint.
         if settings.charger != "sim":
@@ -145,6 +157,20 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is None and not config.pluginmanager.has_plugin("ev-energy-ci"):
         # summary.md, $GITHUB_STEP_SUMMARY, and with --ci / CI=true plain output and a last verdict line
         config.pluginmanager.register(CIOutput(config, settings.ci), "ev-energy-ci")
+
+
+def _only_looking(config: pytest.Config) -> bool:
+    """--help, --version, --collect-only, --fixtures, --markers: nothing is run, nothing to check."""
+    option = config.option
+    return any(getattr(option, name, False) for name in ("help", "version", "collectonly", "showfixtures", "markers"))
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """pytest-xdist's worker count for this run (0: no workers)."""
+    n = getattr(config.option, "numprocesses", None)
+    if not n or getattr(config.option, "dist", "no") == "no":
+        return 0
+    return int(n) if str(n).isdigit() else 2  # "auto"/"logical": at least two
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -180,11 +206,31 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.obj = _guard(item, item.obj)
     if uses_harness:
         config.stash[CERTIFICATION_RUN] = True
+        _take_signals(config)
     elif ReportCollector is not None and not config.stash.get(CERTIFICATION_RUN, False):
         # Unit tests of the harness itself: no certification report.
         plugin = config.pluginmanager.get_plugin("ev-energy-report")
         if plugin is not None:
             config.pluginmanager.unregister(plugin)
+
+
+def _take_signals(config: pytest.Config) -> None:
+    """One Ctrl-C (or SIGTERM) ends the run at once with an "incomplete (interrupted)" report; a second exits at
+    once after writing what was gathered (harness/interrupt.py, docs/rules-first-hour.md). In the process that
+    writes the report: not on a pytest-xdist worker (a terminal's Ctrl-C reaches the workers too, and the
+    controller collects what they finished)."""
+    if hasattr(config, "workerinput") or config.option.collectonly or config.stash.get(SIGNALS, False):
+        return
+    interrupt.install()
+    config.stash[SIGNALS] = True
+    collector = config.pluginmanager.get_plugin("ev-energy-report")
+    if collector is not None and hasattr(collector, "write_now"):
+        interrupt.on_second(collector.write_now)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _xdist_workers(session.config):
+        _take_signals(session.config)  # the controller collects nothing: it takes the signals from the start
 
 
 # --- the bound, the evidence and the violations of each test -----------------------------------
@@ -193,6 +239,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     item.stash[NEXT_ITEM] = nextitem
+    item.config.stash[CURRENT_ITEM] = item  # the live status line names its requirement
 
 
 def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any]:
@@ -220,7 +267,8 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
                         await test(*args, **kwargs)
                     finally:
                         bounds.CURRENT.reset(bound_token)
-                        if session is not None and session.watching() and not _charger_test_follows(item):
+                        if (session is not None and session.watching() and not _charger_test_follows(item)
+                                and not interrupt.requested()):
                             # The watches this run set get their whole window before the run leaves them.
                             await session.settle_watches()
             except TimeoutError:
@@ -469,9 +517,18 @@ async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> Async
     def on_attempt(attempt: ConnectionAttempt) -> None:
         attempts = info.setdefault("connection_attempts", [])
         if len(attempts) < 500:
-            attempts.append(attempt.as_dict())
+            # Plain values only (BasicAuth is a StrEnum): pytest-xdist's execnet cannot send a str subclass to the
+            # controller, and a worker that tries crashes the run.
+            attempts.append({k: (v.value if isinstance(v, enum.Enum) else v) for k, v in attempt.as_dict().items()})
         if attempt.outcome != CONNECTED:
-            _tell(pytestconfig, f"connection attempt refused: {attempt.summary()}")
+            item = pytestconfig.stash.get(CURRENT_ITEM, None)
+            text, expected = refusal_text(
+                attempt,
+                requirement_ids(item) if item is not None else [],
+                bad_certificate=getattr(endpoint, "_override_context", None) is not None,  # Endpoint.present()
+                key_switched=_key_switched(endpoint, settings, attempt),
+            )
+            _tell(pytestconfig, text, **({} if expected else {"red": True, "bold": True}))
 
     endpoint = Endpoint(
         EndpointConfig(
@@ -490,10 +547,76 @@ async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> Async
     info["endpoint"] = endpoint.charger_url(settings.charger_id)
     if pytestconfig.stash.get(PREPARE_BAD_CERTIFICATES, False):
         endpoint.certs.prepare_bad_contexts()  # made in the background while the run waits on the charger
+    status = _status_line(pytestconfig)
     try:
-        yield endpoint
+        with interrupt.waking(asyncio.get_running_loop()):  # Ctrl-C reaches a run asleep in select() at once
+            yield endpoint
     finally:
-        await endpoint.stop()
+        if status is not None:
+            session_mod.WAIT_OBSERVERS.remove(status)
+            status.close()
+            pytestconfig.stash[STATUS_LINE] = None
+        await _bounded_if_interrupted(endpoint.stop(), 0.5)
+
+
+def _status_line(config: pytest.Config) -> StatusLine | None:
+    """The live status line of long waits (harness/progress.py), for this run; None on an xdist worker (its
+    output does not reach the user)."""
+    if hasattr(config, "workerinput"):
+        return None
+
+    def current() -> tuple[tuple[str, ...], str]:
+        item = config.stash.get(CURRENT_ITEM, None)
+        return (tuple(requirement_ids(item)), item.name) if item is not None else ((), "")
+
+    status = StatusLine(config, current)
+    session_mod.WAIT_OBSERVERS.append(status)
+    config.stash[STATUS_LINE] = status
+    return status
+
+
+#: Charge point ids the suites' own probes use (a plain ws:// probe cannot carry the probe's User-Agent reliably).
+_PROBE_IDS = frozenset({"harness-plain-ws-probe"})
+
+
+def _key_switched(endpoint: Endpoint, settings: Settings, attempt: ConnectionAttempt) -> bool:
+    """Whether the platform holds, on purpose, another key for this charger than the run's (AUTH-1's refusal test,
+    ADV-2's rotation): the suites switch it with Endpoint.register and put the run's back."""
+    session = endpoint.sessions.get(attempt.charger_id or "")
+    return session is not None and settings.authorization_key is not None and (
+        session.authorization_key != settings.authorization_key
+    )
+
+
+def refusal_text(
+    attempt: ConnectionAttempt, requirements: list[str], *, bad_certificate: bool, key_switched: bool = False
+) -> tuple[str, bool]:
+    """The operator's line for a refused connection attempt, and whether the refusal was one the harness provoked on
+    purpose (its own probes; the charger refusing a bad certificate the harness presented; a 401 while the platform
+    holds another key on purpose): those are expected outcomes, shown as such; any other refusal (the charger's own
+    attempt refused) stays prominent."""
+    about = "/".join(requirements)
+    if attempt.is_probe or attempt.charger_id in _PROBE_IDS:
+        what = {
+            PLAIN_WS: "plain ws:// refused",
+            UNAUTHORIZED: "a wrong password refused with HTTP 401",
+        }.get(attempt.outcome, f"refused ({attempt.outcome})")
+        return f"expected refusal ({about + ' ' if about else ''}probe by the harness): {what} ✓", True
+    if bad_certificate and attempt.outcome in (TLS_FAILED, SILENT, NOT_HTTP):
+        # It did not go past TLS: it refused the certificate (an upgrade over it would be accepting it: TLS-3 judges).
+        # The details (what the charger offered, how it hung up) are in the report's connection attempts.
+        return (
+            f"expected refusal ({about + ': ' if about else ''}a bad server certificate presented on purpose): "
+            f"the charger's attempt ended {attempt.outcome} ✓",
+            True,
+        )
+    if key_switched and attempt.outcome == UNAUTHORIZED:
+        return (
+            f"expected refusal ({about + ': ' if about else ''}the platform holds another key on purpose): "
+            "the charger's attempt refused with HTTP 401 ✓",
+            True,
+        )
+    return f"connection attempt refused: {attempt.summary()}", False
 
 
 def make_backend(settings: Settings, config: pytest.Config | None = None) -> ChargerBackend:
@@ -591,9 +714,9 @@ async def charger_backend(
     finally:
         if kick is not None:
             kick.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError, Exception, KeyboardInterrupt):  # see _bounded_if_interrupted
                 await kick
-        await backend.stop()
+        await _bounded_if_interrupted(backend.stop(), 1.0)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -632,13 +755,40 @@ async def charger(
         yield session
     finally:
         session.reset_answers()
+        # Interrupted (Ctrl-C, SIGTERM): putting the charger back would wait on the charger, the rig or the
+        # operator; the run ends now.
+        if not interrupt.requested():
+            await _put_back(session, rig, state)
+
+
+async def _put_back(session: ChargerSession, rig: Rig, state: RunState) -> None:
+    """What a test changed, undone: the rig's acts, charging profiles, configuration keys."""
+    with contextlib.suppress(Exception):
+        await rig.undo()
+    if any(a == "SetChargingProfile" or (a == "RemoteStartTransaction" and "chargingProfile" in p)
+           for a, p in session.sent_calls) and session.connected:
         with contextlib.suppress(Exception):
-            await rig.undo()
-        if any(a == "SetChargingProfile" or (a == "RemoteStartTransaction" and "chargingProfile" in p)
-               for a, p in session.sent_calls) and session.connected:
-            with contextlib.suppress(Exception):
-                await session.call_raw("ClearChargingProfile", {})
-        await _restore_configuration(session, state)
+            await session.call_raw("ClearChargingProfile", {})
+    await _restore_configuration(session, state)
+
+
+async def _bounded_if_interrupted(step: Any, bound: float) -> None:
+    """Await a tear-down step; after Ctrl-C/SIGTERM give it at most `bound` seconds (the run ends in 2 s)."""
+    if not interrupt.requested():
+        await step
+        return
+    # A task of its own, waited for with asyncio.wait: a timeout that cancels the step would not bound a step that
+    # suppresses CancelledError while it awaits its own tasks (the reference charger's and the endpoint's stops do).
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=bound)
+    if not done:
+        task.cancel()  # not awaited: the run ends now
+        return
+    # Anything, KeyboardInterrupt included, is dropped: a task the signal hit mid-step keeps that KeyboardInterrupt
+    # and gives it again to whoever awaits it. Raised here, it would escape pytest's handling of the first one and
+    # the report would not be written.
+    if not task.cancelled():
+        task.exception()
 
 
 class ChargerNeverConnected(RuntimeError):
@@ -751,15 +901,33 @@ async def _restore_configuration(session: ChargerSession, state: RunState) -> No
             await session.call_raw("ChangeConfiguration", {"key": key, "value": original})
 
 
-def _tell(config: pytest.Config, text: str) -> None:
+def _tell(config: pytest.Config, text: str, **markup: bool) -> None:
     """Show a line to the operator now, even under output capture."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
     if reporter is None:
         return
     ctx = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+    status = config.stash.get(STATUS_LINE, None)
     with ctx:
-        reporter.write_line(f"[harness {time.strftime('%H:%M:%S')}] {text}")
+        if status is not None:
+            status.erase()  # a line rewritten in place is not written over (its next tick draws it again)
+        reporter.write_line(f"[harness {time.strftime('%H:%M:%S')}] {text}", **markup)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    if interrupt.requested() is not None and excinfo.traceback:
+        # pytest renders the interrupted traceback with every frame's arguments (a second or more for a run
+        # deep in asyncio): the place of the interruption is enough; the run must end within 2 s.
+        excinfo.traceback = excinfo.traceback[-1:]
+        excinfo.value.__suppress_context__ = True
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(SIGNALS, False):
+        interrupt.uninstall()
+        config.stash[SIGNALS] = False
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

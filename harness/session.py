@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import inspect
 import time
 import uuid
@@ -138,6 +139,53 @@ class _Pending:
     sent_at: float = field(default_factory=time.monotonic)
 
 
+#: Observers of the session's waits (the plugin's live status line, harness/progress.py). Each is called as
+#: observer(session, what, seconds) when expect / wait_until / send_call starts waiting, and returns a callable
+#: called when that wait ends (or None).
+WAIT_OBSERVERS: list[Callable[[ChargerSession, str, float], Callable[[], None] | None]] = []
+
+
+def _observed(describe: Callable[..., tuple[str, float]]) -> Callable[[Any], Any]:
+    """Tell WAIT_OBSERVERS what the decorated wait waits for and for how long (describe(self, *args, **kwargs))."""
+
+    def decorate(method: Any) -> Any:
+        @functools.wraps(method)
+        async def observed(self: ChargerSession, *args: Any, **kwargs: Any) -> Any:
+            if not WAIT_OBSERVERS:
+                return await method(self, *args, **kwargs)
+            try:
+                what, seconds = describe(self, *args, **kwargs)
+            except Exception:  # a display aid never breaks a wait
+                return await method(self, *args, **kwargs)
+            ends = [observer(self, what, seconds) for observer in list(WAIT_OBSERVERS)]
+            try:
+                return await method(self, *args, **kwargs)
+            finally:
+                for end in ends:
+                    if end is not None:
+                        end()
+
+        return observed
+
+    return decorate
+
+
+def _expecting(self: ChargerSession, action: str, where: Any = None, within: float | None = None,
+               since: int | None = None, describe: str | None = None) -> tuple[str, float]:
+    if describe is None and callable(where) and not getattr(where, "__doc__", None):
+        describe = f"a {action}"  # a lambda says nothing a person can read
+    return describe or _describe(action, where), self.settings.scaled(self.settings.expect_within if within is None else within)
+
+
+def _waiting_until(self: ChargerSession, predicate: Any, within: float, what: str) -> tuple[str, float]:
+    return what, self.settings.scaled(within)
+
+
+def _answering(self: ChargerSession, frame: ocppj.Call, *, timeout: float | None = None, text: str | None = None
+               ) -> tuple[str, float]:
+    return f"the answer to {frame.action}", self.settings.scaled(self.settings.call_timeout if timeout is None else timeout)
+
+
 class ChargerSession:
     """The harness side of one charge point id: it survives reconnects, for the whole run."""
 
@@ -227,6 +275,7 @@ class ChargerSession:
         start = self._mark if since is None else since
         return [c for c in self._inbox if c.seq >= start and (action is None or c.action == action)]
 
+    @_observed(_expecting)
     async def expect(
         self,
         action: str,
@@ -381,6 +430,7 @@ class ChargerSession:
             self.watches = [w for w in self.watches
                             if not ((sent is not None and sent in w.until_sent) or (disconnected and w.until_disconnect))]
 
+    @_observed(_waiting_until)
     async def wait_until(self, predicate: Callable[[], bool], within: float, what: str) -> None:
         """Wait for a state change of this session (connection, boot, status) until predicate() holds."""
         bound = self.settings.scaled(within)
@@ -423,6 +473,7 @@ class ChargerSession:
                 self.heartbeat_interval = float(payload.get("value"))  # type: ignore[arg-type]
         return answer.payload
 
+    @_observed(_answering)
     async def send_call(
         self, frame: ocppj.Call, *, timeout: float | None = None, text: str | None = None
     ) -> ocppj.CallResult | ocppj.CallError:

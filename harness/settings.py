@@ -63,7 +63,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("security_profile", "OCPP security profile: 2 (TLS + Basic auth) or 3 (TLS + client certificate)", "2", PROFILES),
     Option("authorization_key", "the charger's AuthorizationKey (Basic auth password); generated for the sim"),
     Option("certs_dir", "folder of the harness CA and server certificates (created on first use)", "certs"),
-    Option("report_dir", "folder the certification report is written to", "reports"),
+    Option("report_dir", "folder the certification report is written to (else $HARNESS_REPORT_DIR, else reports); "
+                         "earlier runs' reports are kept under <report dir>/history", "reports"),
+    Option("report_history", "how many earlier runs' reports to keep under <report dir>/history "
+                             "(the oldest are removed beyond it; 0 keeps none)", str(20)),
     Option("timeout_factor", "multiply every timeout by this (slow hardware)", "1.0"),
     Option("mode", "quick (short intervals, simulators/CI) or certification (the platform's real values)", None, MODES),
     Option("connect_timeout", "seconds to wait for the charger to connect and boot", "30"),
@@ -85,6 +88,7 @@ class Settings:
     authorization_key: str | None = None
     certs_dir: Path = Path("certs")
     report_dir: Path = Path("reports")
+    report_history: int = 20
     timeout_factor: float = 1.0
     mode: str = "quick"
     connect_timeout: float = 30.0
@@ -266,6 +270,20 @@ class _Sources:
         return _Raw(fallback, "default", option.flag if option is not None else name)
 
 
+#: Where reports go when neither --report-dir, the ini file nor the charger profile says (the harness's own
+#: tests set it, so that they never write into a user's reports/).
+REPORT_DIR_ENV = "HARNESS_REPORT_DIR"
+
+
+def report_dir(config: pytest.Config, src: _Sources | None = None) -> Path:
+    """--report-dir, else the ini value, else the charger profile's, else $HARNESS_REPORT_DIR, else `reports`;
+    relative to the folder pytest was started in."""
+    raw = (src or _Sources(config, None)).get("report_dir")
+    value = str(raw.value) if raw.given else (os.environ.get(REPORT_DIR_ENV) or str(raw.value))
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else Path(config.invocation_params.dir) / path
+
+
 def _profile_path(config: pytest.Config) -> Path | None:
     value = config.getoption("charger_profile", default=None)
     if value:
@@ -311,7 +329,10 @@ def load(config: pytest.Config, known_defects: Callable[[], dict[str, Any]] | No
     _authorization_key(settings, src)
 
     settings.certs_dir = Path(str(src.get("certs_dir").value))
-    settings.report_dir = Path(str(src.get("report_dir").value))
+    settings.report_dir = report_dir(config, src)
+    settings.report_history = _number(
+        src.get("report_history"), int, lambda n: n >= 0, "a whole number of earlier reports to keep (0 or more)"
+    )
     settings.timeout_factor = _number(
         src.get("timeout_factor"), float, lambda f: 0 < f <= 100, "a number in (0, 100]"
     )

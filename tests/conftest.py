@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,6 +25,41 @@ for _name in ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "GITHUB_STEP_SUMMARY"):
     os.environ.pop(_name, None)
 
 from tests.helpers import CHARGER_ID, KEY
+
+# The harness's own tests never write into the user's reports/ (docs/rules-first-hour.md): every run they start
+# (in-process with pytester, or a subprocess, which inherits the environment) that names no --report-dir writes
+# into a temporary folder instead, and the session fails if the project's reports/ changed anyway.
+USER_REPORTS = Path(__file__).resolve().parent.parent / "reports"
+if "PYTEST_XDIST_WORKER" not in os.environ:  # workers inherit the controller's
+    os.environ["HARNESS_REPORT_DIR"] = tempfile.mkdtemp(prefix="harness-tests-reports-")
+
+
+def _reports_snapshot() -> dict[str, tuple[int, int]]:
+    if not USER_REPORTS.is_dir():
+        return {}
+    return {
+        str(p.relative_to(USER_REPORTS)): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in USER_REPORTS.rglob("*") if p.is_file()
+    }
+
+
+_REPORTS_BEFORE = _reports_snapshot()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):
+        return
+    temporary = os.environ.get("HARNESS_REPORT_DIR", "")
+    if Path(temporary).name.startswith("harness-tests-reports-"):
+        shutil.rmtree(temporary, ignore_errors=True)  # the reports the tests' runs wrote there
+    if _reports_snapshot() != _REPORTS_BEFORE:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"ERROR: a test wrote into the user's report folder {USER_REPORTS}: give its run a --report-dir "
+                "in a temporary folder", red=True,
+            )
 
 
 @pytest.fixture(autouse=True)

@@ -679,7 +679,9 @@ def test_plugin_with_xdist_writes_one_report(pytester):
     source = TESTS.replace("MEASURED", "0")
     result, report, out = run_collector(pytester, source, "-p", "xdist", "-n", "2")
     result.assert_outcomes(passed=3, skipped=2)
-    assert sorted(p.name for p in out.iterdir()) == ["certification.html", "certification.json"]
+    # one report (and its copy under history/, docs/rules-first-hour.md), written once by the controller
+    assert sorted(p.name for p in out.iterdir()) == ["certification.html", "certification.json", "history"]
+    assert len(list((out / "history").iterdir())) == 1
     tests = {t["nodeid"] for r in report["requirements"] for t in r["tests"]}
     assert len(tests) == 5
     assert {t["worker"] for r in report["requirements"] for t in r["tests"]} <= {"gw0", "gw1"}

@@ -56,7 +56,8 @@ def test_two_workers_one_report(xdist_run: tuple[subprocess.CompletedProcess[str
     result, report_dir, nodeids = xdist_run
     assert result.returncode == 0, f"pytest suites/ -n 2 failed:\n{result.stdout[-6000:]}"
     # One report, written once by the controller (no per-worker files).
-    assert sorted(p.name for p in report_dir.iterdir()) == ["certification.html", "certification.json", "summary.md"]
+    assert sorted(p.name for p in report_dir.iterdir()) == ["certification.html", "certification.json", "history", "summary.md"]
+    assert len(list((report_dir / "history").iterdir())) == 1  # this run, kept for later runs
     report = json.loads((report_dir / "certification.json").read_text(encoding="utf-8"))
     assert verify(report_dir / "certification.json") and verify(report_dir / "certification.html")
     jsonschema.Draft202012Validator(schema(), format_checker=jsonschema.FormatChecker()).validate(report)

@@ -29,6 +29,16 @@ class RigError(Exception):
         self.act = act
 
 
+def refuse_if_interrupted(act: str) -> None:
+    """After Ctrl-C/SIGTERM no rig act starts: a manual prompt would wait for the operator, a rig command for its end
+    (a test's `finally` putting the bench back runs while the run is being stopped; docs/rules-first-hour.md)."""
+    from harness import interrupt
+
+    by = interrupt.requested()
+    if by is not None:
+        raise RigError(f"the run was interrupted by {by}: the act '{act}' was not started", act=act)
+
+
 class ActNotSupported(Exception):
     """This rig cannot perform that act: the test that needs it is "not tested", not failed."""
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.drivers.base import ActNotSupported, ChargerBackend, EndpointInfo, RigError
+from harness.drivers.base import ActNotSupported, ChargerBackend, EndpointInfo, RigError, refuse_if_interrupted
 
 MAX_OUTPUT = 16 * 1024  # bytes of a command's output kept for the error message
 
@@ -117,6 +117,8 @@ class CommandBackend(ChargerBackend):
     async def _run(
         self, act: str, values: Mapping[str, Any], *, extra_env: Mapping[str, str] | None = None, secret: str | None = None
     ) -> None:
+        if act not in ("start", "stop"):  # the hooks still run (bounded): `stop` may shut an emulator down
+            refuse_if_interrupted(act)
         command = self.command_for(act, values)
         env = dict(os.environ)
         env["HARNESS_ACT"] = act

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import urllib.parse
 
-from harness.drivers.base import ActNotSupported, ChargerBackend, EndpointInfo, RigError
+from harness.drivers.base import ActNotSupported, ChargerBackend, EndpointInfo, RigError, refuse_if_interrupted
 
 MAX_RESPONSE = 64 * 1024
 
@@ -63,6 +63,7 @@ class HttpBackend(ChargerBackend):
     # --- HTTP -----------------------------------------------------------------------------------
 
     async def _act(self, act: str, args: dict[str, object]) -> None:
+        refuse_if_interrupted(act)
         try:
             status, body = await self._request("POST", f"/{act}", args)
         except RigError as exc:

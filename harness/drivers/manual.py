@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from harness.drivers.base import ActNotSupported, ChargerBackend, EndpointInfo, RigError
+from harness.drivers.base import ActNotSupported, ChargerBackend, EndpointInfo, RigError, refuse_if_interrupted
 
 if TYPE_CHECKING:  # pragma: no cover
     import pytest
@@ -440,6 +440,7 @@ class ManualBackend(ChargerBackend):
         return _statuses(self._session(), since, connectors, wanted)
 
     async def _prompt(self, act: _Act) -> None:
+        refuse_if_interrupted(act.name)
         async with self._lock:  # one act at a time: the operator has two hands
             await self._ask(act)
 

@@ -22,6 +22,9 @@ verdict, alternative), so ``--junitxml`` carries them without the evidence.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,8 +32,10 @@ from typing import Any
 
 import pytest
 
+from harness import interrupt
 from harness.drivers.base import RigError
 from harness.requirements import requirement_ids
+from harness.settings import REPORT_DIR_ENV
 from . import model
 from .render import write_report
 
@@ -46,6 +51,12 @@ FINDINGS = pytest.StashKey[list]()
 RUN_FRAMES = pytest.StashKey[list]()
 #: RUN_INFO key of the frames after the last test (the plugin's sessionfinish puts them there).
 RUN_FRAMES_AFTER = "run_frames_after"
+
+#: Earlier runs' reports: <report dir>/history/<UTC start, 20261204T185512Z>-<charger id>/, the last
+#: DEFAULT_HISTORY runs unless --report-history says otherwise.
+HISTORY_DIR = "history"
+DEFAULT_HISTORY = 20
+_HISTORY_ENTRY = re.compile(r"^\d{8}T\d{6}Z-")
 
 #: Name of the report attribute that carries a test phase's payload (worker → controller).
 PAYLOAD_ATTR = "ev_energy_report"
@@ -217,6 +228,7 @@ class ReportCollector:
         self._selected: set[str] = set()
         self._run_frames: list[dict[str, Any]] = []
         self.exit_status: int | None = None
+        self._session: pytest.Session | None = None
 
     # -- worker / in-process side -------------------------------------------------------------
 
@@ -427,11 +439,31 @@ class ReportCollector:
                 if payload.get(key):
                     test[key] = payload[key]
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._session = session
+
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self.interrupted = True
+        by = interrupt.requested()
+        if by is not None:  # the harness's own handler: Ctrl-C or SIGTERM (harness/interrupt.py)
+            self.interrupt_reason = (
+                f"incomplete (interrupted): the run was stopped by {by}; "
+                "the tests that had finished keep their verdicts, the others are incomplete"
+            )
+            return
         text = str(excinfo.value).strip()
         name = excinfo.typename
         self.interrupt_reason = f"the run was interrupted ({name}{': ' + text if text else ''})"
+
+    def write_now(self) -> None:
+        """A second Ctrl-C: write the report from what was gathered, now (the process exits right after)."""
+        if self.paths is not None or self.is_worker or self._session is None:
+            return
+        self.interrupted = True
+        if not self.interrupt_reason:
+            by = interrupt.requested() or "a signal"
+            self.interrupt_reason = f"incomplete (interrupted): the run was stopped by {by}, twice"
+        self.pytest_sessionfinish(self._session, int(pytest.ExitCode.INTERRUPTED))
 
     def _finalise_tests(self) -> list[dict[str, Any]]:
         tests: list[dict[str, Any]] = []
@@ -443,7 +475,11 @@ class ReportCollector:
                 if test.get("verdict") in (None, model.PASS) or nodeid == in_flight:
                     test["verdict"] = model.INCOMPLETE
                     test["outcome"] = "interrupted"
-                    test["message"] = test.get("message") or "the run stopped while this test was running"
+                    by = interrupt.requested()
+                    test["message"] = test.get("message") or (
+                        f"interrupted by {by} while this test was running (the frames so far are its evidence)"
+                        if by else "the run stopped while this test was running"
+                    )
                 if nodeid == in_flight and "frames" not in test and self._current is not None:
                     evidence = _evidence_payload(self._current)
                     if evidence:
@@ -459,7 +495,8 @@ class ReportCollector:
                         "requirements": ids,
                         "verdict": model.INCOMPLETE,
                         "outcome": "not run",
-                        "message": "not run: the run stopped before this test",
+                        "message": f"not run: the run was interrupted by {interrupt.requested()} before this test"
+                        if interrupt.requested() else "not run: the run stopped before this test",
                     }
                 )
         return tests
@@ -494,23 +531,62 @@ class ReportCollector:
         info["command"] = "pytest " + " ".join(str(a) for a in args)
         return info
 
+    def _settings(self) -> Any:
+        try:
+            from harness.plugin import SETTINGS
+        except ImportError:  # pragma: no cover
+            return None
+        return self.config.stash.get(SETTINGS, None)
+
     def _report_dir(self) -> Path:
-        """``--report-dir``, else the ``report_dir`` ini value, else ``reports`` (cwd-relative)."""
+        """The harness's settings' report folder (``--report-dir``, ini, charger profile, $HARNESS_REPORT_DIR,
+        ``reports``); without the harness plugin: ``--report-dir``, the ini value, $HARNESS_REPORT_DIR, ``reports``."""
+        settings = self._settings()
+        if settings is not None:
+            return Path(settings.report_dir)
         value = self.config.getoption("report_dir", default=None)
         if not value:
             try:
                 value = self.config.getini("report_dir")
             except (ValueError, KeyError):
                 value = None
-        value = value or "reports"
+        value = value or os.environ.get(REPORT_DIR_ENV) or "reports"
         path = Path(value)
         if not path.is_absolute():
             path = Path(self.config.invocation_params.dir) / path
         return path
 
+    def _keep_in_history(self, directory: Path) -> None:
+        """Every run's report is also kept under <report dir>/history/<UTC start>-<charger id>/, the last
+        `report_history` runs (20 by default) and no more: a run never silently destroys an earlier run's
+        report, and the folder does not grow without bound (docs/rules-first-hour.md)."""
+        settings = self._settings()
+        keep = int(getattr(settings, "report_history", DEFAULT_HISTORY))
+        if keep <= 0 or not self.paths or not self.report:
+            return
+        run = self.report.get("run") or {}
+        charger = self.report.get("charger") or {}
+        started = str(run.get("started") or self.started)
+        stamp = re.sub(r"[^0-9T]", "", started.split(".")[0].split("+")[0])[:15] + "Z"
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(charger.get("id") or "charger"))[:80]
+        history = directory / HISTORY_DIR
+        history.mkdir(parents=True, exist_ok=True)
+        target = history / f"{stamp}-{name}"
+        n = 2
+        while target.exists():
+            target = history / f"{stamp}-{name}-{n}"
+            n += 1
+        target.mkdir()
+        for path in self.paths:
+            shutil.copy2(path, target / path.name)
+        runs = sorted(p for p in history.iterdir() if p.is_dir() and _HISTORY_ENTRY.match(p.name))
+        for old in runs[: max(0, len(runs) - keep)]:
+            shutil.rmtree(old, ignore_errors=True)
+
     @pytest.hookimpl(trylast=True)  # after the harness plugin's own sessionfinish updated RUN_INFO
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.is_worker or not self.config.stash.get(CERTIFICATION_RUN, False):
+        if self.is_worker or not (self.config.stash.get(CERTIFICATION_RUN, False) or self._payloads_seen):
+            # (pytest-xdist: the controller collects nothing; the workers' certification data says what it is.)
             return
         if self.config.option.collectonly:
             # Collection alone judges nothing: no report (an earlier run's stays) and pytest's exit status.
@@ -560,7 +636,9 @@ class ReportCollector:
                 session.exitstatus = status
                 self.report["run"]["exit_status"] = status
             self.exit_status = status
-            self.paths = write_report(self.report, self._report_dir())
+            directory = self._report_dir()
+            self.paths = write_report(self.report, directory)
+            self._keep_in_history(directory)
         except Exception as exc:  # report it loudly, fail the run
             import traceback
 
