@@ -54,6 +54,9 @@ _ALL: tuple[Defect, ...] = (
        "Treats BootNotification Pending as Accepted: sends StatusNotifications and Heartbeats while Pending."),
     _d("unplug-reason-local", "CORE-1",
        "An EV unplugged during a transaction is reported in StopTransaction with reason Local, not EVDisconnected."),
+    _d("falls-silent", "CORE-1",
+       "Once its boot is Accepted and its first StatusNotification answered, the OCPP task deadlocks: it sends and "
+       "answers nothing more (no Heartbeat either) but keeps the WebSocket connection open, until power-cycled."),
     # --- meter values ---
     _d("no-power-measurand", "MV-1",
        "Accepts Power.Active.Import (and Current.Import/Voltage) in MeterValuesSampledData, but its meter driver only reports energy."),
