@@ -757,8 +757,9 @@ async def _ensure_idle(session: ChargerSession, rig: Rig, state: RunState) -> No
             )
         reason = (
             "charger not idle: this test needs an idle charger (no connector preparing, charging, suspended, "
-            f"finishing or faulted) and the charger stayed {statuses or 'without status'} after the previous "
-            "test's session was stopped and its EV unplugged; the requirement behind that is judged by its own test"
+            f"finishing or faulted) and the charger stayed {statuses or 'without status'} for "
+            f"{session.settings.scaled(15):g} s after the previous test's session was stopped and its EV unplugged; "
+            "the requirement behind that is judged by its own test"
         )
         state.stuck = (len(session.status_history), reason)
         raise ChargerNotIdle(reason) from None
