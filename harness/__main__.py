@@ -95,7 +95,8 @@ async def serve(args: argparse.Namespace) -> int:
     _print(f"ev.energy OCPP 1.6J endpoint (harness {__version__}) listening")
     _print(f"  URL:      {endpoint.charger_url(args.charger_id)}")
     _print(f"  TLS:      TLS 1.2 only, {tls.POLICY_NAME} ({len(tls.POLICY_SUITES)} suites), RSA + ECDSA certificates")
-    _print(f"  CA:       {endpoint.certs.ca_pem}  (install it on the charger as trusted root)")
+    _print(f"  CA:       {endpoint.certs.ca_pem}  (install it on the charger as trusted root; "
+           "the endpoint sends leaf + intermediate)")
     if args.security_profile == 2:
         _print(f"  auth:     security profile 2, Basic auth user {args.charger_id!r}, password = the AuthorizationKey "
                f"from {args.key_source}")
@@ -122,6 +123,8 @@ def certs(args: argparse.Namespace) -> int:
     store = tls.CertStore(args.certs_dir).ensure(hosts)
     _print(f"certificates in {Path(args.certs_dir).resolve()}")
     _print(f"  install on the charger as its trusted root CA: {store.ca_pem.resolve()}")
+    _print(f"  the endpoint sends leaf + intermediate ({store.intermediate_pem.name}), like the platform's load "
+           "balancer: the charger must build the chain root -> intermediate -> leaf; do not install the leaf")
     _print(f"  the server certificates cover: {', '.join(store.server_names())}")
     for name in hosts or ["127.0.0.1"]:
         shown = f"[{name}]" if ":" in name else name

@@ -10,6 +10,7 @@ into asyncio's logs. A TLS connection is then handed to websockets' own server m
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import base64
 import binascii
 import contextlib
@@ -93,6 +94,9 @@ class BasicAuth(enum.StrEnum):
         return self in (BasicAuth.KEY_AS_TEXT, BasicAuth.KEY_AS_BYTES)
 
 
+_monotonic = time.monotonic  # (ConnectionAttempt has a field named `time`)
+
+
 @dataclass
 class ConnectionAttempt:
     """Everything the endpoint learnt about one TCP connection to it."""
@@ -114,7 +118,7 @@ class ConnectionAttempt:
     subprotocol: str | None = None
     http_status: int | None = None
     basic_auth: BasicAuth | None = None  # security profile 2: the credentials of the upgrade request
-    mono: float = field(default_factory=time.monotonic)
+    mono: float = field(default_factory=_monotonic)
 
     @property
     def is_probe(self) -> bool:
@@ -124,6 +128,8 @@ class ConnectionAttempt:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("mono")
+        # Plain values only: the dict crosses process boundaries (pytest-xdist's execnet refuses str subclasses).
+        data["basic_auth"] = None if self.basic_auth is None else self.basic_auth.value
         return data
 
     def summary(self) -> str:
@@ -167,7 +173,7 @@ class Endpoint:
         self.redact = Redactor()
         self._attempt_event = asyncio.Event()
         self._released = asyncio.Event()  # a connection ended (a file descriptor is free again)
-        self._server_context: ssl.SSLContext | None = None
+        self._server_contexts: dict[str, ssl.SSLContext] = {}  # one per policy ECDHE group (tls.POLICY_GROUPS)
         self._listen: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -182,7 +188,10 @@ class Endpoint:
         if self.config.host not in ("0.0.0.0", "::", "", "127.0.0.1", "localhost"):
             hosts.append(self.config.host)  # the certificate must name the address chargers dial
         self.certs.ensure(hosts)
-        self._server_context = self.certs.server_context(require_client_cert=self.config.security_profile == 3)
+        self._server_contexts = {
+            group: self.certs.server_context(require_client_cert=self.config.security_profile == 3, group=group)
+            for group in tls.POLICY_GROUPS.values()
+        }
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         listen = socket.socket(family, socket.SOCK_STREAM)
         listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -220,7 +229,8 @@ class Endpoint:
         if factory is None:  # pragma: no cover - guards a CPython/websockets internals change
             raise RuntimeError("this Python's asyncio.Server has no _protocol_factory; pin websockets<18")
         # websockets answers 503 while its listener is "not serving": ours is the accept loop.
-        server.server = _ListenerShim(listener, lambda: self._accept_task is not None and not self._accept_task.done())
+        serving = lambda: self._accept_task is not None and not self._accept_task.done()  # noqa: E731
+        server.server = _ListenerShim(listener, serving)  # type: ignore[assignment]  # duck-typed asyncio.Server
         return server, factory
 
     async def stop(self) -> None:
@@ -410,8 +420,13 @@ class Endpoint:
             hello = tls.parse_client_hello(data)
             if hello is not None:
                 attempt.client_hello = hello.describe()
+                if hello.groups is not None:  # the ECDHE curves, for "no shared suite" cases (tls.POLICY_GROUPS)
+                    attempt.client_hello += f"; groups: {', '.join(hello.offered_groups()) or 'none'}"
                 attempt.offered_policy_suites = hello.offered_policy_suites()
-        context = self._override_context or self._server_context
+        # The group the platform's load balancer would agree with this charger (P-256, else P-384, else none:
+        # then only the policy's non-ECDHE suites can be agreed, as there).
+        group = hello.policy_group() if hello is not None else None
+        context = self._override_context or self._server_contexts[group or tls.POLICY_GROUPS[0x0017]]
         factory = self._ws_factory
         assert factory is not None
 
@@ -423,12 +438,18 @@ class Endpoint:
             )
             return connection
 
-        loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(tagged, sock, ssl=context, ssl_handshake_timeout=timeout)
+            await _tls_handshake(tagged, sock, context, timeout)
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
             sock.close()
-            self._finish(attempt, TLS_FAILED, tls.describe_tls_failure(exc, hello))
+            detail = tls.describe_tls_failure(exc, hello)
+            if context is not self._override_context and tls.classify_tls_failure(exc)[0] is tls.TlsFailure.CERT_REFUSED:
+                # The good chain was refused: name what it is, the usual cause being a missing trust anchor or a
+                # stack that cannot build a chain through an intermediate (the platform's chain has one too).
+                detail += (f" - this was the good certificate (leaf + intermediate, chaining to {self.certs.ca_pem.name}):"
+                           " install ca.pem on the charger as its trusted root; a charger that trusts it and still"
+                           " refuses cannot build a chain through the intermediate")
+            self._finish(attempt, TLS_FAILED, detail)
         except Exception as exc:  # noqa: BLE001 - never let one bad client kill the accept loop
             sock.close()
             self._finish(attempt, TLS_FAILED, f"{type(exc).__name__}: {exc}")
@@ -600,6 +621,52 @@ class Endpoint:
             session.detach(connection, reason)
 
 
+class _AlertingSSLProtocol(asyncio.sslproto.SSLProtocol):
+    """asyncio's TLS protocol, plus the fatal alert OpenSSL wrote for the peer when the handshake fails.
+
+    CPython's asyncio (3.11 here; python/cpython#98078, fixed upstream by PR #153620) force-closes the
+    transport on an ssl.SSLError without flushing the outgoing MemoryBIO, so the protocol_version or
+    handshake_failure alert OpenSSL produced never leaves the machine and the charger only sees the TCP
+    connection end ("unexpected EOF"). A blocking ssl socket does send it. This is the upstream fix: write
+    what OpenSSL left for the peer before the transport is force-closed. On a Python that has the fix, the
+    BIO is already empty here and this does nothing.
+    """
+
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
+        transport = self._transport
+        if isinstance(exc, ssl.SSLError) and transport is not None and not transport.is_closing():
+            # A few bytes onto an idle socket: the selector transport sends them at once, before the close.
+            with contextlib.suppress(Exception):
+                self._process_outgoing()  # type: ignore[attr-defined]  # CPython's private hook
+        super()._fatal_error(exc, message)
+
+
+# The private hooks the fix overrides; if a future asyncio lacks them, the stock path is used (no alert).
+_ALERTS_SUPPORTED = all(hasattr(asyncio.sslproto.SSLProtocol, name) for name in ("_fatal_error", "_process_outgoing"))
+
+
+async def _tls_handshake(
+    protocol_factory: Callable[[], asyncio.Protocol], sock: socket.socket, context: ssl.SSLContext, timeout: float
+) -> asyncio.BaseTransport:
+    """Server-side TLS on an accepted socket, like loop.connect_accepted_socket(ssl=...), but a refused
+    handshake sends its TLS alert (see _AlertingSSLProtocol). Raises what the handshake raised."""
+    loop = asyncio.get_running_loop()
+    if not _ALERTS_SUPPORTED:  # pragma: no cover - guards an asyncio internals change
+        transport, _ = await loop.connect_accepted_socket(
+            protocol_factory, sock, ssl=context, ssl_handshake_timeout=timeout)
+        return transport
+    waiter: asyncio.Future[None] = loop.create_future()
+    tls_protocol = _AlertingSSLProtocol(loop, protocol_factory(), context, waiter, server_side=True,
+                                        ssl_handshake_timeout=timeout)  # type: ignore[arg-type]  # typeshed says int
+    raw, _ = await loop.connect_accepted_socket(lambda: tls_protocol, sock)
+    try:
+        await waiter  # set by the protocol: handshake done, failed, or timed out
+    except BaseException:
+        raw.close()
+        raise
+    return tls_protocol._app_transport
+
+
 class _ListenerShim:
     """Stands in for websockets' asyncio listener, which never listens: our accept loop does."""
 
@@ -707,7 +774,7 @@ async def _peek(sock: socket.socket, count: int, timeout: float) -> bytes:
                 except OSError:
                     return b""
                 readable: asyncio.Future[None] = loop.create_future()
-                loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
+                loop.add_reader(sock.fileno(), lambda: None if readable.done() else readable.set_result(None))
                 try:
                     await readable
                 finally:

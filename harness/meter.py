@@ -146,12 +146,15 @@ def energy_wh(found: Iterable[Sample]) -> Decimal | None:
     return max((s.in_base_unit for s in totals), default=None) if totals else None
 
 
-def power_w(found: Iterable[Sample]) -> tuple[Decimal | None, str]:
+def power_w(found: Iterable[Sample], *, phases: int | None = None) -> tuple[Decimal | None, str]:
     """Imported power in W and how it was obtained: "Power.Active.Import" or "Current.Import×Voltage".
 
     MV-1 allows either: Power.Active.Import (total, or summed over phases), OR Current.Import
     with Voltage, multiplied per phase (a phase-less current goes with a phase-less voltage).
     The neutral's current is not a phase current; a line-to-line voltage is divided by √3.
+    A phase-less Current.Import with no per-phase values is the current of each of the charger's
+    `phases` phases when the caller knows them (the charger profile's `phases`); without them it is
+    counted once (callers that must not guess use `phase_less_current`).
     """
     items = list(found)
     power = _outlet([s for s in items if s.measurand == POWER])
@@ -184,8 +187,15 @@ def power_w(found: Iterable[Sample]) -> tuple[Decimal | None, str]:
         volts = to_neutral.get(phase, to_neutral.get(None))
         if volts is None:
             volts = next(iter(to_neutral.values()))
-        watts += amps * volts
+        # A phase-less current is an "overall value" (§7.43 phase): on `phases` conductors when declared.
+        watts += amps * volts * (phases if phase is None and phases else 1)
     return watts, VIA_CURRENT_VOLTAGE
+
+
+def phase_less_current(found: Iterable[Sample]) -> bool:
+    """Current.Import is reported only without a phase (so the number of phases is not in the readings)."""
+    currents = _outlet([s for s in found if s.measurand == CURRENT and s.phase != "N"])
+    return bool(currents) and all(c.phase is None for c in currents)
 
 
 def _phase_key(phase: str | None) -> str | None:
@@ -197,6 +207,27 @@ def _phase_key(phase: str | None) -> str | None:
 
 def measurands(found: Iterable[Sample]) -> set[str]:
     return {s.measurand for s in found}
+
+
+def what_arrived(points: Sequence[Sequence[Sample]], periodic_times: Sequence[float], triggered: int = 0) -> str:
+    """What a charger's samples carried, for a failure message: e.g. "only Energy.Active.Import.Register in
+    kWh, every 15 s". `points`: the samples of each MeterValues; `periodic_times`: the arrival times (s) of
+    the periodic ones; `triggered`: how many were asked for with TriggerMessage."""
+    carried: dict[str, set[str]] = {}
+    for found in points:
+        for s in found:
+            carried.setdefault(s.measurand, set()).add(s.unit or "no unit")
+    shown = ", ".join(f"{m} in {'/'.join(sorted(u))}" for m, u in sorted(carried.items())) or "no sampled values"
+    if len(carried) == 1:
+        shown = "only " + shown
+    gaps = sorted(b - a for a, b in zip(periodic_times, periodic_times[1:]))
+    if gaps:
+        shown += f", every {gaps[len(gaps) // 2]:.0f} s"
+    elif periodic_times:
+        shown += ", one periodic sample"
+    if triggered:
+        shown += f" ({triggered} sample(s) asked for with TriggerMessage)"
+    return shown
 
 
 # --- configuration values (MeterValuesSampledData) --------------------------------------------

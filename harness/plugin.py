@@ -86,6 +86,9 @@ CERTIFICATION_TEST_BOUND = 900.0
 # than two heartbeat intervals (quick 1 s, certification 60 s), so that a live charger is always heard within it.
 QUICK_SILENCE_BOUND = 10.0
 CERTIFICATION_SILENCE_BOUND = 150.0
+#: `@pytest.mark.test_bound(seconds)`: a test that waits on the charger's own timers (which quick mode cannot
+#: shorten, e.g. NF-2's late-delivery bound) gets at least this bound in every mode (before the timeout factor).
+TEST_BOUND_MARKER = "test_bound"
 
 
 @dataclass
@@ -121,6 +124,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "requirement(*ids): the ev.energy requirement IDs this test certifies (e.g. 'MV-1')"
+    )
+    config.addinivalue_line(
+        "markers", f"{TEST_BOUND_MARKER}(seconds): the least time bound of this test in any mode (the charger's own timers)"
     )
     settings = settings_mod.load(config, _known_defects)
     worker = getattr(config, "workerinput", {}).get("workerid")
@@ -203,6 +209,9 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
     async def guarded(*args: Any, **kwargs: Any) -> None:
         settings = item.config.stash[SETTINGS]
         bound = settings.scaled(QUICK_TEST_BOUND if settings.quick else CERTIFICATION_TEST_BOUND)
+        own = item.get_closest_marker(TEST_BOUND_MARKER)
+        if own is not None and own.args:
+            bound = max(bound, settings.scaled(float(own.args[0])))
         session: ChargerSession | None = item.funcargs.get("charger")  # type: ignore[assignment]
         endpoint = item.funcargs.get("csms")
         if session is None and isinstance(endpoint, Endpoint):
@@ -227,7 +236,7 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
                         await test(*args, **kwargs)
                     finally:
                         bounds.CURRENT.reset(bound_token)
-                        if session is not None and session.watches and not _charger_test_follows(item):
+                        if session is not None and session.watching() and not _charger_test_follows(item):
                             # The watches this run set get their whole window before the run leaves them.
                             await session.settle_watches()
             except TimeoutError:

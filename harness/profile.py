@@ -51,7 +51,7 @@ HOOK_PLACEHOLDERS: dict[str, tuple[str, ...]] = {
 COMMAND_KEYS = tuple(ACT_PLACEHOLDERS) + tuple(HOOK_PLACEHOLDERS)
 
 
-class ProfileError(pytest.UsageError):
+class ProfileError(pytest.UsageError):  # type: ignore[misc]  # a UsageError that names the profile
     """An invalid charger profile: names the file, the field and the valid values."""
 
 

@@ -1,6 +1,6 @@
 """The catalogue of what ev.energy asks of an OCPP 1.6J charger.
 
-Transcribed from ``shared/spec/ev-energy-requirements.md`` (ev.energy's "OCPP 1.6J charger
+Transcribed from ``docs/reference/ev-energy-requirements.md`` (ev.energy's "OCPP 1.6J charger
 requirements", V1.1). Every ID there is here, with its title, its full text, the group it is listed
 under and its *kind*, which decides how its verdict counts towards certification:
 
@@ -191,7 +191,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
     R(
         "SC-2",
-        "Turning the charger on and off with a current limit",
+        "Turning the charger on and off with a charging limit",
         'Turning the charger on and off: a limit the platform sets actually changes what the EV '
         'draws (0 stops the power, the status shows the EV is plugged but not charging; lifting '
         'it resumes). Limits go in a unit the charger declares in '

@@ -36,6 +36,7 @@ from harness.errors import (
     NotConnected,
 )
 from harness.platform import PlatformSettings, default_answer
+from harness.reconnect import ReconnectHeartbeat
 from harness.trace import RX, TX, Redactor, Trace, format_frames
 
 # OCPP 1.6 §4.9: only these statuses exist on connector 0.
@@ -226,6 +227,10 @@ class ChargerSession:
         self.waiting_for: str | None = None  # what the harness is waiting for right now (named by the test's bound)
         self.cancelled_wait: str | None = None  # the last wait that was cancelled (a test's bound fired during it)
         self.harness_faults: list[HarnessFault] = []  # exceptions in the harness's own frame handling
+        # CORE-1: Heartbeats after a reconnect without BootNotification (harness/reconnect.py), per connection.
+        self.heartbeat_interval: float | None = None  # the HeartbeatInterval the platform gave (boot, configuration)
+        self.reconnect_heartbeat: ReconnectHeartbeat | None = None
+        self._heartbeat_timer: asyncio.TimerHandle | None = None
 
     def note(self, text: str) -> None:
         """A remark for the report, next to this test's verdict."""
@@ -351,12 +356,26 @@ class ChargerSession:
                 return
         self.watches.append(watch)
 
+    def watching(self) -> bool:
+        """Whether a watch is open, or a reconnect's Heartbeat is still due (settle_watches sees them out)."""
+        check = self.reconnect_heartbeat
+        return bool(self.watches) or (check is not None and self.connected and check.deadline < float("inf"))
+
     async def settle_watches(self) -> None:
         """Wait until every watch has been open for its window (returns at once if none is pending)."""
+        heartbeat_until: float | None = None
         while True:
             now = time.monotonic()
             self.watches = [w for w in self.watches if w.expires_at > now]
             pending = [w.settle_at for w in self.watches if w.settle_at > now]
+            self._heartbeat_due()
+            check = self.reconnect_heartbeat
+            if check is not None and self.connected and check.deadline < float("inf"):
+                # A reconnect's Heartbeat is still due: see it out, up to the deadline as it stood when the
+                # settling began (a charger that keeps talking may skip Heartbeats, §4.6, and moves it on).
+                heartbeat_until = min(heartbeat_until or check.deadline, check.deadline)
+                if heartbeat_until > now:
+                    pending.append(heartbeat_until)
             if not pending:
                 return
             arrival = self._arrival  # a finding ends its watch: look again when a frame arrives
@@ -485,6 +504,10 @@ class ChargerSession:
         answer = await self.send_call(frame, timeout=timeout)
         if isinstance(answer, ocppj.CallError):
             raise CallErrorReceived(action, answer.code, answer.description, answer.details)
+        if (action == "ChangeConfiguration" and payload.get("key") == "HeartbeatInterval"
+                and answer.payload.get("status") == "Accepted"):
+            with contextlib.suppress(TypeError, ValueError):
+                self.heartbeat_interval = float(payload.get("value"))  # type: ignore[arg-type]
         return answer.payload
 
     async def send_call(
@@ -628,8 +651,33 @@ class ChargerSession:
         )
         self.connected_seq = connected.seq
         self._heard(connected.seq, connected.wall, connected.mono)
+        if self.boot is not None:  # it was registered before: a reconnect, Heartbeats must go on (CORE-1)
+            interval = self.heartbeat_interval or float(self.platform.heartbeat_interval)
+            self.reconnect_heartbeat = ReconnectHeartbeat(connected.seq, connected.mono, interval,
+                                                          self.settings.timeout_factor)
+            self._arm_heartbeat_timer()
         self._notify()
         return previous
+
+    def _arm_heartbeat_timer(self) -> None:
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
+            self._heartbeat_timer = None
+        check = self.reconnect_heartbeat
+        if check is None or check.deadline == float("inf"):
+            return
+        loop = asyncio.get_running_loop()
+        self._heartbeat_timer = loop.call_later(max(0.0, check.deadline - time.monotonic()), self._heartbeat_due)
+
+    def _heartbeat_due(self) -> None:
+        """CORE-1: the charger stayed silent after a reconnect: a finding for whichever test is running."""
+        check = self.reconnect_heartbeat
+        if check is None or not self.connected or not check.due(time.monotonic()):
+            return
+        self.violation("CORE-1 heartbeat after reconnect", check.finding(), requirement="CORE-1", watched=True)
+        self._notify()
+        arrival, self._arrival = self._arrival, asyncio.Event()
+        arrival.set()  # settle_watches waits on arrivals
 
     def detach(self, connection: Any, reason: str) -> None:
         if self.connection is not connection:
@@ -639,6 +687,9 @@ class ChargerSession:
         self._unreadable_unanswered = 0
         self.trace.event(f"disconnected: {reason}")
         self._end_watches(disconnected=True)
+        if self.reconnect_heartbeat is not None:
+            self.reconnect_heartbeat.disconnected()
+            self._arm_heartbeat_timer()
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.set_exception(_ConnectionClosed())
@@ -746,7 +797,7 @@ class ChargerSession:
             self.violation("unknown action", f"{frame.action!r} is not an OCPP 1.6 action", raw)
             self._reply(ocppj.CallError(frame.unique_id, "NotImplemented", f"unknown action {frame.action}", {}))
             return
-        if frame.action not in spec16.CHARGE_POINT_ACTIONS:
+        if frame.action in spec16.CENTRAL_SYSTEM_ONLY_ACTIONS:
             # §5: e.g. RemoteStartTransaction or SetChargingProfile are the central system's requests. The platform
             # does not carry them out: it refuses (NotSupported) and notes it; the charger's own requirements decide.
             self.advise("ADV-1", f"the charger sent {frame.action}, which only the central system sends (OCPP 1.6 "
@@ -760,6 +811,10 @@ class ChargerSession:
         received = ReceivedCall(seq, frame.unique_id, frame.action, frame.payload, wall, mono, problems)
         self._inbox.append(received if len(raw) <= _INBOX_PAYLOAD_LIMIT else _slim(received, len(raw)))
         self._track(received)
+        if self.reconnect_heartbeat is not None:
+            self.reconnect_heartbeat.charger_call(frame.action, mono)
+            self._arm_heartbeat_timer()
+            self._notify()
         if self.watches:
             self._check_watches(received)
         self._peer_outstanding = frame.unique_id
@@ -854,6 +909,9 @@ class ChargerSession:
         if isinstance(result, ocppj.CallError):
             return result, self._reply(result, connection)
         payload = ocppj.payload_of(result)
+        if call.action == "BootNotification" and payload.get("status") == "Accepted":
+            with contextlib.suppress(TypeError, ValueError):
+                self.heartbeat_interval = float(payload.get("interval")) or None  # §4.2: the interval to use
         if call.action == "StartTransaction" and "transactionId" in payload:
             self.transactions[int(payload["transactionId"])] = Transaction(
                 int(payload["transactionId"]), call.get("connectorId"), call.get("idTag"), call.get("meterStart"), call
@@ -875,6 +933,9 @@ class ChargerSession:
         if self._peer_outstanding == frame.unique_id:
             self._peer_outstanding = None
         self.trace.record(TX, text)
+        if self.reconnect_heartbeat is not None and connection is not None:
+            self.reconnect_heartbeat.exchange(time.monotonic())
+            self._arm_heartbeat_timer()
         if connection is None:
             return None
         task = asyncio.get_running_loop().create_task(_send_quietly(connection, text))
@@ -883,6 +944,9 @@ class ChargerSession:
         return task
 
     def _receive_answer(self, frame: ocppj.CallResult | ocppj.CallError, raw: str | bytes) -> None:
+        if self.reconnect_heartbeat is not None:
+            self.reconnect_heartbeat.exchange(time.monotonic(), platform_answered=False)  # §4.6: any PDU it sent
+            self._arm_heartbeat_timer()
         pending = self._pending.get(frame.unique_id)
         if pending is None or pending.future.done():
             if frame.unique_id in self._timed_out:

@@ -187,6 +187,14 @@ CENTRAL_SYSTEM_ACTIONS: Final[frozenset[str]] = frozenset({
     "SetChargingProfile", "TriggerMessage", "UnlockConnector", "UpdateFirmware",
 })
 
+# Only the central system sends these (§5, and the security whitepaper's requests to a charge point): a charger
+# that sends one is refused with CALLERROR NotSupported (DataTransfer goes both ways).
+CENTRAL_SYSTEM_ONLY_ACTIONS: Final[frozenset[str]] = (
+    CENTRAL_SYSTEM_ACTIONS
+    | {"CertificateSigned", "DeleteCertificate", "ExtendedTriggerMessage", "GetInstalledCertificateIds", "GetLog",
+       "InstallCertificate", "SignedUpdateFirmware"}
+) - CHARGE_POINT_ACTIONS
+
 # §3.3 Feature profiles and the messages each brings (for SupportedFeatureProfiles).
 FEATURE_PROFILES: Final[dict[str, frozenset[str]]] = {
     "Core": frozenset({
@@ -255,18 +263,3 @@ CONFIG_VALUE_MAX_LENGTH: Final = 500
 
 # §7.12 ChargingRateUnitType and the config key's words for them (§9.4).
 RATE_UNIT_WORDS: Final[dict[str, str]] = {"Current": "A", "Power": "W"}
-
-
-# --- who sends what (OCPP 1.6 §4 "Operations initiated by Charge Point", plus the security whitepaper's) ---
-#: The actions a charge point may send; every other 1.6 action is the central system's to send (§5). DataTransfer
-#: goes both ways.
-CHARGE_POINT_ACTIONS: Final[frozenset[str]] = frozenset(
-    {
-        "Authorize", "BootNotification", "DataTransfer", "DiagnosticsStatusNotification",
-        "FirmwareStatusNotification", "Heartbeat", "MeterValues", "StartTransaction", "StatusNotification",
-        "StopTransaction",
-        # Security whitepaper (edition 3) messages a 1.6 charge point sends:
-        "SecurityEventNotification", "SignedFirmwareStatusNotification", "LogStatusNotification",
-    }
-)
-

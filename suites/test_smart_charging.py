@@ -2,20 +2,26 @@
 §5.12, §5.16; OCTT TC_010/011/012, TC_057, TC_058_1, TC_066, TC_067).
 
 SC-1 is an OR requirement: the charger accepts SetChargingProfile with purpose TxProfile OR
-ChargePointMaxProfile. Each alternative has its own test, which records its alternative in
-details["alternative"] even when it fails, so the report passes SC-1 when either held and names it.
+ChargePointMaxProfile. It is judged only on the SetChargingProfile answers. Each of the two tests tries
+its own purpose first and, if that is refused, the other one: it passes when either is Accepted and
+records in details["alternative"] the one that held (the report names it). The refused purpose, and
+GetCompositeSchedule / ClearChargingProfile answers that do not show the profile, are ADV-3 advisory
+findings: they never fail SC-1. Limits go in the unit the charger declares in
+ChargingScheduleAllowedChargingRateUnit (A where it allows Current, W where it allows only Power); if
+that unit is refused the other is tried and the evidence says so.
 
-SC-2 is judged on what the EV draws (the power the charger meters), never on the status it reports:
-statuses are ST-4's job, so a charger that reports the wrong status under a 0 A limit fails ST-4 only.
-The limit goes in as a TxProfile when the charger takes one, else as a ChargePointMaxProfile on
-connector 0 (the SC-1 alternatives), always in amps: the platform works in A.
+SC-2 is judged on what the EV draws, from every measurand the charger sends (Power.Active.Import;
+Current.Import with Voltage; the Energy.Active.Import.Register's rise), and only from readings measured
+after the charger had a fair time to act (the settling window of docs/rules-metering.md); the
+evidence (details["readings"]) lists the readings used and those ignored as too early. Statuses are
+ST-4's job, so a charger that reports the wrong status under a 0 limit fails ST-4 only. The limit goes in
+as a TxProfile when the charger takes one, else as a ChargePointMaxProfile on connector 0.
 
 The meter and limit helpers it shares with the status suite (ST-2, ST-4) are in harness/limits.py.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -23,28 +29,34 @@ from typing import Any
 import pytest
 
 from harness.errors import CallErrorReceived
-from harness.flows import start_charging, stop_charging
+from harness.flows import Charging, start_charging, stop_charging
 from harness.limits import (
-    CHARGING_W,
     CP_MAX_PROFILE,
     CP_MAX_PROFILE_ID,
     MIN_PILOT_CURRENT,
     NOMINAL_VOLTAGE,
     PROBE_LIMIT_A,
-    SIX_AMP_TOLERANCE,
+    RULES,
     TX_PROFILE,
     TX_PROFILE_ID,
+    WATTS,
+    Electrical,
     LimitRefused,
     NoPowerData,
+    ProfileAnswer,
     Reading,
     apply_limit,
-    charging_profile,
     configure_meter,
+    judge_off,
+    judge_on,
+    judge_six_amps,
     lift_limit,
-    near_zero,
     reading_bound,
-    set_profile,
+    set_limit,
+    six_amp_expectation,
+    wait_observed,
     wait_reading,
+    zero_floor,
 )
 from harness.session import ChargerSession
 from harness.settings import Settings
@@ -94,21 +106,21 @@ async def composite_limit(charger: ChargerSession, connector: int, duration: int
 
 
 async def check_composite(charger: ChargerSession, connector: int, limit: Decimal, what: str) -> Composite:
-    """GetCompositeSchedule shows at most `limit` A now; a charger that cannot report one is noted, not failed
+    """GetCompositeSchedule shows at most `limit` A now. Anything else (Rejected, empty, another limit) is
+    an ADV-3 finding, never an SC-1 failure: SC-1 is judged on the SetChargingProfile answers alone
     (§5.7: "If the Charge Point is not able to report the requested schedule ... Rejected")."""
     found = await composite_limit(charger, connector)
     if not found.reported:
-        charger.note(f"GetCompositeSchedule on connector {connector} with {what}: not reported ({found.text})")
-        return found
-    assert found.amps is not None, (
-        f"expected GetCompositeSchedule on connector {connector} to show the {limit} A {what} "
-        f"(OCPP 1.6 §5.7); it answered {found.text}"
-    )
-    assert found.amps <= limit * Decimal("1.01"), (
-        f"expected GetCompositeSchedule on connector {connector} to show at most the {limit} A {what} "
-        f"(OCPP 1.6 §5.7); it shows {found.text}"
-    )
-    charger.note(f"GetCompositeSchedule on connector {connector} with {what}: {found.text}")
+        charger.advise("ADV-3", f"GetCompositeSchedule on connector {connector} with the {limit} A {what} in force: "
+                                f"not reported ({found.text}; OCPP 1.6 §5.7)")
+    elif found.amps is None:
+        charger.advise("ADV-3", f"GetCompositeSchedule on connector {connector} does not show the {limit} A {what} "
+                                f"(OCPP 1.6 §5.7): it answered {found.text}")
+    elif found.amps > limit * Decimal("1.01"):
+        charger.advise("ADV-3", f"GetCompositeSchedule on connector {connector} shows more than the {limit} A {what} "
+                                f"(OCPP 1.6 §5.7): {found.text}")
+    else:
+        charger.note(f"GetCompositeSchedule on connector {connector} with {what}: {found.text}")
     return found
 
 
@@ -120,76 +132,108 @@ async def check_restored(charger: ChargerSession, connector: int, limit: Decimal
     if after.amps is None:
         return  # nothing reported, or no limit at all: no limit of ours left in it
     back = before.amps is not None and abs(after.amps - before.amps) <= Decimal("0.1")
-    assert back or after.amps > limit + Decimal("0.05"), (
-        f"expected ClearChargingProfile to lift the {limit} A limit (OCPP 1.6 §5.5; OCTT TC_067_CS): "
-        f"GetCompositeSchedule on connector {connector} still shows {after.text} (before the profile: {before.text})"
-    )
+    if not (back or after.amps > limit + Decimal("0.05")):
+        charger.advise("ADV-3", f"after ClearChargingProfile, GetCompositeSchedule on connector {connector} still "
+                                f"shows {after.text} (before the profile: {before.text}; OCPP 1.6 §5.5, §5.7)")
 
 
 # === SC-1 ========================================================================================
 
 
-@pytest.mark.requirement("SC-1")
-async def test_txprofile_accepted_during_a_transaction(charger: ChargerSession) -> None:
-    """SC-1, alternative TxProfile: SetChargingProfile TxProfile for the running transaction is Accepted,
-    GetCompositeSchedule shows it, ClearChargingProfile removes it (OCPP 1.6 §3.13.4, §5.16, §5.7, §5.5;
-    OCTT TC_057_CS, TC_066_CS, TC_067_CS)."""
-    charger.details["alternative"] = TX_PROFILE  # recorded even if it fails: the other alternative may hold
-    session = await start_charging(charger)
-    before = await composite_limit(charger, session.connector)
-    status = await set_profile(
-        charger, session.connector,
-        charging_profile(TX_PROFILE_ID, TX_PROFILE, PROBE_LIMIT_A, session.transaction_id),
-    )
-    assert status == "Accepted", (
-        f"expected SetChargingProfile TxProfile ({PROBE_LIMIT_A} A, transaction {session.transaction_id}) "
-        f"to be Accepted during the transaction (OCPP 1.6 §5.16; OCTT TC_057_CS); it answered {status}. "
-        "(SC-1 still passes if ChargePointMaxProfile is Accepted.)"
-    )
-    await check_composite(charger, session.connector, PROBE_LIMIT_A, "TxProfile")
-    answer = await charger.call_raw("ClearChargingProfile", {"id": TX_PROFILE_ID})
-    assert answer.get("status") == "Accepted", (
-        f"expected ClearChargingProfile(id={TX_PROFILE_ID}) of the TxProfile just set to be Accepted "
-        f"(OCPP 1.6 §5.5; OCTT TC_067_CS); it answered {answer}"
-    )
-    await check_restored(charger, session.connector, PROBE_LIMIT_A, before)
+async def _profile_accepted(charger: ChargerSession, settings: Settings, purpose: str,
+                            session: list[Charging]) -> ProfileAnswer:
+    """SetChargingProfile `purpose` with the SC-1 probe limit (a TxProfile needs a running transaction:
+    started once, kept in `session`)."""
+    if purpose == TX_PROFILE:
+        if not session:
+            session.append(await start_charging(charger))
+        s = session[0]
+        return await set_limit(charger, settings, TX_PROFILE, s.connector, PROBE_LIMIT_A, s.transaction_id)
+    return await set_limit(charger, settings, CP_MAX_PROFILE, 0, PROBE_LIMIT_A)
 
 
-@pytest.mark.requirement("SC-1")
-async def test_charge_point_max_profile_accepted(charger: ChargerSession) -> None:
-    """SC-1, alternative ChargePointMaxProfile: SetChargingProfile ChargePointMaxProfile on connector 0 is
-    Accepted, GetCompositeSchedule shows it, ClearChargingProfile removes it (OCPP 1.6 §3.13.1, §5.16,
-    §5.7, §5.5; OCTT TC_066_CS, TC_067_CS)."""
-    charger.details["alternative"] = CP_MAX_PROFILE  # recorded even if it fails: the other alternative may hold
-    # §5.7: connector 0 reports what the whole charge point may draw; a charger that reports per
-    # connector only is read on connector 1 (the ChargePointMaxProfile caps it too, §3.13.2).
-    connector = 0
-    before = await composite_limit(charger, 0)
-    if not before.reported:
-        connector = 1
-        before = await composite_limit(charger, 1)
-    status = await set_profile(charger, 0, charging_profile(CP_MAX_PROFILE_ID, CP_MAX_PROFILE, PROBE_LIMIT_A))
-    assert status == "Accepted", (
-        f"expected SetChargingProfile ChargePointMaxProfile ({PROBE_LIMIT_A} A) on connector 0 to be Accepted "
-        f"(OCPP 1.6 §5.16); it answered {status}. (SC-1 still passes if TxProfile is Accepted.)"
-    )
-    await check_composite(charger, connector, PROBE_LIMIT_A, "ChargePointMaxProfile")
-    answer = await charger.call_raw("ClearChargingProfile", {"id": CP_MAX_PROFILE_ID})
-    assert answer.get("status") == "Accepted", (
-        f"expected ClearChargingProfile(id={CP_MAX_PROFILE_ID}) of the ChargePointMaxProfile just set to be "
-        f"Accepted (OCPP 1.6 §5.5; OCTT TC_067_CS); it answered {answer}"
-    )
+async def _beyond_sc1(charger: ChargerSession, answer: ProfileAnswer, connector: int, before: Composite) -> None:
+    """What the platform can also use (ADV-3, never SC-1): GetCompositeSchedule shows the profile, and
+    ClearChargingProfile removes it."""
+    profile_id = TX_PROFILE_ID if answer.purpose == TX_PROFILE else CP_MAX_PROFILE_ID
+    await check_composite(charger, connector, PROBE_LIMIT_A, answer.purpose)
+    try:
+        cleared = str((await charger.call_raw("ClearChargingProfile", {"id": profile_id})).get("status"))
+    except CallErrorReceived as exc:
+        cleared = f"CALLERROR {exc.code}"
+    if cleared != "Accepted":
+        charger.advise("ADV-3", f"ClearChargingProfile(id={profile_id}) of the {answer.purpose} just set answered "
+                                f"{cleared} (OCPP 1.6 §5.5; OCTT TC_067_CS)")
+        return
     await check_restored(charger, connector, PROBE_LIMIT_A, before)
 
 
+async def _sc1(charger: ChargerSession, settings: Settings, first: str) -> None:
+    """SC-1 from the SetChargingProfile answers: `first`, else the other purpose. Passes when either is
+    Accepted (details["alternative"] names it); the refused one is an ADV-3 finding; fails when both are
+    refused."""
+    other = CP_MAX_PROFILE if first == TX_PROFILE else TX_PROFILE
+    charger.details["alternative"] = first  # until an answer says otherwise
+    session: list[Charging] = []
+    refused: list[ProfileAnswer] = []
+    for purpose in (first, other):
+        # §5.7: connector 0 reports what the whole charge point may draw; a charger that reports per
+        # connector only is read on connector 1 (a ChargePointMaxProfile caps it too, §3.13.2).
+        if purpose == TX_PROFILE:
+            if not session:
+                session.append(await start_charging(charger))
+            connector = session[0].connector
+            before = await composite_limit(charger, connector)
+            answer = await _profile_accepted(charger, settings, purpose, session)
+        else:
+            connector = 0
+            before = await composite_limit(charger, 0)
+            if not before.reported:
+                connector = 1
+                before = await composite_limit(charger, 1)
+            answer = await _profile_accepted(charger, settings, purpose, session)
+        if answer.accepted:
+            charger.details["alternative"] = purpose
+            charger.note(f"SC-1 holds through {answer.describe()}")
+            for no in refused:
+                charger.advise("ADV-3", f"SetChargingProfile {no.describe()}: refused; not needed, SC-1 holds "
+                                        f"through {purpose} (OCPP 1.6 §5.16)")
+            await _beyond_sc1(charger, answer, connector, before)
+            return
+        refused.append(answer)
+    pytest.fail(
+        "expected SetChargingProfile with purpose TxProfile (during a transaction) or ChargePointMaxProfile "
+        f"(connector 0) to be Accepted (SC-1; OCPP 1.6 §5.16); both were refused: "
+        + "; ".join(a.describe() for a in refused),
+        pytrace=False,
+    )
+
+
 @pytest.mark.requirement("SC-1")
-async def test_txprofile_without_transaction_is_refused(charger: ChargerSession) -> None:
+async def test_txprofile_accepted_during_a_transaction(charger: ChargerSession, harness_settings: Settings) -> None:
+    """SC-1, TxProfile first: SetChargingProfile TxProfile for the running transaction is Accepted (else
+    ChargePointMaxProfile, the other alternative); GetCompositeSchedule and ClearChargingProfile are ADV-3
+    findings (OCPP 1.6 §3.13.4, §5.16, §5.7, §5.5; OCTT TC_057_CS, TC_066_CS, TC_067_CS)."""
+    await _sc1(charger, harness_settings, TX_PROFILE)
+
+
+@pytest.mark.requirement("SC-1")
+async def test_charge_point_max_profile_accepted(charger: ChargerSession, harness_settings: Settings) -> None:
+    """SC-1, ChargePointMaxProfile first: SetChargingProfile ChargePointMaxProfile on connector 0 is
+    Accepted (else TxProfile during a transaction, the other alternative); GetCompositeSchedule and
+    ClearChargingProfile are ADV-3 findings (OCPP 1.6 §3.13.1, §5.16, §5.7, §5.5; OCTT TC_066_CS, TC_067_CS)."""
+    await _sc1(charger, harness_settings, CP_MAX_PROFILE)
+
+
+@pytest.mark.requirement("SC-1")
+async def test_txprofile_without_transaction_is_refused(charger: ChargerSession, harness_settings: Settings) -> None:
     """SC-1 (advisory, outside ev.energy's list): a TxProfile with no transaction on the connector is
     Rejected, or answered with a CALLERROR (OCPP 1.6 §3.13.4; OCTT TC_058_1_CS)."""
     charger.details["advisory"] = True  # a finding for the report; never changes SC-1's verdict
     assert not [t for t in charger.active_transactions() if t.connector_id == 1], "connector 1 is not idle"
-    status = await set_profile(charger, 1, charging_profile(TX_PROFILE_ID, TX_PROFILE, PROBE_LIMIT_A))
-    charger.note(f"TxProfile without a transaction: {status}")
+    answer = await set_limit(charger, harness_settings, TX_PROFILE, 1, PROBE_LIMIT_A)
+    status = answer.status
+    charger.note(f"TxProfile without a transaction: {answer.describe()}")
     assert status != "Accepted", (
         "expected a TxProfile without a transaction on connector 1 to be Rejected or answered with a CALLERROR "
         "(OCPP 1.6 §3.13.4: it is only valid during a transaction; OCTT TC_058_1_CS); it was Accepted"
@@ -204,102 +248,90 @@ async def _judged(wait: Any, what: str) -> Reading:
     try:
         return await wait
     except NoPowerData as exc:
-        pytest.skip(f"not tested: SC-2 is judged on metered power and {what} could not be seen: {exc} "
-                    "(MV-1, CFG-1 and CFG-2 judge the samples)")
+        pytest.skip(f"not tested: SC-2 is judged on the metered power, current or energy, and {what} could not be "
+                    f"seen: {exc} (MV-1, CFG-1 and CFG-2 judge the samples)")
 
 
-async def _charging_with_power(charger: ChargerSession, settings: Settings):  # type: ignore[no-untyped-def]
-    """Configure the meter, start a session, and wait for the EV to draw power: (session, Reading)."""
+async def _charging_with_power(charger: ChargerSession, settings: Settings) -> tuple[Charging, Reading, Decimal | None]:
+    """Configure the meter, start a session, and wait for the EV to draw power: (session, the Reading, the
+    power it showed: its power reading, or the register's rate for a charger that sends only energy)."""
     await configure_meter(charger, settings)
     session = await start_charging(charger)
-    unlimited = await _judged(wait_reading(
-        charger, session.connector, lambda r: r.watts > CHARGING_W, since=session.since,
-        within=reading_bound(settings), what=f"a MeterValues showing the EV drawing power (> {CHARGING_W} W)",
-    ), "the EV drawing power")
-    charger.note(f"unlimited: {unlimited.describe()}")
-    return session, unlimited
+    try:
+        seen = await wait_observed(
+            charger, session.connector, judge_on(), since=session.since, answered=session.start.mono, settle=0,
+            within=reading_bound(settings), what="a MeterValues showing the EV drawing power", phases=settings.phases,
+        )
+    except NoPowerData as exc:
+        pytest.skip(f"not tested: SC-2 is judged on the metered power, current or energy, and the EV drawing power "
+                    f"could not be seen: {exc} (MV-1, CFG-1 and CFG-2 judge the samples)")
+    assert seen.result is not None
+    charger.note(f"unlimited: {seen.result.describe()}")
+    return session, seen.result, seen.result_watts
 
 
 def _limit_refused(exc: LimitRefused) -> None:
     pytest.fail(
-        f"expected the platform to be able to limit the charger (SetChargingProfile in A, TxProfile or "
-        f"ChargePointMaxProfile, OCPP 1.6 §5.16): {exc}. Without that the platform cannot turn it off.",
+        f"expected the platform to be able to limit the charger (SetChargingProfile TxProfile or "
+        f"ChargePointMaxProfile in a unit it declares, OCPP 1.6 §5.16): {exc}. Without that the platform cannot "
+        "turn it off.",
         pytrace=False,
     )
 
 
 @pytest.mark.requirement("SC-2")
 async def test_zero_amps_stops_the_power_and_lifting_resumes_it(charger: ChargerSession, harness_settings: Settings) -> None:
-    """SC-2: a 0 A limit makes the power drop to ≈ 0 within a bound; lifting it (ClearChargingProfile)
-    makes the EV draw power again (OCPP 1.6 §3.13, §5.16, §5.5)."""
+    """SC-2: a 0 limit makes the power drop to ≈ 0 (power, current and the register's rise, in readings
+    measured after the settling window); lifting it (ClearChargingProfile) makes the EV draw power again
+    (OCPP 1.6 §3.13, §5.16, §5.5; docs/rules-metering.md)."""
     settings = harness_settings
-    session, unlimited = await _charging_with_power(charger, settings)
+    session, unlimited, reference = await _charging_with_power(charger, settings)
     mark = charger.trace.next_seq
     try:
-        applied = await apply_limit(charger, session.connector, session.transaction_id, 0)
+        applied = await apply_limit(charger, session.connector, session.transaction_id, 0, settings,
+                                    electrical=Electrical.of(settings, unlimited))
     except LimitRefused as exc:
         _limit_refused(exc)
-    limited_at = time.monotonic()
     bound = reading_bound(settings)
+    floor = zero_floor(unlimited, reference)
     off = await _judged(wait_reading(
-        charger, session.connector, lambda r: near_zero(r.watts, unlimited.watts), since=mark, within=bound,
-        what=f"the power to drop to ≈ 0 W under the 0 A {applied.purpose}",
-    ), "the effect of the 0 A limit")
-    charger.note(f"0 A as {applied.purpose} on connector {applied.connector}: {off.describe()}, "
-                 f"{off.call.mono - limited_at:.1f} s after the limit was Accepted")
+        charger, session.connector, judge_off(floor), since=mark, answered=applied.answered, within=bound,
+        what=f"the power to drop to ≈ 0 (≤ {floor:.0f} W) under the 0 {applied.unit} {applied.purpose}",
+        phases=settings.phases,
+    ), "the effect of the 0 limit")
+    charger.note(f"0 {applied.unit} as {applied.purpose} on connector {applied.connector}: {off.describe()}, "
+                 f"{off.call.mono - applied.answered:.1f} s after the limit was Accepted ({RULES})")
     mark = charger.trace.next_seq
-    how = await lift_limit(charger, applied)
+    how, lifted = await lift_limit(charger, applied, settings)
     on = await _judged(wait_reading(
-        charger, session.connector, lambda r: r.watts > CHARGING_W, since=mark, within=bound,
-        what=f"the EV to draw power again (> {CHARGING_W} W) after {how}",
+        charger, session.connector, judge_on(), since=mark, answered=lifted, within=bound,
+        what=f"the EV to draw power again after {how}", phases=settings.phases,
     ), "the effect of lifting the limit")
     charger.note(f"after {how}: {on.describe()}")
 
 
-def six_amps(reading: Reading, unlimited: Reading) -> tuple[bool, str]:
-    """Does `reading` show the EV drawing ≈ 6 A per phase? (judgement, explanation)
-
-    With Current.Import per phase, each phase that carries current must be at 6 A ± tolerance: the
-    limit is a current, and that is its direct measure. Otherwise the power must be phases × V × 6 A ±
-    tolerance, with V from the charger's Voltage samples (230 V without) and the phases those that
-    carried current without the limit, or else the phase count (1..3) closest to the power.
-    """
-    low, high = MIN_PILOT_CURRENT * (1 - SIX_AMP_TOLERANCE), MIN_PILOT_CURRENT * (1 + SIX_AMP_TOLERANCE)
-    per_phase = reading.per_phase
-    if per_phase:
-        drawing = {p: a for p, a in per_phase.items() if a >= 1}
-        ok = bool(drawing) and all(low <= a <= high for a in drawing.values())
-        shown = ", ".join(f"{p} {a} A" for p, a in sorted(per_phase.items()))
-        return ok, f"current per phase {shown} (expected {low:.1f}..{high:.1f} A on each phase drawing)"
-    assert reading.watts is not None
-    volts = reading.voltage
-    phases = unlimited.phases_drawing
-    source = "phases measured without the limit"
-    if not phases:
-        phases = min(3, max(1, round(reading.watts / (volts * MIN_PILOT_CURRENT))))
-        source = "phase count closest to the power"
-    target = phases * volts * MIN_PILOT_CURRENT
-    ok = abs(reading.watts - target) <= SIX_AMP_TOLERANCE * target
-    return ok, (f"{reading.watts:.0f} W, expected {phases} × {volts:.0f} V × 6 A = {target:.0f} W "
-                f"± {SIX_AMP_TOLERANCE:.0%} ({source})")
-
-
 @pytest.mark.requirement("SC-2")
 async def test_six_amps_limit_the_power(charger: ChargerSession, harness_settings: Settings) -> None:
-    """SC-2: a 6 A limit makes the EV draw ≈ 6 A per phase, i.e. power ≈ phases × V × 6 A (phases and
-    voltage learnt from the charger's own samples; 230 V if it reports none) (OCPP 1.6 §3.13, §5.16)."""
+    """SC-2: a 6 A limit (or its W equivalent for a charger that takes only W) makes the EV draw ≈ 6 A per
+    phase: the current per phase, or power ≈ phases × V × 6 A with the phases from the readings' phase
+    fields or the charger profile, never guessed (OCPP 1.6 §3.13, §5.16; docs/rules-metering.md)."""
     settings = harness_settings
-    session, unlimited = await _charging_with_power(charger, settings)
+    session, unlimited, _ = await _charging_with_power(charger, settings)
     mark = charger.trace.next_seq
     try:
-        applied = await apply_limit(charger, session.connector, session.transaction_id, MIN_PILOT_CURRENT)
+        applied = await apply_limit(charger, session.connector, session.transaction_id, MIN_PILOT_CURRENT, settings,
+                                    electrical=Electrical.of(settings, unlimited))
     except LimitRefused as exc:
         _limit_refused(exc)
+    expected = six_amp_expectation(unlimited, settings.phases, settings.nominal_voltage,
+                                   applied.limit if applied.unit == WATTS else None)
     limited = await _judged(wait_reading(
-        charger, session.connector, lambda r: six_amps(r, unlimited)[0], since=mark, within=reading_bound(settings),
-        what=f"the EV to settle at ≈ 6 A per phase (phases × V × 6 A) under the 6 A {applied.purpose}",
+        charger, session.connector, judge_six_amps(expected), since=mark, answered=applied.answered,
+        within=reading_bound(settings), phases=settings.phases,
+        what=f"the EV to settle at ≈ 6 A per phase ({expected.describe()}) under the {applied.limit} {applied.unit} "
+             f"{applied.purpose}",
     ), "the effect of the 6 A limit")
-    charger.note(f"6 A as {applied.purpose}: {limited.describe()}; {six_amps(limited, unlimited)[1]}")
+    charger.note(f"{applied.limit} {applied.unit} as {applied.purpose}: {limited.describe()}")
 
 
 @pytest.mark.requirement("SC-2")
@@ -315,8 +347,8 @@ async def test_remote_start_and_stop(charger: ChargerSession, harness_settings: 
     )
     try:
         on = await wait_reading(
-            charger, session.connector, lambda r: r.watts > CHARGING_W, since=session.since,
-            within=reading_bound(settings), what=f"a MeterValues showing the EV drawing power (> {CHARGING_W} W)",
+            charger, session.connector, judge_on(), since=session.since, answered=session.start.mono, settle=0,
+            within=reading_bound(settings), what="a MeterValues showing the EV drawing power", phases=settings.phases,
         )
         charger.note(f"after RemoteStartTransaction: {on.describe()}")
     except NoPowerData as exc:

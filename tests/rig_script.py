@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A small command rig for the harness's tests: one physical act per run, through the reference
-charger's HTTP control API (shared/spec/charger-control-api.md), with urllib only.
+charger's HTTP control API (docs/reference/charger-control-api.md), with urllib only.
 
     rig_script.py --url http://127.0.0.1:8701 plugin 1
     rig_script.py --url http://127.0.0.1:8701 authorize TAG-1 1

@@ -100,6 +100,37 @@ async def test_certs_command_extends_the_server_certificate(tmp_path: Path) -> N
     ca_before = (tmp_path / "ca.pem").read_bytes()
     assert "bench.local" in tls.CertStore(tmp_path).ensure().server_names()
     assert (tmp_path / "ca.pem").read_bytes() == ca_before
+    # The chain is shaped like the platform's: the user is told what the endpoint sends and what to install.
+    assert "leaf + intermediate" in text and "intermediate.pem" in text
+    from cryptography import x509
+
+    [root] = x509.load_pem_x509_certificates((tmp_path / "ca.pem").read_bytes())
+    [intermediate] = x509.load_pem_x509_certificates((tmp_path / "intermediate.pem").read_bytes())
+    intermediate.verify_directly_issued_by(root)
+    for kind in ("rsa", "ec"):
+        leaf, sent = x509.load_pem_x509_certificates((tmp_path / f"server-{kind}.pem").read_bytes())
+        leaf.verify_directly_issued_by(intermediate)
+        assert sent == intermediate
+
+
+async def test_certs_command_upgrades_a_store_from_before_the_chain(tmp_path: Path) -> None:
+    """certs/ made by an earlier harness (leaf signed by the root): `certs` keeps the root, adds the intermediate."""
+    from tests.test_tls import _old_style_store
+
+    directory = tmp_path / "certs"
+    _old_style_store(directory)
+    root = (directory / "ca.pem").read_bytes(), (directory / "ca.key").read_bytes()
+    text = await run_certs(directory, "--host", "bench.local")
+    assert ((directory / "ca.pem").read_bytes(), (directory / "ca.key").read_bytes()) == root
+    assert "leaf + intermediate" in text and (directory / "intermediate.pem").exists()
+    for key in directory.glob("*.key"):
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    from cryptography import x509
+
+    [intermediate] = x509.load_pem_x509_certificates((directory / "intermediate.pem").read_bytes())
+    leaf, sent = x509.load_pem_x509_certificates((directory / "server-rsa.pem").read_bytes())
+    leaf.verify_directly_issued_by(intermediate)
+    assert sent == intermediate
 
 
 async def test_certs_command_issues_a_profile_3_client_certificate(tmp_path: Path) -> None:

@@ -37,7 +37,10 @@ from harness.report.model import Redactor
 pytest_plugins = ["pytester"]
 
 SECRET = "5ecretKey0123456789abcdef5ecretKey012345"  # 40 characters, as an AuthorizationKey
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "ev-energy-requirements.md"
+# The project's own copy of ev.energy's requirements (users have it; the report and README cite it), and the
+# workplace's original beside the repository when there is one (the copy must not drift from it).
+SPEC = Path(__file__).resolve().parents[1] / "docs" / "reference" / "ev-energy-requirements.md"
+ORIGINAL_SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "spec"
 CHROMIUM = Path("/usr/bin/chromium")
 
 VALIDATOR = jsonschema.Draft202012Validator(schema(), format_checker=jsonschema.FormatChecker())
@@ -136,7 +139,14 @@ def test_catalogue_has_every_id_with_its_kind():
         catalogue.by_id("XX-1")
 
 
-@pytest.mark.skipif(not SPEC.exists(), reason="not tested: shared/spec is not beside the repository")
+@pytest.mark.skipif(not ORIGINAL_SPEC_DIR.is_dir(), reason="not tested: the original spec is not beside the repository")
+def test_the_projects_reference_copies_match_the_originals():
+    for name in ("ev-energy-requirements.md", "ocpp16-notes.md", "charger-control-api.md"):
+        original = ORIGINAL_SPEC_DIR / name
+        if original.exists():
+            assert (SPEC.parent / name).read_text(encoding="utf-8") == original.read_text(encoding="utf-8"), name
+
+
 def test_catalogue_texts_are_the_spec_texts():
     rows = dict(re.findall(r"^\| ([A-Z]+-\d+) \| (.*) \|$", SPEC.read_text(encoding="utf-8"), re.M))
     assert list(rows) == list(catalogue.EV_ENERGY_IDS)
@@ -351,7 +361,7 @@ def test_digest_verifies_and_catches_an_edit(tmp_path, capsys):
     assert "MISMATCH" in capsys.readouterr().err
 
     html = html_path.read_text(encoding="utf-8")
-    visible = html.replace("<div class=\"big\">certified</div>", "<div class=\"big\">certified!</div>")
+    visible = html.replace("<h1 class=\"big\">certified</h1>", "<h1 class=\"big\">certified!</h1>")
     assert visible != html
     html_path.write_text(visible, encoding="utf-8")
     assert not verify(html_path)  # the embedded data is intact, the visible page is not

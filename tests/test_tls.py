@@ -17,6 +17,7 @@ import shutil
 import socket
 import ssl
 import stat
+import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ from typing import Any, Callable
 import pytest
 import trustme
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from harness.tls import (
     POLICY_NAME,
@@ -45,8 +47,8 @@ from harness.tls import (
 TIMEOUT = 5.0
 ECDSA_SUITES = [s for s in POLICY_SUITES if "ECDSA" in s]
 RSA_SUITES = [s for s in POLICY_SUITES if "ECDSA" not in s]
-KEY_FILES = ("ca.key", "server-rsa.key", "server-ec.key")
-ALL_FILES = ("ca.pem", "server-rsa.pem", "server-ec.pem", *KEY_FILES)
+KEY_FILES = ("ca.key", "intermediate.key", "server-rsa.key", "server-ec.key")
+ALL_FILES = ("ca.pem", "intermediate.pem", "server-rsa.pem", "server-ec.pem", *KEY_FILES)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -413,16 +415,20 @@ def test_ensure_creates_the_files_with_private_keys_0600(tmp_path: Path) -> None
     assert store.ca_pem == directory / "ca.pem"
     for name in KEY_FILES:
         assert mode(directory / name) == 0o600, name
-    for name in ("ca.pem", "server-rsa.pem", "server-ec.pem"):
+    for name in ("ca.pem", "intermediate.pem", "server-rsa.pem", "server-ec.pem"):
         assert mode(directory / name) == 0o644, name  # certificates are public
 
     [ca] = load_pems(directory / "ca.pem")
     assert isinstance(ca.public_key(), rsa.RSAPublicKey)  # RSA-only chargers can verify it
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    [intermediate] = load_pems(store.intermediate_pem)
+    intermediate.verify_directly_issued_by(ca)
+    assert intermediate.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    assert intermediate.not_valid_after_utc <= ca.not_valid_after_utc
     for kind, key_type in (("rsa", rsa.RSAPublicKey), ("ec", ec.EllipticCurvePublicKey)):
-        leaf, chain_ca = load_pems(directory / f"server-{kind}.pem")  # leaf + CA
-        assert chain_ca == ca
-        leaf.verify_directly_issued_by(ca)
+        leaf, chain_ca = load_pems(directory / f"server-{kind}.pem")  # leaf + intermediate, never the root
+        assert chain_ca == intermediate
+        leaf.verify_directly_issued_by(intermediate)
         key = leaf.public_key()
         assert isinstance(key, key_type)
         assert key.key_size == (2048 if kind == "rsa" else 256)
@@ -444,7 +450,7 @@ def test_loose_key_modes_are_fixed(store_dir: Path) -> None:
     for name in KEY_FILES:
         (store_dir / name).chmod(0o644)
     store = CertStore(store_dir).ensure()
-    assert [mode(store_dir / name) for name in KEY_FILES] == [0o600] * 3
+    assert [mode(store_dir / name) for name in KEY_FILES] == [0o600] * len(KEY_FILES)
     key_path = store_dir / "CP-LOOSE-client.key"  # e.g. a client key copied in by hand
     shutil.copy2(store_dir / "server-ec.key", key_path)
     key_path.chmod(0o640)
@@ -468,6 +474,7 @@ def test_new_hosts_reissue_server_certs_but_keep_the_ca(store_dir: Path) -> None
     after = snapshot(tmp_path)
     assert after["ca.pem"] == before["ca.pem"] and after["ca.key"] == before["ca.key"]
     assert all(after[f] != before[f] for f in ("server-rsa.pem", "server-ec.pem", "server-rsa.key"))
+    assert after["intermediate.pem"] == before["intermediate.pem"]  # new names need no new intermediate
     assert store.server_names() == ["localhost", "127.0.0.1", "bench.local", "192.168.1.50"]
     leaf = load_pems(tmp_path / "server-ec.pem")[0]
     assert x509.IPAddress(ipaddress.ip_address("192.168.1.50")) in sans(leaf)  # an IP SAN
@@ -489,11 +496,11 @@ def test_new_hosts_reissue_server_certs_but_keep_the_ca(store_dir: Path) -> None
 def test_server_certs_expiring_within_30_days_are_renewed(store_dir: Path) -> None:
     tmp_path = store_dir
     before = snapshot(tmp_path)
-    ca = trustme.CA.from_pem(before["ca.pem"], before["ca.key"])
+    ca = trustme.CA.from_pem(before["intermediate.pem"], before["intermediate.key"])
     now = dt.datetime.now(dt.timezone.utc)
     soon = ca.issue_cert("localhost", "127.0.0.1", not_before=now - dt.timedelta(days=300),
                          not_after=now + dt.timedelta(days=29), key_type=trustme.KeyType.ECDSA)
-    (tmp_path / "server-ec.pem").write_bytes(soon.cert_chain_pems[0].bytes() + before["ca.pem"])
+    (tmp_path / "server-ec.pem").write_bytes(soon.cert_chain_pems[0].bytes() + before["intermediate.pem"])
     (tmp_path / "server-ec.key").write_bytes(soon.private_key_pem.bytes())
     CertStore(tmp_path).ensure()
     for kind in ("rsa", "ec"):  # renewed together, so both keep the same names
@@ -535,10 +542,12 @@ def test_concurrent_first_use_makes_one_ca(tmp_path: Path) -> None:
         t.join(TIMEOUT)
     assert errors == [] and not any(t.is_alive() for t in threads)
     [ca] = load_pems(tmp_path / "ca.pem")
+    [intermediate] = load_pems(tmp_path / "intermediate.pem")
+    intermediate.verify_directly_issued_by(ca)
     for kind in ("rsa", "ec"):
         leaf, chain_ca = load_pems(tmp_path / f"server-{kind}.pem")
-        assert chain_ca == ca
-        leaf.verify_directly_issued_by(ca)
+        assert chain_ca == intermediate
+        leaf.verify_directly_issued_by(intermediate)
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
@@ -561,9 +570,9 @@ def test_client_context_verifies_the_real_server(store: CertStore, host: str) ->
     ("kind", "verify_codes", "alert_text"),
     [
         # 19 = self-signed certificate in chain (the fresh CA travels in the chain), 20 = unknown issuer
-        ("untrusted-ca", {19, 20}, "unknown CA"),
-        ("expired", {10}, "certificate expired"),
-        ("wrong-host", {62}, "bad certificate"),  # 62 = X509_V_ERR_HOSTNAME_MISMATCH
+        ("untrusted-ca", {19, 20}, "unknown_ca"),
+        ("expired", {10}, "certificate_expired"),
+        ("wrong-host", {62}, "bad_certificate"),  # 62 = X509_V_ERR_HOSTNAME_MISMATCH
     ],
 )
 def test_bad_server_certificates_are_refused_by_a_good_charger(
@@ -577,7 +586,8 @@ def test_bad_server_certificates_are_refused_by_a_good_charger(
     assert bad.client_error.verify_code in verify_codes, bad.client_error.verify_message
     assert bad.server_error is not None
     message = describe_tls_failure(bad.server_error, bad.hello)
-    assert message.startswith("the charger rejected the server certificate") and alert_text in message
+    assert message.startswith("the charger refused our certificate") and alert_text in message
+    assert bad.hello is not None and bad.hello.offers_tls12() and "did not offer" not in message
     # The bad server speaks the same policy: a charger that checks nothing gets through...
     careless = handshake(bad_ctx, client_context(store.ca_pem, verify=False))
     assert careless.ok and careless.server_cipher in POLICY_SUITES
@@ -772,3 +782,360 @@ def test_tls_version_names() -> None:
 def test_describe_tls_failure_falls_back_to_the_openssl_reason() -> None:
     assert describe_tls_failure(ValueError("odd")) == "TLS handshake failed: ValueError: odd"
     assert "without a TLS alert" in describe_tls_failure(ConnectionResetError())
+
+
+# ------------------------------------------------------------------------------------------------
+# Refusals carry their TLS alert (the live endpoint, asyncio)
+# ------------------------------------------------------------------------------------------------
+
+
+def _client_outcome(port: int, ctx: ssl.SSLContext) -> BaseException | None:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as conn:
+                # TLS 1.2: a refused client certificate is only known once the server's Finished is due.
+                conn.recv(1)
+    except OSError as exc:
+        return exc
+    return None
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("make_client", "alert", "detail"),
+    [
+        (tls13_client, "TLSV1_ALERT_PROTOCOL_VERSION", "did not offer TLS 1.2"),
+        (lambda ca: tls11_client(), "TLSV1_ALERT_PROTOCOL_VERSION", "did not offer TLS 1.2"),
+        (outside_policy_client, "SSLV3_ALERT_HANDSHAKE_FAILURE", "no shared cipher suite"),
+    ],
+    ids=["tls1.3-only", "tls1.1-only", "suites-outside-policy"],
+)
+async def test_endpoint_refusals_send_the_tls_alert(store: CertStore, make_client: Any, alert: str,
+                                                     detail: str) -> None:
+    # Before the fix asyncio dropped the alert OpenSSL wrote (python/cpython#98078): the client saw
+    # SSLEOFError UNEXPECTED_EOF_WHILE_READING and its log could not say why.
+    from harness.endpoint import TLS_FAILED, Endpoint, EndpointConfig
+
+    async with Endpoint(EndpointConfig(certs_dir=store.directory, handshake_timeout=TIMEOUT)) as endpoint:
+        error = await asyncio.to_thread(_client_outcome, endpoint.port, make_client(store.ca_pem))
+        attempt = await endpoint.wait_attempt(lambda a: True, within=TIMEOUT)
+    assert isinstance(error, ssl.SSLError) and not isinstance(error, ssl.SSLEOFError), repr(error)
+    assert error.reason == alert, repr(error)
+    assert attempt is not None and attempt.outcome == TLS_FAILED and detail in attempt.detail, attempt
+
+
+@pytest.mark.asyncio
+async def test_endpoint_profile3_refusal_sends_the_tls_alert(store: CertStore, tmp_path: Path) -> None:
+    from harness.endpoint import TLS_FAILED, Endpoint, EndpointConfig
+
+    cert, key = store.issue_client_cert("CP-0001", directory=tmp_path, ca="untrusted")
+    client = client_context(store.ca_pem, client_cert=(cert, key))
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    config = EndpointConfig(certs_dir=store.directory, handshake_timeout=TIMEOUT, security_profile=3)
+    async with Endpoint(config) as endpoint:
+        error = await asyncio.to_thread(_client_outcome, endpoint.port, client)
+        attempt = await endpoint.wait_attempt(lambda a: True, within=TIMEOUT)
+    assert isinstance(error, ssl.SSLError) and error.reason == "TLSV1_ALERT_UNKNOWN_CA", repr(error)
+    assert attempt is not None and attempt.outcome == TLS_FAILED
+    assert "client certificate was refused" in attempt.detail, attempt.detail
+
+
+# ------------------------------------------------------------------------------------------------
+# The diagnosis agrees with the ClientHello it quotes
+# ------------------------------------------------------------------------------------------------
+
+
+def _ssl_error(reason: str, cls: type[ssl.SSLError] = ssl.SSLError) -> ssl.SSLError:
+    """An ssl error as OpenSSL raises it on the server side (reason set, library SSL)."""
+    exc = cls(1, f"[SSL: {reason}] {reason.lower().replace('_', ' ')} (_ssl.c:1000)")
+    exc.reason = reason
+    exc.library = "SSL"
+    return exc
+
+
+HELLO_12 = ClientHello(0x0301, 0x0303, (0x0304, 0x0303), (0x1301, 0xC02F, 0x002F, 0x00FF), "localhost")
+HELLO_12_NO_POLICY = ClientHello(0x0301, 0x0303, (0x0303,), (0xCCA8, 0x009E), "localhost")
+HELLO_13_ONLY = ClientHello(0x0301, 0x0303, (0x0304,), (0x1301, 0x1302), "localhost")
+HELLO_11 = ClientHello(0x0301, 0x0302, (0x0302,), (0x002F, 0xC013), None)
+
+
+@pytest.mark.parametrize(
+    ("exc", "hello", "expected"),
+    [
+        # Offered TLS 1.2 and the policy, then refused the certificate: never a version story.
+        (_ssl_error("SSLV3_ALERT_BAD_CERTIFICATE"), HELLO_12, "the charger refused our certificate (TLS alert bad_certificate"),
+        (_ssl_error("TLSV1_ALERT_UNKNOWN_CA"), HELLO_12, "the charger refused our certificate (TLS alert unknown_ca"),
+        (_ssl_error("SSLV3_ALERT_CERTIFICATE_EXPIRED"), HELLO_12, "refused our certificate (TLS alert certificate_expired"),
+        # No TLS 1.2: a version refusal, whichever OpenSSL reason came with it.
+        (_ssl_error("UNSUPPORTED_PROTOCOL"), HELLO_13_ONLY, "the charger did not offer TLS 1.2: it offered TLS 1.3 only"),
+        (_ssl_error("UNSUPPORTED_PROTOCOL"), HELLO_11, "the charger did not offer TLS 1.2: it offered TLS 1.1 at most"),
+        (_ssl_error("NO_SHARED_CIPHER"), HELLO_13_ONLY, "the charger did not offer TLS 1.2: it offered TLS 1.3 only"),
+        # TLS 1.2 offered but no policy suite: a cipher-suite refusal.
+        (_ssl_error("NO_SHARED_CIPHER"), HELLO_12_NO_POLICY, "no shared cipher suite: the charger offered none of the 18"),
+        # TLS 1.2 and policy suites offered, yet no shared cipher: say so, do not claim it offered none.
+        (_ssl_error("NO_SHARED_CIPHER"), HELLO_12, "no usable cipher suite although the charger offered 2 policy suite(s)"),
+        # A version error although TLS 1.2 was offered: the contradiction is stated, not papered over.
+        (_ssl_error("WRONG_VERSION_NUMBER"), HELLO_12, "the TLS version was not agreed (WRONG_VERSION_NUMBER), although the charger offered TLS 1.3 and TLS 1.2"),
+        (_ssl_error("TLSV1_ALERT_PROTOCOL_VERSION"), HELLO_12, "the charger answered with a protocol_version alert, although the charger offered TLS 1.3 and TLS 1.2"),
+        (_ssl_error("SSLV3_ALERT_HANDSHAKE_FAILURE"), HELLO_12, "the charger aborted the handshake (handshake_failure alert)"),
+        (_ssl_error("TLSV1_ALERT_DECODE_ERROR"), HELLO_12, "the charger aborted the handshake with the TLS alert decode_error"),
+        (_ssl_error("UNEXPECTED_EOF_WHILE_READING", ssl.SSLEOFError), HELLO_12, "closed the connection during the handshake without a TLS alert"),
+        (ConnectionResetError(), HELLO_12, "closed the connection during the handshake without a TLS alert"),
+        (_ssl_error("PEER_DID_NOT_RETURN_A_CERTIFICATE"), HELLO_12, "the charger sent no client certificate"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None,
+)
+def test_diagnosis_follows_the_error_and_the_hello(exc: BaseException, hello: ClientHello, expected: str) -> None:
+    message = describe_tls_failure(exc, hello)
+    assert message.startswith(expected) or expected in message, message
+    # Whatever is quoted of the hello is the hello's own description.
+    if hello.describe() in message:
+        assert any(f"{who} {hello.describe()}" in message for who in ("it", "the charger")), message
+
+
+_ALL_REASONS = ["SSLV3_ALERT_BAD_CERTIFICATE", "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+                "UNSUPPORTED_PROTOCOL", "WRONG_VERSION_NUMBER", "TLSV1_ALERT_PROTOCOL_VERSION", "NO_SHARED_CIPHER",
+                "SSLV3_ALERT_HANDSHAKE_FAILURE", "TLSV1_ALERT_DECODE_ERROR", "HTTP_REQUEST", "SOMETHING_ELSE",
+                "PEER_DID_NOT_RETURN_A_CERTIFICATE"]
+
+
+@pytest.mark.parametrize("reason", _ALL_REASONS)
+@pytest.mark.parametrize("hello", [HELLO_12, HELLO_12_NO_POLICY, HELLO_13_ONLY, HELLO_11, None],
+                         ids=["tls12", "tls12-no-policy", "tls13-only", "tls11", "no-hello"])
+def test_no_diagnosis_contradicts_its_client_hello(reason: str, hello: ClientHello | None) -> None:
+    message = describe_tls_failure(_ssl_error(reason), hello)
+    if hello is None:
+        return
+    if hello.offers_tls12():
+        assert "did not offer TLS 1.2" not in message, message
+    else:
+        assert "refused our certificate" not in message or reason.startswith(("SSLV3_ALERT", "TLSV1_ALERT")), message
+        if reason in ("UNSUPPORTED_PROTOCOL", "NO_SHARED_CIPHER", "WRONG_VERSION_NUMBER"):
+            assert "did not offer TLS 1.2" in message, message
+    if hello.offered_policy_suites():
+        assert "offered none of the" not in message, message
+    elif hello.offers_tls12() and reason == "NO_SHARED_CIPHER":
+        assert "offered none of the 18" in message, message
+
+
+def test_the_reason_decides_not_a_word_in_the_message() -> None:
+    # A certificate alert whose wrapper happens to mention "protocol version" is still a certificate refusal.
+    outer = RuntimeError("handshake failed: unsupported protocol version?")
+    outer.__cause__ = _ssl_error("SSLV3_ALERT_BAD_CERTIFICATE")
+    assert describe_tls_failure(outer, HELLO_12).startswith("the charger refused our certificate")
+
+
+# ------------------------------------------------------------------------------------------------
+# A chain shaped like the platform's: root -> intermediate -> leaf, leaf + intermediate sent
+# ------------------------------------------------------------------------------------------------
+
+
+def leaf_only_context(store: CertStore) -> ssl.SSLContext:
+    """The endpoint's policy and keys, but each leaf sent alone (the intermediate left out)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(":".join(POLICY_SUITES))
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("rsa", "ec"):
+            leaf = load_pems(store.directory / f"server-{kind}.pem")[0]
+            path = Path(tmp) / f"{kind}.pem"
+            path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+            ctx.load_cert_chain(path, store.directory / f"server-{kind}.key")
+    return ctx
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_leaves_are_shaped_like_public_certificates(store: CertStore, kind: str) -> None:
+    leaf = load_pems(store.directory / f"server-{kind}.pem")[0]
+    assert isinstance(leaf.signature_hash_algorithm, hashes.SHA256)
+    eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert list(eku.value) == [ExtendedKeyUsageOID.SERVER_AUTH]  # serverAuth only: no clientAuth, no codeSigning
+    usage = leaf.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.digital_signature and not usage.value.key_cert_sign
+    assert usage.value.key_encipherment is (kind == "rsa")  # static-RSA suites need it; an EC key cannot
+    assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    assert lifetime <= dt.timedelta(days=395)  # 13 months, like AWS Certificate Manager's; not year 3000
+    assert leaf.not_valid_after_utc.year < 2100
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert not san.critical and x509.DNSName("localhost") in san.value
+    assert x509.IPAddress(ipaddress.ip_address("127.0.0.1")) in san.value
+
+
+def test_the_endpoint_must_send_the_intermediate(store: CertStore) -> None:
+    # A charger given the root only (what the README tells users to install) needs the intermediate
+    # from the server: with the leaf alone it cannot build the chain, with leaf + intermediate it can.
+    root_only = client_context(store.ca_pem)
+    leaf_only = handshake(leaf_only_context(store), root_only)
+    assert isinstance(leaf_only.client_error, ssl.SSLCertVerificationError)
+    assert leaf_only.client_error.verify_code == 20, leaf_only.client_error.verify_message  # unable to get local issuer
+    assert handshake(store.server_context(), client_context(store.ca_pem)).ok
+    # What the endpoint loads is exactly leaf + intermediate for both key types.
+    for kind in ("rsa", "ec"):
+        assert [c.subject for c in load_pems(store.directory / f"server-{kind}.pem")][1:] == [
+            load_pems(store.intermediate_pem)[0].subject]
+
+
+def test_a_charger_anchored_on_the_intermediate_validates_and_still_refuses_bad_certificates(
+    store: CertStore,
+) -> None:
+    # TLS-3 asks for a chain to a CA the charger trusts; the intermediate is such a CA (RFC 5280 §6.1.1:
+    # a trust anchor need not be self-signed). OpenSSL needs X509_V_FLAG_PARTIAL_CHAIN to stop there.
+    anchored = client_context(store.intermediate_pem, partial_chain=True)
+    assert handshake(store.server_context(), anchored).ok
+    without_flag = handshake(store.server_context(), client_context(store.intermediate_pem))
+    assert isinstance(without_flag.client_error, ssl.SSLCertVerificationError)  # OpenSSL wants the root then
+    for kind, code in (("untrusted-ca", 20), ("expired", 10), ("wrong-host", 62)):
+        bad = handshake(store.bad_server_context(kind), client_context(store.intermediate_pem, partial_chain=True))
+        assert isinstance(bad.client_error, ssl.SSLCertVerificationError), kind
+        assert bad.client_error.verify_code == code, (kind, bad.client_error.verify_message)
+
+
+@pytest.mark.parametrize("kind", ["untrusted-ca", "expired", "wrong-host"])
+def test_bad_certificates_have_the_good_chains_shape(store: CertStore, kind: str) -> None:
+    # Only the tested property differs: a bad leaf also comes as leaf + intermediate.
+    ctx = store.bad_server_context(kind)
+    result = handshake(ctx, client_context(store.ca_pem, verify=False))
+    assert result.ok and result.leaf is not None
+    issuer = result.leaf.issuer
+    intermediate = load_pems(store.intermediate_pem)[0]
+    assert (issuer == intermediate.subject) is (kind != "untrusted-ca")
+    assert list(result.leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH]
+
+
+def _old_style_store(directory: Path) -> None:
+    """certs/ as an earlier harness left it: trustme root, leaves signed by the root directly (EKU
+    clientAuth + serverAuth + codeSigning), each file leaf + root, no intermediate."""
+    directory.mkdir(mode=0o700)
+    ca = trustme.CA(key_type=trustme.KeyType.RSA, organization_name="ev-energy-ocpp-harness")
+    (directory / "ca.pem").write_bytes(ca.cert_pem.bytes())
+    (directory / "ca.key").write_bytes(ca.private_key_pem.bytes())
+    now = dt.datetime.now(dt.timezone.utc)
+    for kind, key_type in (("rsa", trustme.KeyType.RSA), ("ec", trustme.KeyType.ECDSA)):
+        leaf = ca.issue_cert("localhost", "127.0.0.1", "bench.local", common_name="bench.local",
+                             not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=397),
+                             key_type=key_type)
+        (directory / f"server-{kind}.pem").write_bytes(leaf.cert_chain_pems[0].bytes() + ca.cert_pem.bytes())
+        (directory / f"server-{kind}.key").write_bytes(leaf.private_key_pem.bytes())
+    for key in directory.glob("*.key"):
+        key.chmod(0o644)  # older tools left keys readable
+
+
+def test_a_store_from_before_the_chain_is_upgraded_keeping_its_root(tmp_path: Path) -> None:
+    directory = tmp_path / "certs"
+    _old_style_store(directory)
+    root = {name: (directory / name).read_bytes() for name in ("ca.pem", "ca.key")}
+    store = CertStore(directory).ensure()
+    # The root chargers already trust is kept byte for byte; an intermediate now sits under it.
+    assert {name: (directory / name).read_bytes() for name in root} == root
+    [ca], [intermediate] = load_pems(directory / "ca.pem"), load_pems(store.intermediate_pem)
+    intermediate.verify_directly_issued_by(ca)
+    for kind in ("rsa", "ec"):
+        leaf, sent = load_pems(directory / f"server-{kind}.pem")
+        assert sent == intermediate
+        leaf.verify_directly_issued_by(intermediate)
+        assert list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+            ExtendedKeyUsageOID.SERVER_AUTH]
+    assert store.server_names() == ["localhost", "127.0.0.1", "bench.local"]  # names served so far are kept
+    assert all(mode(directory / name) == 0o600 for name in KEY_FILES)
+    # A charger that was given the old ca.pem connects to the upgraded endpoint without any change.
+    assert handshake(store.server_context(), client_context(directory / "ca.pem"), "bench.local").ok
+    # And the upgrade is done once: the next start reuses everything.
+    before = snapshot(directory)
+    CertStore(directory).ensure()
+    assert snapshot(directory) == before
+
+
+def test_an_intermediate_not_from_the_root_or_expiring_is_replaced(store_dir: Path) -> None:
+    before = snapshot(store_dir)
+    (store_dir / "intermediate.pem").write_bytes(trustme.CA().cert_pem.bytes())  # another CA's certificate
+    store = CertStore(store_dir).ensure()
+    after = snapshot(store_dir)
+    assert after["ca.pem"] == before["ca.pem"] and after["intermediate.pem"] != before["intermediate.pem"]
+    load_pems(store.intermediate_pem)[0].verify_directly_issued_by(load_pems(store.ca_pem)[0])
+    assert handshake(store.server_context(), client_context(store.ca_pem)).ok
+
+
+# ------------------------------------------------------------------------------------------------
+# ECDHE groups: the policy's P-256 and P-384, chosen as the load balancer chooses
+# ------------------------------------------------------------------------------------------------
+
+
+def test_parse_supported_groups(real_hello: tuple[bytes, ssl.SSLContext]) -> None:
+    hello = parse_client_hello(real_hello[0])
+    assert hello is not None and hello.groups is not None
+    assert {"x25519", "P-256", "P-384"} <= set(hello.offered_groups())
+    assert hello.policy_group() == "prime256v1"  # P-256 first, whatever the charger prefers
+    assert ClientHello(0x0301, 0x0303, (0x0303,), (0xC02F,), None, groups=(0x001D, 0x0018)).policy_group() == "secp384r1"
+    assert ClientHello(0x0301, 0x0303, (0x0303,), (0xC02F,), None, groups=(0x001D,)).policy_group() is None
+    assert ClientHello(0x0301, 0x0303, (0x0303,), (0xC02F,), None).policy_group() == "prime256v1"  # no extension
+
+
+def test_server_context_agrees_only_its_policy_group(store: CertStore) -> None:
+    with pytest.raises(ValueError, match="prime256v1, secp384r1"):
+        store.server_context(group="X25519")
+    for curve, group, ok in (("prime256v1", "prime256v1", True), ("secp384r1", "secp384r1", True),
+                             ("X25519", "prime256v1", False), ("secp521r1", "prime256v1", False)):
+        client = one_suite_client(store.ca_pem, "ECDHE-RSA-AES128-GCM-SHA256")
+        client.set_ecdh_curve(curve)
+        assert handshake(store.server_context(group=group), client).ok is ok, curve
+
+
+def _curve_client(ca: Path, curve: str, suites: str) -> ssl.SSLContext:
+    ctx = one_suite_client(ca, suites)
+    ctx.set_ecdh_curve(curve)  # the ClientHello's supported_groups holds this curve only
+    return ctx
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("curve", "suites", "expected"),
+    [
+        ("prime256v1", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256"),
+        ("secp384r1", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384"),
+        # TLS 1.2 (RFC 8422 §5.1.1): the charger's curve list binds the ECDSA certificate's key too (P-256 here).
+        ("secp384r1", "ECDHE-ECDSA-AES256-GCM-SHA384", "SSLV3_ALERT_HANDSHAKE_FAILURE"),
+        # x25519 only: no ECDHE at the platform; a static-RSA policy suite still works there, and here.
+        ("X25519", "ECDHE-RSA-AES128-GCM-SHA256:AES128-GCM-SHA256", "AES128-GCM-SHA256"),
+        ("X25519", "ECDHE-RSA-AES128-GCM-SHA256", "SSLV3_ALERT_HANDSHAKE_FAILURE"),
+        ("secp521r1", "ECDHE-ECDSA-AES128-GCM-SHA256", "SSLV3_ALERT_HANDSHAKE_FAILURE"),
+    ],
+)
+async def test_endpoint_offers_the_policy_groups_only(store: CertStore, curve: str, suites: str, expected: str) -> None:
+    from harness.endpoint import CONNECTED, TLS_FAILED, Endpoint, EndpointConfig
+
+    def connect(port: int) -> str:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+                with _curve_client(store.ca_pem, curve, suites).wrap_socket(raw, server_hostname="localhost") as conn:
+                    return str(conn.cipher()[0])  # type: ignore[index]
+        except ssl.SSLError as exc:
+            return str(exc.reason)
+
+    async with Endpoint(EndpointConfig(certs_dir=store.directory, handshake_timeout=TIMEOUT)) as endpoint:
+        got = await asyncio.to_thread(connect, endpoint.port)
+        attempt = await endpoint.wait_attempt(lambda a: True, within=TIMEOUT)
+    assert got == expected
+    assert attempt is not None and attempt.client_hello is not None and "groups: " in attempt.client_hello
+    if expected.startswith("SSLV3"):
+        assert attempt.outcome == TLS_FAILED
+        assert "P-256" in attempt.detail, attempt.detail
+    else:
+        assert attempt.outcome != CONNECTED or attempt.cipher == expected  # TLS done; no upgrade was sent
+
+
+@pytest.mark.asyncio
+async def test_endpoint_says_when_the_good_chain_is_refused(store: CertStore) -> None:
+    from harness.endpoint import TLS_FAILED, Endpoint, EndpointConfig
+
+    other = trustme.CA()  # a charger given some other CA: it answers unknown_ca to the good chain
+    with other.cert_pem.tempfile() as other_ca:
+        client = client_context(other_ca)
+        async with Endpoint(EndpointConfig(certs_dir=store.directory, handshake_timeout=TIMEOUT)) as endpoint:
+            error = await asyncio.to_thread(_client_outcome, endpoint.port, client)
+            attempt = await endpoint.wait_attempt(lambda a: True, within=TIMEOUT)
+    assert isinstance(error, ssl.SSLCertVerificationError)
+    assert attempt is not None and attempt.outcome == TLS_FAILED
+    assert attempt.detail.startswith("the charger refused our certificate (TLS alert unknown_ca"), attempt.detail
+    assert "this was the good certificate (leaf + intermediate" in attempt.detail

@@ -1,6 +1,6 @@
 """The `http` charger backend: physical acts through a rig's HTTP control API.
 
-The API is shared/spec/charger-control-api.md (modelled on the OCA test tool's "SUT API"): every
+The API is docs/reference/charger-control-api.md (modelled on the OCA test tool's "SUT API"): every
 act is a POST with its arguments in the query string and an empty body. 200 = done; 501 = the rig
 cannot do it (the test is "not tested"); anything else, or no answer within the timeout, is a rig
 failure reported with the status and the body.

@@ -516,7 +516,7 @@ def build_report(
         if t["details"]["advisory"] or not official:
             entry = dict(t)
             if t["details"]["advisory"]:
-                entry["advisory_reason"] = "the test marked its finding advisory"
+                entry["advisory_reason"] = "an advisory check: never affects the verdict"
             elif unknown:
                 entry["advisory_reason"] = "unknown requirement ID: " + ", ".join(unknown)
             elif ids:

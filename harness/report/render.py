@@ -15,9 +15,16 @@ from markupsafe import Markup, escape
 
 from harness import __version__ as HARNESS_VERSION
 
+from . import pictures as _pictures
 from .model import (
+    CERTIFIED,
     CHARGER_TO_CSMS,
     CSMS_TO_CHARGER,
+    FAIL,
+    INCOMPLETE,
+    NOT_CERTIFIED,
+    NOT_TESTED,
+    REHEARSAL_PASSED,
     SCHEMA_NAME,
     compute_digest,
     digest_ok,
@@ -163,6 +170,100 @@ def _when(value: Any) -> str:
     return f"{m.group(1)} {m.group(2)}{zone}"
 
 
+# --------------------------------------------------------------------------------------------
+# Words for people (docs/rules-report.md): no Python names in the main text, no machine paths
+# --------------------------------------------------------------------------------------------
+
+#: OCPP-J CALLERROR codes (OCPP-J 1.6 §4.2.3) look like exception names but are words the reader needs.
+_OCPP_ERROR_CODES = frozenset(
+    {"NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError", "FormationViolation",
+     "PropertyConstraintViolation", "OccurenceConstraintViolation", "OccurrenceConstraintViolation",
+     "TypeConstraintViolation", "GenericError",
+     # ChargePointErrorCode (OCPP 1.6 §7.6), in StatusNotification
+     "ConnectorLockFailure", "EVCommunicationError", "GroundFailure", "OtherError", "OverCurrentFailure",
+     "PowerMeterFailure", "PowerSwitchFailure", "ReaderFailure", "ResetFailure"}
+)
+# "AssertionError: ", "harness.errors.ChargerFailure: ", "Failed: " at the start of the text or of a line,
+# or after "…): " / ": " (the collector's "harness error (the charger was not judged): KeyError: 'x'").
+_EXC_RE = re.compile(
+    r"(?m)(^|:\s)((?:[a-z_][\w]*\.)*([A-Z]\w*(?:Error|Exception|Failure|Violation|Timeout|Refused|Interrupt|Exit|Answer)"
+    r"|Failed|Skipped|XFailed)):[ \t]*"
+)
+# pytest's assertion rewriting appends "assert …" and "+  where …" lines to a message: for engineers.
+_INTROSPECTION_RE = re.compile(r"\n(?:assert |AssertionError$|\+\s|where |and\s{2}|\s+\+).*", re.DOTALL)
+# Absolute paths of the machine the harness ran on: keep the part a user has (their checkout, a package).
+_PATH_RE = re.compile(
+    r"(?:/[\w.@+-]+)+/((?:site-packages|dist-packages)/|(?=(?:harness|suites|tests|docs)/[\w./-]+\.\w+)|python3\.\d+/)"
+)
+
+
+def humanise(text: Any) -> str:
+    """A message for the main text: without exception class names and pytest's introspection lines."""
+    if text is None:
+        return ""
+    out = str(text)
+    out = _INTROSPECTION_RE.sub("", out) if "\n" in out else out
+
+    def strip(m: re.Match[str]) -> str:
+        return m.group(0) if m.group(3) in _OCPP_ERROR_CODES else m.group(1)
+
+    return _EXC_RE.sub(strip, out).strip()
+
+
+def no_machine_paths(text: Any) -> str:
+    """*text* with absolute paths shortened to what a user has: "harness/…", "site-packages/…"."""
+    return _PATH_RE.sub(lambda m: m.group(1), "" if text is None else str(text))
+
+
+def technical(text: Any) -> bool:
+    """Does the main text lose something that the technical details keep?"""
+    return text is not None and humanise(text) != str(text).strip()
+
+
+def missing(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The requirements that keep a run from a verdict, each with why in a few words (docs/rules-report.md):
+    "not selected", "not run", "rig act skipped", "rig error", "harness error", "not tested"."""
+    out: list[dict[str, str]] = []
+    groups = {g["id"]: g for g in report.get("groups") or []}
+    held_groups = {gid for gid, g in groups.items() if g.get("verdict") == "pass"}
+    for q in report.get("requirements") or []:
+        if not q.get("blocking") and not q.get("or_group"):
+            continue
+        if q.get("or_group") in held_groups or q.get("verdict") not in (INCOMPLETE, NOT_TESTED):
+            continue
+        if q.get("or_group") and groups.get(q["or_group"], {}).get("verdict") not in (INCOMPLETE, NOT_TESTED):
+            continue
+        reason = str(q.get("reason") or "")
+        tests = q.get("tests") or []
+        why, detail = "not tested", reason
+        if not tests and reason.startswith("not selected"):
+            why, detail = "not selected", "no test of it was selected in this run"
+        else:
+            bad = [t for t in tests if t.get("verdict") in (INCOMPLETE, NOT_TESTED)] or tests
+            msg = str((bad[0].get("message") if bad else "") or reason)
+            low = msg.lower()
+            if "harness error" in low:
+                why = "harness error"
+            elif "rig error" in low:
+                why = "rig error"
+            elif low.startswith("not run") or any(t.get("outcome") in ("interrupted", "not run") for t in bad):
+                why = "not run"
+            elif "rig cannot" in low or "operator skipped" in low or "[rig." in low:
+                why = "rig act skipped"
+            detail = humanise(msg)
+        out.append({"id": str(q.get("id")), "why": why, "detail": no_machine_paths(detail)})
+    return out
+
+
+#: The headline of each overall verdict, and the words under it.
+HEADLINES: dict[str, tuple[str, str]] = {
+    CERTIFIED: ("certified", "Every mandatory requirement passed in certification mode."),
+    REHEARSAL_PASSED: ("rehearsal passed", "Run in certification mode to certify."),
+    NOT_CERTIFIED: ("not certified", "A mandatory requirement failed."),
+    INCOMPLETE: ("incomplete", "No verdict: some mandatory requirements were not judged."),
+}
+
+
 def _script_json(report: Mapping[str, Any]) -> Markup:
     """The report as JSON that is safe inside <script type="application/json">."""
     text = json.dumps(report, ensure_ascii=False, separators=(",", ":"))
@@ -193,7 +294,10 @@ def _environment() -> jinja2.Environment:
     env.filters["vcss"] = _css
     env.filters["duration"] = _duration
     env.filters["when"] = _when
+    env.filters["human"] = humanise
+    env.filters["paths"] = no_machine_paths
     env.globals["frame_views"] = frame_views
+    env.globals["technical"] = technical
     return env
 
 
@@ -220,6 +324,20 @@ def render_html(report: Mapping[str, Any]) -> str:
             anchors[t["nodeid"]] = f"t{len(anchors) + 1}"
             primary.add(("advisory", t["nodeid"]))
 
+    # Pictures (pure functions of the frames): for each test shown with its evidence.
+    by_seq: dict[str | None, dict[int, Mapping[str, Any]]] = {}
+    everything = [t for req in report.get("requirements", []) for t in req.get("tests", [])]
+    everything += list(report.get("advisory", []))
+    for holder in [*everything, *report.get("run_frames", [])]:
+        index = by_seq.setdefault(holder.get("worker"), {})
+        for f in holder.get("frames") or []:
+            if isinstance(f.get("seq"), int):
+                index.setdefault(f["seq"], f)
+    pictures: dict[str, list[_pictures.Picture]] = {}
+    for t in everything:
+        if t["nodeid"] not in pictures:
+            pictures[t["nodeid"]] = _pictures.pictures_for_test(t, by_seq.get(t.get("worker"), {}))
+
     groups: list[tuple[str, list[Mapping[str, Any]]]] = []
     for req in report.get("requirements", []):
         if not groups or groups[-1][0] != req.get("group"):
@@ -233,6 +351,10 @@ def render_html(report: Mapping[str, Any]) -> str:
         anchors=anchors,
         primary=primary,
         or_groups={g["id"]: g for g in report.get("groups", [])},
+        pictures=pictures,
+        headline=HEADLINES.get(str(report.get("overall")), (str(report.get("overall")), "")),
+        missing=missing(report),
+        failed=[q for q in report.get("requirements", []) if q.get("verdict") == FAIL and q.get("blocking")],
     )
 
 

@@ -5,7 +5,7 @@
         [--security-profile 3 --client-cert C --client-key K]
 
 Runs until interrupted, logging every frame (the AuthorizationKey redacted). The control API
-(shared/spec/charger-control-api.md) plugs EVs in, presents cards, raises faults, cuts the network:
+(docs/reference/charger-control-api.md) plugs EVs in, presents cards, raises faults, cuts the network:
 
     curl -X POST 'http://127.0.0.1:8701/plugin?connector=1'
     curl -X POST 'http://127.0.0.1:8701/authorize?id=TAG1&connector=1'

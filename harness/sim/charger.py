@@ -26,6 +26,7 @@ import ftplib
 import itertools
 import logging
 import math
+import os
 import random
 import re
 import ssl
@@ -140,6 +141,7 @@ class SimConfig:
     power_on_delay: float = 0.02  # from power-on (start or reboot) to the first connection attempt
     install_time: float = 0.02  # firmware installation
     late_defect_delay: float = 0.3  # defects that act late (after the test that provoked them has ended)
+    late_flush_delay: float = 60.0  # the "late-queue-flush" variant: its offline queue goes out this long after reconnecting
     soft_reset_timeout: float = 5.0  # waiting for StopTransactions before a soft reset
     tick: float = 0.5  # physics: SoC and time-dependent schedules are re-evaluated at least this often
     transfer_timeout: float = 30.0  # firmware download, diagnostics upload
@@ -198,6 +200,8 @@ class ReferenceCharger:
         cv_meter = self._variant("current-voltage") or "current-without-voltage" in self.defects
         measurands = CURRENT_VOLTAGE_MEASURANDS if cv_meter else SUPPORTED_MEASURANDS
         self.supported_measurands = frozenset(measurands)
+        # The "power-rate-unit" variant: smart charging in W only (ChargingScheduleAllowedChargingRateUnit = Power).
+        rate_units = ("Power",) if self._variant("power-rate-unit") else ("Current", "Power")
         self.configuration: Configuration = standard_configuration(
             connectors=config.connectors,
             measurands=measurands,
@@ -208,6 +212,7 @@ class ReferenceCharger:
             transaction_message_attempts=config.transaction_message_attempts,
             transaction_message_retry_interval=config.transaction_message_retry_interval,
             connection_timeout=config.connection_timeout,
+            allowed_rate_units=rate_units,
         )
         self.configuration.listeners.append(self._on_config_change)
         self.model = ChargePointModel(
@@ -217,6 +222,7 @@ class ReferenceCharger:
         )
         self.profiles = ChargingProfileStore(
             config.connectors, voltage=config.voltage, phases=config.phases, rated_max_amps=config.max_current,
+            allowed_units=tuple(spec16.RATE_UNIT_WORDS[w] for w in rate_units),
         )
         self.tx_queue = TransactionQueue()
         self._resend_after_stop: set[int] = set()  # the "resends-after-stop" defect: transactions (by TxRef id) to replay
@@ -249,6 +255,8 @@ class ReferenceCharger:
         self._tx_state: dict[int, _TxState] = {}
         self._boot_sample_interval = self.configuration.int("MeterValueSampleInterval")
         self._deliberate_close = False
+        self._connections = 0  # connections in this power cycle (more than one: reconnected without a reboot)
+        self._flush_at = 0.0  # monotonic: the "late-queue-flush" variant holds its offline queue until then
         self.firmware_status = "Idle"
         self.diagnostics_status = "Idle"
         self._physics_wake = asyncio.Event()
@@ -452,8 +460,9 @@ class ReferenceCharger:
 
         cfg = self.config
         verify = "no-cert-check" not in self.defects
-        ctx = client_context(cfg.ca_file, client_cert=cfg.client_cert if cfg.security_profile == 3 else None,
-                             verify=verify)
+        ca_file, partial_chain = self._trust_store()
+        ctx = client_context(ca_file, client_cert=cfg.client_cert if cfg.security_profile == 3 else None,
+                             verify=verify, partial_chain=partial_chain)
         if "tls13-only" in self.defects:
             ctx.maximum_version = ssl.TLSVersion.TLSv1_3
             ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -461,6 +470,14 @@ class ReferenceCharger:
             ctx.maximum_version = ssl.TLSVersion.TLSv1_2
             ctx.set_ciphers(NON_POLICY_CIPHERS)
         return ctx
+
+    def _trust_store(self) -> tuple[str | None, bool]:
+        """The firmware's trusted CA file, and whether a non-root certificate in it is a trust anchor."""
+        ca_file = self.config.ca_file
+        if "trusts-intermediate-only" in self.defects and ca_file is not None:
+            # The installer gave it the intermediate (beside ca.pem in the harness's certs/) instead of the root.
+            return os.path.join(os.path.dirname(ca_file), "intermediate.pem"), True
+        return ca_file, False
 
     def _url(self) -> str:
         base = self.config.url.rstrip("/")
@@ -556,6 +573,10 @@ class ReferenceCharger:
 
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws
+        self._connections += 1
+        # Conformant variant "late-queue-flush": what was queued offline is flushed by a timer after a reconnect.
+        if self._variant("late-queue-flush") and self._accepted.is_set() and len(self.tx_queue):
+            self._flush_at = time.monotonic() + self.config.late_flush_delay
         self._connected.set()
         self._disconnected.clear()
         log.info("%s: connected to %s", self.id, self._url())
@@ -764,8 +785,10 @@ class ReferenceCharger:
             except TimeoutError:
                 pass
             last = max(last + interval, loop.time() - interval)  # keep the cadence, but never catch up in bursts
-            # Firmware bug "no-heartbeat": the heartbeat timer fires but nothing is sent.
-            if self._connected.is_set() and "no-heartbeat" not in self.defects:
+            # Firmware bugs "no-heartbeat": the heartbeat timer fires but nothing is sent; "no-heartbeat-after-reconnect":
+            # likewise once the connection was lost and re-established without a reboot.
+            if (self._connected.is_set() and "no-heartbeat" not in self.defects
+                    and not ("no-heartbeat-after-reconnect" in self.defects and self._connections > 1)):
                 self._enqueue("Heartbeat", {})
 
     # ============================================================================================
@@ -820,7 +843,7 @@ class ReferenceCharger:
         head = self.tx_queue.head() if accepted else None
         retry_in: float | None = None
         if head is not None:
-            wait = head.not_before - time.monotonic()
+            wait = max(head.not_before, self._flush_at) - time.monotonic()
             if wait > 0:
                 retry_in, head = wait, None
             elif head.resolved() is None:
@@ -884,7 +907,11 @@ class ReferenceCharger:
         try:
             response = await self._call(message.action, payload)
         except NotConnected:
-            self.tx_queue.requeue(message)
+            # Firmware bug "loses-in-flight-message": sent, unanswered, and taken off the queue as if delivered.
+            if "loses-in-flight-message" in self.defects:
+                self.tx_queue.discard(message, "in flight when the connection dropped")
+            else:
+                self.tx_queue.requeue(message)
             return True
         except (CallErrorReceived, TimeoutError) as exc:
             attempts = self.configuration.int("TransactionMessageAttempts")
@@ -1659,7 +1686,8 @@ class ReferenceCharger:
     def _tls_for_transfers(self) -> ssl.SSLContext:
         from harness.tls import client_context
 
-        return client_context(self.config.ca_file)
+        ca_file, partial_chain = self._trust_store()
+        return client_context(ca_file, partial_chain=partial_chain)
 
     def _download(self, location: str) -> bytes:
         scheme = urllib.parse.urlsplit(location).scheme.lower()

@@ -11,6 +11,8 @@ Sans-I/O: the charger asks `change()` and reacts to what changed through listene
 
 from __future__ import annotations
 
+import builtins
+
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -156,12 +158,12 @@ class Configuration:
         return value.split(",") if value else []
 
     @property
-    def keys(self) -> list[str]:
+    def keys(self) -> builtins.list[str]:  # `list` is a method of this class
         return list(self._specs)
 
     # --- §5.8 GetConfiguration ----------------------------------------------------------------
 
-    def get(self, keys: Iterable[str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    def get(self, keys: Iterable[str] | None = None) -> tuple[builtins.list[dict[str, Any]], builtins.list[str]]:
         """(configurationKey, unknownKey) of GetConfiguration.conf. No keys (None or []) = all readable keys."""
         wanted = list(keys) if keys is not None else []
         known: list[dict[str, Any]] = []

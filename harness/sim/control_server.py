@@ -1,4 +1,4 @@
-"""The reference charger's rig: the HTTP control API of shared/spec/charger-control-api.md.
+"""The reference charger's rig: the HTTP control API of docs/reference/charger-control-api.md.
 
     POST /plugin?connector=N            POST /plugout?connector=N
     POST /authorize?id=TAG&connector=N  POST /ev?connector=N&suspended=true|false

@@ -36,6 +36,9 @@ _ALL: tuple[Defect, ...] = (
     _d("plain-ws", "TLS-2", "Connects with ws:// (no TLS) to the same host and port."),
     _d("no-cert-check", "TLS-3", "Does not verify the server certificate (no chain, host name or date check)."),
     _d("stale-clock", "TLS-3", "The real-time clock runs 10 minutes ahead and is never synchronised: every timestamp is off."),
+    _v("trusts-intermediate-only", "TLS-3",
+       "Its trust store holds the harness's intermediate CA (certs/intermediate.pem), not the root: it validates the "
+       "chain up to that trust anchor (partial chain; RFC 5280 §6.1.1 lets any CA be a trust anchor)."),
     _d("no-basic-auth", "AUTH-1", "Sends no HTTP Basic Authorization header on the WebSocket upgrade."),
     _d("basic-auth-wrong-user", "AUTH-1",
        "The Basic auth user comes from a setting of its own, left at its factory default 'ocpp' (not the identity)."),
@@ -55,8 +58,11 @@ _ALL: tuple[Defect, ...] = (
     _d("unplug-reason-local", "CORE-1",
        "An EV unplugged during a transaction is reported in StopTransaction with reason Local, not EVDisconnected."),
     _d("falls-silent", "CORE-1",
-       "Once its boot is Accepted and its first StatusNotification answered, the OCPP task deadlocks: it sends and "
+       "Once its boot is Accepted and its status report after it answered, the OCPP task deadlocks: it sends and "
        "answers nothing more (no Heartbeat either) but keeps the WebSocket connection open, until power-cycled."),
+    _d("no-heartbeat-after-reconnect", "CORE-1",
+       "Heartbeats after boot, but the heartbeat timer dies with the connection: after a reconnect without a "
+       "reboot (no new BootNotification) it sends no Heartbeat any more."),
     # --- meter values ---
     _d("no-power-measurand", "MV-1",
        "Accepts Power.Active.Import (and Current.Import/Voltage) in MeterValuesSampledData, but its meter driver only reports energy."),
@@ -84,6 +90,9 @@ _ALL: tuple[Defect, ...] = (
     _d("reserved-after-unplug", "ST-1",
        "An EV unplugged during a transaction: Finishing, then Reserved (illegal in §4.9) instead of Available, "
        "until the next plug-in."),
+    _d("charging-under-zero-limit", "ST-4",
+       "Under a smart-charging limit below 6 A the EVSE stops offering current, but the connector keeps reporting "
+       "Charging at 0 W (a pause by the EV still shows SuspendedEV)."),
     # --- smart charging ---
     _d("rejects-all-profiles", "SC-1", "SetChargingProfile is always Rejected."),
     _d("profile-no-effect", "SC-2", "Charging profiles are accepted and stored but never applied to the EV."),
@@ -103,6 +112,9 @@ _ALL: tuple[Defect, ...] = (
     _d("no-offline-queue", "NF-2", "No transaction message produced while offline is queued: all are lost."),
     _d("resends-after-stop", "NF-2",
        "0.3 s after delivering a StopTransaction produced offline, sends that transaction's last MeterValues again."),
+    _d("loses-in-flight-message", "NF-2",
+       "A transaction message in flight when the link drops (sent, its answer not yet received) is taken off the "
+       "queue as if delivered: it is never sent again."),
     # --- advisory (ADV-1: outside ev.energy's list; they must not affect its requirements) ---
     _d("crashes-on-malformed", "ADV-1",
        "A malformed request (bad frame structure, missing or mistyped field) crashes the OCPP task: the "
@@ -152,6 +164,12 @@ _ALL: tuple[Defect, ...] = (
     _v("rig-without-ev", "ST-4",
        "The bench's rig has no EV that can pause: the control API answers 501 for `ev` (the sim backend refuses it "
        "the same way). The tests that need the act are \"not tested\" naming it; nothing fails; the run is incomplete."),
+    _v("late-queue-flush", "NF-2",
+       "After reconnecting without a reboot, delivers the transaction messages queued while offline on a 60 s "
+       "timer (SimConfig.late_flush_delay), not at once; everything else (statuses, heartbeats) goes at once."),
+    _v("power-rate-unit", "SC-2",
+       "Smart charging in W only: ChargingScheduleAllowedChargingRateUnit = Power, and a charging profile in A is "
+       "Rejected (OCPP 1.6 §9.4.3 lets a charger support Current, Power or both)."),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}

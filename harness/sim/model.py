@@ -405,6 +405,10 @@ class ChargePointModel:
         if c.transaction is not None:
             if c.evse_suspended(self.cp_blocked):
                 status = spec16.SUSPENDED_EVSE
+                # Firmware bug "charging-under-zero-limit": the status logic does not count a smart-charging
+                # limit below the minimum current as a suspension (it stays Charging at 0 W).
+                if "charging-under-zero-limit" in d and c.limit_amps is not None and c.limit_amps < MIN_PILOT_CURRENT:
+                    status = spec16.CHARGING
             elif c.ev is None or not c.ev.wants_power:
                 status = spec16.SUSPENDED_EV
             else:

@@ -127,6 +127,12 @@ class TransactionQueue:
         """The connection dropped while `message` was in flight: it stays at the head, not counted as an attempt."""
         message.not_before = 0.0
 
+    def discard(self, message: QueuedMessage, reason: str) -> None:
+        """Take `message` off the queue undelivered (only a defect does this to a message in flight)."""
+        if message in self._items:
+            self._items.remove(message)
+            self._drop(message, reason)
+
     def _drop(self, message: QueuedMessage, reason: str) -> None:
         log.warning("dropping queued %s (%s): %s", message.action, message.tx, reason)
         self.dropped.append((message, reason))

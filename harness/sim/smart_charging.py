@@ -517,7 +517,8 @@ class ChargingProfileStore:
             return None
         if not _is_int(duration) or duration < 0:
             return None
-        unit = "A" if unit is None else unit  # chargingRateUnit absent: the charger's choice; ours is A
+        if unit is None:  # chargingRateUnit absent: the charger's choice; ours is A, or W when it takes only W
+            unit = "A" if "A" in self.allowed_units else self.allowed_units[0]
         if unit not in ("A", "W"):
             return None
         start = _utc(now, "now").replace(microsecond=0)

@@ -56,7 +56,7 @@ def check_advisory_only(run: SuiteRun) -> None:
     assert "ADV-1" not in {r["id"] for r in run.report["requirements"]}, run.explain()
     assert set(findings(run)) == ALL_FINDINGS, run.explain()
     for entry in findings(run).values():
-        assert entry["advisory_reason"] == "the test marked its finding advisory", entry
+        assert entry["advisory_reason"] == "an advisory check: never affects the verdict", entry
         assert entry["requirements"] == ["ADV-1"], entry
 
 

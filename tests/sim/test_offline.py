@@ -1,10 +1,18 @@
-"""The transaction message queue (§3.7, §4.7): order, id rewrite, once each, retries."""
+"""The transaction message queue (§3.7, §4.7): order, id rewrite, once each, retries; and the reference charger
+across a lost connection: the message in flight, the late-flush variant, heartbeats after a reconnect (and their defects)."""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from pathlib import Path
+
 import pytest
 
+from harness.ocppj import Call
+from harness.sim.charger import ReferenceCharger
 from harness.sim.offline import TransactionQueue, TxRef
+from tests.sim.test_charger import MiniCsms, booted, configure, csms, running  # noqa: F401 - csms is a fixture
 
 
 def drain(queue: TransactionQueue, answers: dict[str, dict]) -> list[tuple[str, dict]]:
@@ -115,3 +123,115 @@ def test_full_queue_sacrifices_meter_values_first() -> None:
     q.push("MeterValues", {"n": 2}, tx)
     q.push("StopTransaction", {"n": 3}, tx)
     assert [m.payload["n"] for m in q] == [0, 2, 3]
+
+
+def test_discard_takes_a_message_off_undelivered() -> None:
+    q = TransactionQueue()
+    tx = TxRef(transaction_id=7)
+    first = q.push("MeterValues", {"n": 1}, tx)
+    q.push("StopTransaction", {"n": 2}, tx)
+    q.discard(first, "in flight when the connection dropped")
+    assert [m.payload["n"] for m in q] == [2]
+    assert q.dropped[-1] == (first, "in flight when the connection dropped") and first not in q.delivered
+    q.discard(first, "again")  # not queued any more: nothing happens
+    assert len(q.dropped) == 1
+
+
+# --- the reference charger across a lost connection (real sockets, see tests/sim/test_charger.py) ---------------
+
+
+async def _charging_with_a_message_in_flight(csms: MiniCsms, charger: ReferenceCharger) -> Call:
+    """Charge, sample every second, leave the next MeterValues unanswered, and cut the link while it is in flight."""
+    await booted(csms)
+    assert await configure(csms, "MeterValueSampleInterval", "1") == "Accepted"
+    await charger.plugin(1)
+    await charger.authorize("TAG-FLIGHT", 1)
+    await csms.expect("StartTransaction")
+    await csms.expect("MeterValues")
+    mark = csms.mark()
+    csms.answers["MeterValues"] = lambda _payload: None  # the central system holds its answer
+    held = await csms.expect("MeterValues", since=mark)
+    await charger.network(False)
+    await csms.wait(lambda: csms.events[-1][0] == "close", timeout=3)
+    del csms.answers["MeterValues"]
+    return held
+
+
+def _stamp(call: Call) -> str:
+    return str(call.payload["meterValue"][0]["timestamp"])
+
+
+@pytest.mark.asyncio
+async def test_a_message_in_flight_is_sent_again_after_reconnecting(csms: MiniCsms, certs_dir: Path) -> None:
+    async with running(csms, certs_dir) as charger:
+        held = await _charging_with_a_message_in_flight(csms, charger)
+        back = csms.mark()
+        await charger.plugout(1)
+        await charger.network(True)
+        await csms.expect("StopTransaction", since=back, timeout=5)
+        again = [c for c in csms.calls("MeterValues", since=back) if _stamp(c) == _stamp(held)]
+        assert len(again) == 1, "the MeterValues in flight must be sent again, once"
+        first_tx = next(c for c in csms.calls(since=back) if c.action in ("MeterValues", "StopTransaction"))
+        assert first_tx is again[0], "it is still the head of the queue: it goes first"
+
+
+@pytest.mark.asyncio
+async def test_loses_in_flight_message_defect(csms: MiniCsms, certs_dir: Path) -> None:
+    async with running(csms, certs_dir, defects={"loses-in-flight-message"}) as charger:
+        held = await _charging_with_a_message_in_flight(csms, charger)
+        back = csms.mark()
+        await charger.plugout(1)
+        await charger.network(True)
+        await csms.expect("StopTransaction", since=back, timeout=5)
+        assert not [c for c in csms.calls("MeterValues", since=back) if _stamp(c) == _stamp(held)]
+        assert any(reason.startswith("in flight") for _m, reason in charger.tx_queue.dropped)
+
+
+@pytest.mark.asyncio
+async def test_late_queue_flush_variant_delivers_on_its_timer(csms: MiniCsms, certs_dir: Path) -> None:
+    delay = 1.5
+    async with running(csms, certs_dir, defects={"late-queue-flush"}, late_flush_delay=delay) as charger:
+        await _charging_with_a_message_in_flight(csms, charger)
+        await charger.plugout(1)
+        back = csms.mark()
+        await charger.network(True)
+        await csms.wait(lambda: any(e[0] == "open" for e in csms.events[back:]), timeout=5)
+        opened = time.monotonic()
+        await csms.expect("StatusNotification", since=back, timeout=5)  # statuses go at once
+        assert not [c for c in csms.calls(since=back) if c.action in ("MeterValues", "StopTransaction")]
+        await csms.expect("StopTransaction", since=back, timeout=delay + 5)
+        assert time.monotonic() - opened >= delay - 0.2
+        await charger.wait_for(lambda: len(charger.tx_queue) == 0, timeout=3)  # the whole queue went out
+
+
+async def _heartbeats_after_reconnect(certs_dir: Path, defects: set[str]) -> tuple[int, int]:
+    """(Heartbeats in 3 s before the cut, in 3 s after the reconnect), at HeartbeatInterval 1 s."""
+    csms = await MiniCsms(certs_dir, heartbeat=1).start()
+    try:
+        async with running(csms, certs_dir, defects=defects) as charger:
+            await booted(csms)
+            before = csms.mark()
+            await csms.wait(lambda: len(csms.calls("Heartbeat", since=before)) >= 2, timeout=4)
+            n_before = len(csms.calls("Heartbeat", since=before))
+            await charger.network(False)
+            await csms.wait(lambda: csms.events[-1][0] == "close", timeout=3)
+            back = csms.mark()
+            await charger.network(True)
+            await csms.wait(lambda: any(e[0] == "open" for e in csms.events[back:]), timeout=5)
+            with contextlib.suppress(TimeoutError):
+                await csms.wait(lambda: len(csms.calls("Heartbeat", since=back)) >= 2, timeout=3)
+            assert not csms.calls("BootNotification", since=back), "a reconnect, not a reboot"
+            return n_before, len(csms.calls("Heartbeat", since=back))
+    finally:
+        await csms.stop()
+
+
+@pytest.mark.asyncio
+async def test_heartbeats_go_on_after_a_reconnect(certs_dir: Path) -> None:
+    assert (await _heartbeats_after_reconnect(certs_dir, set()))[1] >= 2
+
+
+@pytest.mark.asyncio
+async def test_no_heartbeat_after_reconnect_defect(certs_dir: Path) -> None:
+    before, after = await _heartbeats_after_reconnect(certs_dir, {"no-heartbeat-after-reconnect"})
+    assert before >= 2 and after == 0
