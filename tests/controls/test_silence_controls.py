@@ -8,8 +8,10 @@ reconnects. The whole quick certification (`pytest suites/`) runs against it and
   that needs the charger fails at once instead of waiting out its timeouts (about 420 s before);
 - write a complete report: every mandatory requirement has a verdict, and the run is "not certified";
 - fail each test that needs the charger on its own requirement with the one cause ("charger silent since …,
-  … last frame …"), and nothing that does not need it (TLS-1, TLS-2 and AUTH-1 look at the connection the
-  charger opened before it fell silent: they pass).
+  … last frame …"), and nothing that does not need it: the tests that only look at the connection the charger
+  opened before it fell silent (TLS-1, TLS-2, AUTH-1's Basic-auth header, CORE-1's registration) pass. (AUTH-1's
+  401 test needs the charger to reconnect: whether it ran before the charger fell silent depends on when the
+  reference charger's status report is answered, so AUTH-1 may pass or fail with the one cause.)
 
 The 90 s bound is the goal of the issue; an unloaded run takes about 20 s (one 10 s CALL timeout and the
 tests that do not need the charger). The margin (70 s) absorbs CPU load: the controls run beside other jobs
@@ -28,8 +30,11 @@ from harness import requirements as catalogue
 from tests.controls.runner import run_suites
 
 SILENT_RUN_BOUND = 90.0  # seconds of wall time for the whole quick run against a silent charger
-#: Requirements judged from what the charger did before it fell silent (the connection it opened): they hold.
-NEED_NO_CHARGER = {"TLS-1", "TLS-2", "AUTH-1"}
+#: Requirements judged only from what the charger did before it fell silent (the connection it opened): they hold.
+NEED_NO_CHARGER = {"TLS-1", "TLS-2"}
+#: Tests that do not use the `charger` fixture (they look at the connection and the boot): they pass.
+PASSING_TESTS = {"test_tls12_with_a_policy_suite", "test_plain_ws_is_refused", "test_basic_auth_with_the_authorization_key",
+                 "test_charger_registers"}
 
 
 def test_a_silent_charger_fails_quickly_with_one_cause(tmp_path: Path, certs_dir: Path) -> None:
@@ -47,17 +52,26 @@ def test_a_silent_charger_fails_quickly_with_one_cause(tmp_path: Path, certs_dir
     assert {rid for rid in NEED_NO_CHARGER if verdicts[rid] != "pass"} == set(), run.explain()
     failed = run.failing()
     assert failed and not failed & NEED_NO_CHARGER, run.explain()
+    outcomes = {t["name"]: t["verdict"] for r in report["requirements"] for t in r["tests"]}
+    assert {name: outcomes.get(name) for name in PASSING_TESTS} == {name: "pass" for name in PASSING_TESTS}, outcomes
     assert "CORE-1" in failed, run.explain()
-    # Every failed test names the silence, and it is the same one cause (since when, the unanswered CALL).
+    # Every failed test names the silence, and it is the same one cause (since when, the unanswered CALL). Only the
+    # test running while the charger fell silent may fail on a finding of its own before the silence was noticed
+    # (e.g. CORE-1's "no Heartbeat for an interval after a reconnect", a symptom of the same silence).
     causes = set()
+    own_findings = []
     for requirement in report["requirements"]:
         for test in requirement["tests"]:
             if test["verdict"] != "fail":
                 continue
             message = test["message"] or ""
-            assert "charger silent since" in message and "last frame" in message, (test["nodeid"], message)
+            if "charger silent since" not in message:
+                own_findings.append((test["nodeid"], message))
+                continue
+            assert "last frame" in message, (test["nodeid"], message)
             causes.add(message[message.index("charger silent since"):].split("; ")[0])
     assert len(causes) == 1, causes
+    assert len({nodeid for nodeid, _ in own_findings}) <= 1, own_findings
     # No test is left incomplete by the silence: it is a finding about the charger, not a broken bench.
     incomplete = [t["nodeid"] for r in report["requirements"] for t in r["tests"] if t["verdict"] == "incomplete"]
     assert not incomplete, incomplete
