@@ -452,7 +452,7 @@ class ChargerSession:
         """The one cause to fail with when the charger is silent, else None.
 
         Silent: a CALL of the harness got no answer within its timeout, and the charger has sent nothing at all
-        (no frame, no new connection) for the silence bound. A CALL must always be answered (OCPP-J §4.1: a
+        (no frame, no new connection) for the silence bound. A CALL must always be answered (OCPP-J §4.2.2, §4.2.3: a
         CALLRESULT or a CALLERROR) and a registered charger sends a Heartbeat every HeartbeatInterval (§4.6),
         so a live charger, however slow, never meets both.
         """
