@@ -82,8 +82,8 @@ _BAD_CERTIFICATE_REQUIREMENTS = frozenset({"TLS-3", "NF-2"})
 
 QUICK_TEST_BOUND = 60.0  # seconds a single test may take in quick mode (before the timeout factor)
 CERTIFICATION_TEST_BOUND = 900.0
-# The silence bound (docs/rules-silence.md), before the timeout factor: at least a CALL's timeout (10 s) and more
-# than two heartbeat intervals (quick 1 s, certification 60 s), so that a live charger is always heard within it.
+# The silence bound (docs/rules-silence.md), before the timeout factor; the session never makes it shorter than two
+# heartbeat intervals plus a CALL's timeout (quick: 12 s), so that a live charger is always heard within it.
 QUICK_SILENCE_BOUND = 10.0
 CERTIFICATION_SILENCE_BOUND = 150.0
 #: `@pytest.mark.test_bound(seconds)`: a test that waits on the charger's own timers (which quick mode cannot

@@ -458,7 +458,7 @@ class ChargerSession:
         """
         if self._unanswered is None or self.heard is None:
             return None
-        bound = self.settings.scaled(self.settings.silence_after)
+        bound = self.silence_bound()
         quiet = time.monotonic() - self.heard[0]
         if quiet < bound:
             return None
@@ -472,6 +472,14 @@ class ChargerSession:
             f"sent nothing since; its last frame: {last_text}. The harness no longer waits for it "
             "(docs/rules-silence.md)"
         )
+
+    def silence_bound(self) -> float:
+        """The silence bound: `silence_after` x the timeout factor, but never less than two heartbeat intervals (the
+        one the platform gave; not scaled: the charger's own timer) plus a CALL's timeout, so that a live charger is
+        heard within it even when the timeout factor shortens every wait of the harness."""
+        heartbeat = self.heartbeat_interval if self.heartbeat_interval is not None else float(self.platform.heartbeat_interval)
+        return max(self.settings.scaled(self.settings.silence_after),
+                   2 * heartbeat + self.settings.scaled(self.settings.call_timeout))
 
     def fail_if_silent(self, what: str) -> None:
         cause = self.silence()

@@ -28,6 +28,7 @@ def _session(registration: str | None = "Accepted") -> ChargerSession:
     session = ChargerSession("CP-1", None, settings=SessionSettings(call_timeout=0.2, silence_after=0.2))
     session.attach(_Connection(), {"peer": "test"})
     session.registration = registration
+    session.heartbeat_interval = 0.0  # the platform gave none: the bound is the settings' (0.2 s)
     return session
 
 

@@ -4,7 +4,7 @@ The defect `falls-silent`: once its boot is Accepted and its status report answe
 OCPP task deadlocks: it sends and answers nothing more, keeps the WebSocket connection open, and never
 reconnects. The whole quick certification (`pytest suites/`) runs against it and must:
 - end within 90 s of wall time (measured here, around the subprocess): the silence is noticed once (a CALL
-  left unanswered for its 10 s timeout, nothing heard for the 10 s silence bound), after which every test
+  left unanswered for its 10 s timeout, nothing heard for the 12 s silence bound), after which every test
   that needs the charger fails at once instead of waiting out its timeouts (about 420 s before);
 - write a complete report: every mandatory requirement has a verdict, and the run is "not certified";
 - fail each test that needs the charger on its own requirement with the one cause ("charger silent since …,
@@ -13,8 +13,8 @@ reconnects. The whole quick certification (`pytest suites/`) runs against it and
   401 test needs the charger to reconnect: whether it ran before the charger fell silent depends on when the
   reference charger's status report is answered, so AUTH-1 may pass or fail with the one cause.)
 
-The 90 s bound is the goal of the issue; an unloaded run takes about 20 s (one 10 s CALL timeout and the
-tests that do not need the charger). The margin (70 s) absorbs CPU load: the controls run beside other jobs
+The 90 s bound is the goal of the issue; an unloaded run takes about 20 to 35 s (one or two 10 s CALL timeouts and
+the tests that do not need the charger). The margin (70 s) absorbs CPU load: the controls run beside other jobs
 on a 2-CPU machine.
 
 The conformant slow chargers (`slow-responses`, `slow-hardware`, `waits-for-boot-accepted`) never trip the
@@ -55,9 +55,9 @@ def test_a_silent_charger_fails_quickly_with_one_cause(tmp_path: Path, certs_dir
     outcomes = {t["name"]: t["verdict"] for r in report["requirements"] for t in r["tests"]}
     assert {name: outcomes.get(name) for name in PASSING_TESTS} == {name: "pass" for name in PASSING_TESTS}, outcomes
     assert "CORE-1" in failed, run.explain()
-    # Every failed test names the silence, and it is the same one cause (since when, the unanswered CALL). Only the
-    # test running while the charger fell silent may fail on a finding of its own before the silence was noticed
-    # (e.g. CORE-1's "no Heartbeat for an interval after a reconnect", a symptom of the same silence).
+    # Every failed test names the silence, and it is the same one cause (since when, the unanswered CALL). Before the
+    # silence bound has passed, a test may fail on a finding of its own, a symptom of the same silence: CORE-1's
+    # Heartbeats (at the interval, after a reconnect). Nothing else fails without naming the silence.
     causes = set()
     own_findings = []
     for requirement in report["requirements"]:
@@ -66,12 +66,13 @@ def test_a_silent_charger_fails_quickly_with_one_cause(tmp_path: Path, certs_dir
                 continue
             message = test["message"] or ""
             if "charger silent since" not in message:
-                own_findings.append((test["nodeid"], message))
+                own_findings.append((requirement["id"], test["nodeid"], message[:300]))
                 continue
             assert "last frame" in message, (test["nodeid"], message)
             causes.add(message[message.index("charger silent since"):].split("; ")[0])
     assert len(causes) == 1, causes
-    assert len({nodeid for nodeid, _ in own_findings}) <= 1, own_findings
+    assert {rid for rid, _, _ in own_findings} <= {"CORE-1"}, own_findings
+    assert all("Heartbeat" in message for _, _, message in own_findings), own_findings
     # No test is left incomplete by the silence: it is a finding about the charger, not a broken bench.
     incomplete = [t["nodeid"] for r in report["requirements"] for t in r["tests"] if t["verdict"] == "incomplete"]
     assert not incomplete, incomplete
