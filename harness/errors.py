@@ -40,6 +40,12 @@ class NotConnected(ChargerFailure):
     """The harness needed to talk to the charger, but it is not connected."""
 
 
+class ChargerSilent(ChargerFailure):
+    """The charger fell silent (docs/rules-silence.md): it left a CALL of the harness unanswered and has sent
+    nothing for the silence bound. The harness no longer waits for it: each wait that needs it fails at once,
+    naming that one cause, until the charger sends something again (any frame, or a new connection)."""
+
+
 class ProtocolViolation(ChargerFailure):
     """Frames from the charger broke OCPP-J 1.6 (schema, frame shape, ids, pairing)."""
 

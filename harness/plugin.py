@@ -32,7 +32,14 @@ from harness import __version__, bounds, interrupt, settings as settings_mod
 from harness.ci import CIOutput
 from harness.drivers.base import ChargerBackend, EndpointInfo
 from harness.endpoint import CONNECTED, NOT_HTTP, PLAIN_WS, SILENT, TLS_FAILED, UNAUTHORIZED, ConnectionAttempt, Endpoint, EndpointConfig
-from harness.errors import AdvisoryFinding, ChargerFailure, ExpectationTimeout, ProtocolViolation
+from harness.errors import (
+    AdvisoryFinding,
+    ChargerFailure,
+    ChargerSilent,
+    ExpectationTimeout,
+    HarnessError,
+    ProtocolViolation,
+)
 from harness.platform import PlatformSettings
 from harness.requirements import ADVISORY, by_id, is_known, requirement_ids
 from harness.rig import Rig
@@ -72,6 +79,7 @@ SETTINGS = pytest.StashKey[Settings]()
 STATE = pytest.StashKey["RunState"]()
 TEST_START = pytest.StashKey[int]()
 NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
+SILENT_AT_SETUP = pytest.StashKey[str]()  # the silence cause when the `charger` fixture met a silent charger
 PREPARE_BAD_CERTIFICATES = pytest.StashKey[bool]()
 CURRENT_ITEM = pytest.StashKey["pytest.Item | None"]()
 STATUS_LINE = pytest.StashKey["StatusLine | None"]()
@@ -81,6 +89,10 @@ _BAD_CERTIFICATE_REQUIREMENTS = frozenset({"TLS-3", "NF-2"})
 
 QUICK_TEST_BOUND = 60.0  # seconds a single test may take in quick mode (before the timeout factor)
 CERTIFICATION_TEST_BOUND = 900.0
+# The silence bound (docs/rules-silence.md), before the timeout factor; the session never makes it shorter than two
+# heartbeat intervals plus a CALL's timeout (quick: 12 s), so that a live charger is always heard within it.
+QUICK_SILENCE_BOUND = 10.0
+CERTIFICATION_SILENCE_BOUND = 150.0
 #: `@pytest.mark.test_bound(seconds)`: a test that waits on the charger's own timers (which quick mode cannot
 #: shorten, e.g. NF-2's late-delivery bound) gets at least this bound in every mode (before the timeout factor).
 TEST_BOUND_MARKER = "test_bound"
@@ -98,6 +110,7 @@ class RunState:
     # in any test's evidence or run-level section (trace seqs start at 1).
     session: ChargerSession | None = None
     accounted: int = 1
+    faults_taken: int = 0  # harness faults of the session already filed with a test (or the run)
 
 
 def _known_defects() -> dict[str, Any]:
@@ -259,11 +272,18 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
         start = item.stash.get(TEST_START, session.trace.next_seq if session is not None else 0)
         if session is not None:
             _account(item, session, start)  # what came before this test's evidence: a run-level section
+            session.cancelled_wait = None
         try:
             try:
                 async with asyncio.timeout(bound) as scope:
                     bound_token = bounds.CURRENT.set(scope)  # rig acts of a person do not count (bounds.py)
                     try:
+                        silent = item.stash.get(SILENT_AT_SETUP, None)
+                        if silent is not None:
+                            # docs/rules-silence.md: the test needs a live charger (the `charger` fixture) and the
+                            # charger is silent: failed at once, on its own requirement, with the one cause.
+                            raise ChargerSilent(f"{silent}; this test needs a live charger: failed without "
+                                                "running its checks")
                         await test(*args, **kwargs)
                     finally:
                         bounds.CURRENT.reset(bound_token)
@@ -274,11 +294,19 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
             except TimeoutError:
                 if not scope.expired():
                     raise
+                waited = session.cancelled_wait if session is not None else None
                 raise ChargerFailure(
                     f"the test did not finish within its bound of {bound:g} s (timeout factor {settings.timeout_factor:g})"
+                    + (f"; it was waiting for {waited}" if waited else "; it was not waiting on the charger's session "
+                       "(a rig act, a connection attempt or the test's own wait)")
                 ) from None
         except BaseException as exc:
             if session is not None and isinstance(exc, Exception):
+                await session.settle_answers()
+                faults = _take_faults(item, session)
+                if faults:
+                    # docs/rules-silence.md §2: whatever the test concluded, the harness broke during it.
+                    raise HarnessError(_faults_text(faults)) from exc
                 found = _file_advisories(item, session.take_findings(start))
                 if found:
                     exc.add_note(_violations_text(found))
@@ -286,6 +314,10 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
         finally:
             _keep_evidence(item, session, start)
         if session is not None:
+            await session.settle_answers()
+            faults = _take_faults(item, session)
+            if faults:
+                raise HarnessError(_faults_text(faults))
             found = _file_advisories(item, session.take_findings(start))
             if found:
                 # A finding about another requirement (a §4.9 transition is ST-1's; a watch's is the requirement of
@@ -295,6 +327,29 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
                 raise ProtocolViolation(_violations_text(found), requirements=refile)
 
     return guarded
+
+
+def _take_faults(item: pytest.Item | None, session: ChargerSession, config: pytest.Config | None = None) -> list[Any]:
+    """The harness faults (exceptions in the harness's own frame handling) not yet filed: they are filed in the
+    run info (`run.harness_errors`, with the test they make an error, or none outside every test)."""
+    cfg = item.config if item is not None else config
+    assert cfg is not None
+    state = cfg.stash[STATE]
+    faults = session.harness_faults[state.faults_taken:]
+    state.faults_taken = len(session.harness_faults)
+    info = cfg.stash[RUN_INFO].setdefault("harness_errors", [])
+    for fault in faults:
+        info.append({**fault.as_dict(), "nodeid": item.nodeid if item is not None else None})
+    return faults
+
+
+def _faults_text(faults: list[Any]) -> str:
+    lines = [f"{len(faults)} exception(s) in the harness's own frame handling during this test (the harness's fault; "
+             "the charger was not judged by this test; see the report's run.harness_errors):"]
+    lines += [f"  - while {f.where} (trace seq {f.seq}): {f.error}" for f in faults[:10]]
+    if faults:
+        lines.append(faults[-1].traceback)
+    return "\n".join(lines)
 
 
 def _file_advisories(item: pytest.Item, found: list[Any]) -> list[Any]:
@@ -538,7 +593,10 @@ async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> Async
             security_profile=settings.security_profile,
             timeout_factor=settings.timeout_factor,
             platform=PlatformSettings(heartbeat_interval=settings.heartbeat_interval, id_tags=settings.id_tags),
-            session=SessionSettings(timeout_factor=settings.timeout_factor),
+            session=SessionSettings(
+                timeout_factor=settings.timeout_factor,
+                silence_after=QUICK_SILENCE_BOUND if settings.quick else CERTIFICATION_SILENCE_BOUND,
+            ),
         ),
         on_attempt=on_attempt,
     )
@@ -730,20 +788,27 @@ async def charger(
     state.session = session  # its trace is the run's: frames outside every test go to run-level sections
     if state.never_connected:
         raise ChargerNeverConnected(state.never_connected)
-    try:
-        await session.wait_until(
-            lambda: session.connected and session.boot is not None,
-            settings.connect_timeout,
-            f"charger {settings.charger_id!r} to connect and boot",
-        )
-    except ExpectationTimeout:
-        state.never_connected = _never_connected(csms, session, settings)
-        raise ChargerNeverConnected(state.never_connected) from None
     rig = Rig(charger_backend, session)
     session.rig = rig  # type: ignore[attr-defined]
-    await _ensure_idle(session, rig, state)
-    if state.baseline_config is None:
-        state.baseline_config, state.readonly_keys = await _configuration_baseline(session)
+    try:
+        # A silent charger (docs/rules-silence.md) is not waited for: the test fails at once with the one cause.
+        session.fail_if_silent("the test's set-up did not wait for it")
+        try:
+            await session.wait_until(
+                lambda: session.connected and session.boot is not None,
+                settings.connect_timeout,
+                f"charger {settings.charger_id!r} to connect and boot",
+            )
+        except ExpectationTimeout:
+            state.never_connected = _never_connected(csms, session, settings)
+            raise ChargerNeverConnected(state.never_connected) from None
+        await _ensure_idle(session, rig, state)
+        if state.baseline_config is None:
+            baseline = await _configuration_baseline(session)
+            session.fail_if_silent("the test's set-up did not wait for it")  # no baseline from a silent charger
+            state.baseline_config, state.readonly_keys = baseline
+    except ChargerSilent as exc:
+        request.node.stash[SILENT_AT_SETUP] = session.silence() or str(exc)
     session.reset_answers()
     session.sent_calls.clear()
     session.details = {}
@@ -855,8 +920,9 @@ async def _ensure_idle(session: ChargerSession, rig: Rig, state: RunState) -> No
             )
         reason = (
             "charger not idle: this test needs an idle charger (no connector preparing, charging, suspended, "
-            f"finishing or faulted) and the charger stayed {statuses or 'without status'} after the previous "
-            "test's session was stopped and its EV unplugged; the requirement behind that is judged by its own test"
+            f"finishing or faulted) and the charger stayed {statuses or 'without status'} for "
+            f"{session.settings.scaled(15):g} s after the previous test's session was stopped and its EV unplugged; "
+            "the requirement behind that is judged by its own test"
         )
         state.stuck = (len(session.status_history), reason)
         raise ChargerNotIdle(reason) from None
@@ -936,6 +1002,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if state is not None and state.never_connected:
         session.config.stash[RUN_INFO]["never_connected"] = state.never_connected
     if state is not None and state.session is not None:
+        _take_faults(None, state.session, session.config)  # after the last test: the run's, no test's
         trace = state.session.trace
         info = session.config.stash[RUN_INFO]
         after = [e.as_dict() for e in trace.since(state.accounted)]

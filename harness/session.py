@@ -17,7 +17,9 @@ import dataclasses
 import datetime as dt
 import functools
 import inspect
+import json
 import time
+import traceback
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +31,7 @@ from harness.printable import printable
 from harness.errors import (
     CallErrorReceived,
     ChargerDisconnected,
+    ChargerSilent,
     ExpectationTimeout,
     NoAnswer,
     NotConnected,
@@ -96,11 +99,32 @@ Answer = Union[Mapping[str, Any], ocppj.CallError, None, object]
 AnswerHandler = Callable[[ReceivedCall], Any]
 
 
+@dataclass(frozen=True)
+class HarnessFault:
+    """An exception in the harness's own frame handling (docs/rules-silence.md §2): the harness's fault, never
+    the charger's. The test during which it happened becomes an error (verdict incomplete)."""
+
+    seq: int  # the trace event that records it
+    wall: dt.datetime
+    where: str
+    error: str  # "KeyError: 'x'"
+    traceback: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "time": self.wall.isoformat(timespec="milliseconds"), "where": self.where,
+                "error": self.error, "traceback": self.traceback}
+
+
 @dataclass
 class SessionSettings:
     call_timeout: float = 10.0  # seconds the charger has to answer a CALL (before the timeout factor)
     expect_within: float = 10.0  # default bound of expect()
     timeout_factor: float = 1.0
+    # The silence bound (docs/rules-silence.md): a charger that left a CALL of the harness unanswered and has sent
+    # nothing (no frame, no new connection) for this long is silent; waits that need it then fail at once.
+    # At least a CALL's timeout, and longer than two heartbeat intervals (quick mode: 1 s; the plugin sets 150 s for
+    # certification's 60 s) so that a live conformant charger, even a slow one, is always heard within it.
+    silence_after: float = 10.0
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.timeout_factor
@@ -242,6 +266,15 @@ class ChargerSession:
         self.sent_calls: list[tuple[str, dict[str, Any]]] = []  # this test's CALLs (for restoring state)
         self.details: dict[str, Any] = {}  # facts a test records for the report (e.g. which alternative held)
         self.rig: Any = None  # the Rig for physical acts, set by the `charger` fixture
+        # Silence (docs/rules-silence.md): when the charger was last heard (any frame from it, or a new connection:
+        # monotonic, wall, trace seq), and the first CALL of the harness that got no answer since then
+        # (action, message id, when it was sent, its bound).
+        self.heard: tuple[float, dt.datetime, int] | None = None
+        self._unanswered: tuple[str, str, dt.datetime, float] | None = None
+        self.registration: str | None = None  # the status of the platform's last answer to a BootNotification
+        self.waiting_for: str | None = None  # what the harness is waiting for right now (named by the test's bound)
+        self.cancelled_wait: str | None = None  # the last wait that was cancelled (a test's bound fired during it)
+        self.harness_faults: list[HarnessFault] = []  # exceptions in the harness's own frame handling
         # CORE-1: Heartbeats after a reconnect without BootNotification (harness/reconnect.py), per connection.
         self.heartbeat_interval: float | None = None  # the HeartbeatInterval the platform gave (boot, configuration)
         self.reconnect_heartbeat: ReconnectHeartbeat | None = None
@@ -304,10 +337,12 @@ class ChargerSession:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            self.fail_if_silent(f"not waited for: {describe or _describe(action, where)}")
             arrival = self._arrival
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await arrival.wait()
+            with self._waiting(f"{describe or _describe(action, where)} (expect, bound {bound:g} s)"):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await arrival.wait()
         wanted = describe or _describe(action, where)
         got = [c for c in self._inbox if c.seq >= start and c.action == action]
         seen = (
@@ -329,7 +364,8 @@ class ChargerSession:
         since: int | None = None,
     ) -> None:
         """Assert the charger sends no matching CALL during `within` seconds (a deliberate observation window)."""
-        with contextlib.suppress(ExpectationTimeout):
+        # A silent charger sends nothing, so it cannot send the forbidden CALL either.
+        with contextlib.suppress(ExpectationTimeout, ChargerSilent):
             got = await self.expect(action, where, within=within, since=since)
             raise ExpectationTimeout(
                 f"expected no {_describe(action, where)}, but the charger sent one: {ocppj.encode_json(got.payload)}"
@@ -442,16 +478,75 @@ class ChargerSession:
                     f"expected {what} within {bound:g} s; it did not happen.\n"
                     f"Frames:\n{format_frames(self.trace.tail(25))}"
                 )
+            self.fail_if_silent(f"not waited for: {what}")
             change = self._state_change
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await change.wait()
+            with self._waiting(f"{what} (bound {bound:g} s)"):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await change.wait()
 
     async def wait_connected(self, within: float = 30.0) -> None:
         await self.wait_until(lambda: self.connected, within, f"charger {self.id!r} to connect")
 
     async def wait_disconnected(self, within: float = 10.0) -> None:
         await self.wait_until(lambda: not self.connected, within, f"charger {self.id!r} to disconnect")
+
+    # --- silence (docs/rules-silence.md) ----------------------------------------------------------
+
+    def _heard(self, seq: int, wall: dt.datetime, mono: float) -> None:
+        """The charger did something (a frame, a new connection): it is not silent, whatever came before."""
+        self.heard = (mono, wall, seq)
+        self._unanswered = None
+
+    def silence(self) -> str | None:
+        """The one cause to fail with when the charger is silent, else None.
+
+        Silent: a CALL of the harness got no answer within its timeout, and the charger has sent nothing at all
+        (no frame, no new connection) for the silence bound. A CALL must always be answered (OCPP-J §4.2.2, §4.2.3: a
+        CALLRESULT or a CALLERROR) and a registered charger sends a Heartbeat every HeartbeatInterval (§4.6),
+        so a live charger, however slow, never meets both.
+        """
+        if self._unanswered is None or self.heard is None:
+            return None
+        bound = self.silence_bound()
+        quiet = time.monotonic() - self.heard[0]
+        if quiet < bound:
+            return None
+        action, unique_id, sent_at, waited = self._unanswered
+        last = self.trace.since(self.heard[2])[:1]
+        last_text = last[0].line()[:300] if last else "(not kept)"
+        return (
+            f"charger silent since {self.heard[1]:%H:%M:%S} UTC (nothing from it for more than the silence bound of "
+            f"{bound:g} s): "
+            f"it left {action} (message id {unique_id}, sent {sent_at:%H:%M:%S}) unanswered for {waited:g} s and has "
+            f"sent nothing since; its last frame: {last_text}. The harness no longer waits for it "
+            "(docs/rules-silence.md)"
+        )
+
+    def silence_bound(self) -> float:
+        """The silence bound: `silence_after` x the timeout factor, but never less than two heartbeat intervals (the
+        one the platform gave; not scaled: the charger's own timer) plus a CALL's timeout, so that a live charger is
+        heard within it even when the timeout factor shortens every wait of the harness."""
+        heartbeat = self.heartbeat_interval if self.heartbeat_interval is not None else float(self.platform.heartbeat_interval)
+        return max(self.settings.scaled(self.settings.silence_after),
+                   2 * heartbeat + self.settings.scaled(self.settings.call_timeout))
+
+    def fail_if_silent(self, what: str) -> None:
+        cause = self.silence()
+        if cause is not None:
+            raise ChargerSilent(f"{cause}; {what}")
+
+    @contextlib.contextmanager
+    def _waiting(self, what: str) -> Iterator[None]:
+        """Name what the harness waits for, so that a test's bound, when it fires, can say it."""
+        previous, self.waiting_for = self.waiting_for, what
+        try:
+            yield
+        except asyncio.CancelledError:
+            self.cancelled_wait = what  # e.g. the test's bound fired: the plugin names what was awaited
+            raise
+        finally:
+            self.waiting_for = previous
 
     # --- calls from the harness ----------------------------------------------------------------
 
@@ -481,6 +576,7 @@ class ChargerSession:
         bound = self.settings.scaled(self.settings.call_timeout if timeout is None else timeout)
         # OCPP-J §4.1.1: one outstanding CALL per direction; later calls queue here.
         async with self._call_lock:
+            self.fail_if_silent(f"{frame.action} not sent (the harness would have waited {bound:g} s for its answer)")
             await self._wait_boot_answered(frame.action, bound)
             connection = self.connection
             if connection is None:
@@ -497,11 +593,17 @@ class ChargerSession:
                 self._count_unreadable(raw)
             mark = self.trace.next_seq
             self.trace.record(TX, raw)
+            sent_at = dt.datetime.now(dt.timezone.utc)
             try:
                 await connection.send(raw)
-                async with asyncio.timeout(bound):
-                    return await future
+                with self._waiting(f"the answer to {frame.action} (message id {frame.unique_id}, bound {bound:g} s)"):
+                    async with asyncio.timeout(bound):
+                        return await future
             except TimeoutError:
+                # The first CALL left unanswered since the charger was last heard. Only a registered charger must
+                # answer: while Pending (or Rejected) it may ignore requests (§4.2; docs/rules-frames.md).
+                if self._unanswered is None and self.registration == "Accepted":
+                    self._unanswered = (frame.action, frame.unique_id, sent_at, bound)
                 self._timed_out[frame.unique_id] = mark
                 while len(self._timed_out) > 64:
                     self._timed_out.popitem(last=False)
@@ -607,6 +709,7 @@ class ChargerSession:
             f"connected: {info.get('tls_version', '?')} {info.get('cipher', '?')} from {info.get('peer', '?')}"
         )
         self.connected_seq = connected.seq
+        self._heard(connected.seq, connected.wall, connected.mono)
         if self.boot is not None:  # it was registered before: a reconnect, Heartbeats must go on (CORE-1)
             interval = self.heartbeat_interval or float(self.platform.heartbeat_interval)
             self.reconnect_heartbeat = ReconnectHeartbeat(connected.seq, connected.mono, interval,
@@ -677,9 +780,46 @@ class ChargerSession:
     def violations_since(self, seq: int) -> list[Violation]:
         return [v for v in self.violations if v.seq >= seq]
 
+    async def settle_answers(self, within: float = 1.0) -> None:
+        """Let the platform's answers to what already arrived finish (its own tasks: quick), so that a fault in
+        them is filed with the test during which the CALL came."""
+        if self._answer_tasks:
+            await asyncio.wait(set(self._answer_tasks), timeout=within)
+
+    def harness_fault(self, where: str, exc: BaseException) -> HarnessFault:
+        """Record an exception in the harness's own frame handling: a harness error, never a finding about the
+        charger (the plugin makes the test during which it happened an error, and the report lists it)."""
+        error = printable(f"{type(exc).__name__}: {exc}", one_line=True)[:500]
+        event = self.trace.event(f"harness error while {where}: {error} (the harness's fault: the charger is not judged by it)")
+        fault = HarnessFault(event.seq, event.wall, where, error,
+                             "".join(traceback.format_exception(exc)).strip()[-8000:])
+        if len(self.harness_faults) < _MAX_VIOLATIONS:
+            self.harness_faults.append(fault)
+        return fault
+
     def receive(self, message: str | bytes) -> None:
-        """Handle one WebSocket message from the charger: record, parse, validate, dispatch."""
+        """Handle one WebSocket message from the charger: record, parse, validate, dispatch.
+
+        Never raises: an exception in this handling is the harness's (harness_fault); a CALL it interrupted is
+        answered CALLERROR InternalError, as a platform that failed would, and the connection stays open.
+        """
+        mark = self.trace.next_seq
+        try:
+            self._receive(message)
+        except Exception as exc:  # noqa: BLE001 - the harness's own bug: recorded, never the charger's
+            self.harness_fault("handling a frame from the charger", exc)
+            unique_id = _call_id(message)
+            answered = any(e.direction == TX and unique_id is not None and unique_id in e.text for e in self.trace.since(mark))
+            if unique_id is not None and not answered:
+                with contextlib.suppress(Exception):
+                    self._reply(ocppj.CallError(unique_id, "InternalError", "the platform could not handle this CALL", {}))
+            arrival, self._arrival = self._arrival, asyncio.Event()  # waiters look again at what did get recorded
+            arrival.set()
+            self._notify()
+
+    def _receive(self, message: str | bytes) -> None:
         entry = self.trace.record(RX, message)
+        self._heard(entry.seq, entry.wall, entry.mono)
         try:
             frame = ocppj.parse_frame(message)
         except ocppj.UnknownMessageType as exc:
@@ -774,6 +914,15 @@ class ChargerSession:
             self._notify()
 
     async def _answer(self, call: ReceivedCall, connection: Any) -> None:
+        try:
+            await self._answer_guarded(call, connection)
+        except Exception as exc:  # noqa: BLE001 - the harness's own bug: recorded, never the charger's
+            self.harness_fault(f"answering the charger's {call.action}", exc)
+            if self._peer_outstanding == call.unique_id:  # not answered yet: as a platform that failed would
+                with contextlib.suppress(Exception):
+                    self._reply(ocppj.CallError(call.unique_id, "InternalError", "the platform could not answer", {}), connection)
+
+    async def _answer_guarded(self, call: ReceivedCall, connection: Any) -> None:
         if call.action != "BootNotification":
             await self._answer_call(call, connection)
             return
@@ -781,6 +930,7 @@ class ChargerSession:
         try:
             frame, written = await self._answer_call(call, connection)
             if written is not None and await written and isinstance(frame, ocppj.CallResult):
+                self.registration = str(frame.payload.get("status"))
                 # OCPP 1.6 §4.2: the boot completes with Accepted or Pending; the platform counts the charger
                 # as booted once that answer is on the wire (the send completed), not when the request came.
                 if frame.payload.get("status") in ("Accepted", "Pending") and not call.problems:
@@ -808,6 +958,9 @@ class ChargerSession:
                 if inspect.isawaitable(result):
                     result = await result
         except Exception as exc:  # noqa: BLE001 - a bad payload must not kill the endpoint
+            # The platform's answer function is the harness's code (a default answer or a test's override): its
+            # exception is a harness error, whatever the payload. The charger gets what a failing platform sends.
+            self.harness_fault(f"answering the charger's {call.action}", exc)
             error = ocppj.CallError(call.unique_id, "InternalError", f"platform could not answer: {exc}"[:200], {})
             return error, self._reply(error, connection)
         if result is None:
@@ -908,6 +1061,15 @@ class ChargerSession:
             self._details_advised = True
             self.advise("ADV-1", f"{frame.details_problem}; the CALLERROR is taken as the answer all the same "
                         "(later CALLERRORs with the same deviation are not listed again)", raw)
+
+
+def _call_id(message: str | bytes) -> str | None:
+    """The message id of a frame if it reads as a CALL ([2, "<id>", ...]), else None."""
+    with contextlib.suppress(Exception):
+        frame = json.loads(message)
+        if isinstance(frame, list) and len(frame) >= 2 and frame[0] == 2 and isinstance(frame[1], str):
+            return frame[1][:36]
+    return None
 
 
 def _slim(call: ReceivedCall, size: int) -> ReceivedCall:

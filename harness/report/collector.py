@@ -145,6 +145,10 @@ def _merge_run_info(base: dict[str, Any], other: Mapping[str, Any]) -> None:
             merged = list(base.get(key) or [])
             merged.extend(s for s in value if s not in merged)
             base[key] = merged
+        elif key == "harness_errors":  # each worker's own (docs/rules-silence.md §2): all of them
+            merged = list(base.get(key) or [])
+            merged.extend(f for f in value if f not in merged)
+            base[key] = merged
         elif isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
             sub = dict(base[key])
             for k, v in value.items():

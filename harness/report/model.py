@@ -689,6 +689,11 @@ def build_report(
     else:
         overall = CERTIFIED
         overall_reason = f"all {len(units)} mandatory requirements pass"
+    faults = run_info.get("harness_errors")
+    if isinstance(faults, list) and faults:
+        # docs/rules-silence.md §2: the harness's own exceptions are named as such, never the charger's.
+        overall_reason += (f"; harness error: {len(faults)} exception(s) in the harness's own frame handling "
+                           "(run.harness_errors; the charger was not judged by them)")
     overall_reason = redactor.text(overall_reason)
 
     # -- the rest ------------------------------------------------------------------------------
@@ -715,7 +720,7 @@ def build_report(
     }
     if run_info.get("defects"):
         run["defects"] = [str(d) for d in run_info["defects"]]
-    for extra in ("exit_status", "workers", "command", "trace_frames"):
+    for extra in ("exit_status", "workers", "command", "trace_frames", "harness_errors"):
         if run_info.get(extra) is not None:
             run[extra] = run_info[extra]
 

@@ -267,6 +267,9 @@ class ReferenceCharger:
         self._connection_timers: dict[int, asyncio.TimerHandle] = {}
         self._pending_remote: dict[int, dict[str, Any] | None] = {}  # RemoteStart waiting for the EV: its TxProfile
         self.downloaded_firmware: bytes | None = None
+        # Defect "falls-silent": the OCPP task is deadlocked (set once its first StatusNotification after an
+        # Accepted boot is answered); it neither sends nor handles anything until a power cycle.
+        self._hung = False
 
     def _variant(self, name: str) -> bool:
         return name in self.defects
@@ -552,8 +555,9 @@ class ReferenceCharger:
                 continue  # e.g. a new AuthorizationKey: reconnect at once
             if self._accepted.is_set() or time.monotonic() - started > 10:
                 backoff = self.config.reconnect_backoff_min
-            # Firmware bug "never-reconnects": a dropped connection is never re-established.
-            if "never-reconnects" in self.defects:
+            # Firmware bug "never-reconnects": a dropped connection is never re-established (nor by a deadlocked
+            # OCPP task: "falls-silent").
+            if "never-reconnects" in self.defects or self._hung:
                 log.warning("%s: connection lost; this firmware never reconnects", self.id)
                 await asyncio.Event().wait()
             delay = backoff * random.uniform(0.5, 1.0)
@@ -614,6 +618,8 @@ class ReferenceCharger:
     def _on_message(self, message: str | bytes) -> None:
         text = message if isinstance(message, str) else message.decode("utf-8", "replace")
         frame_log.info("%s < %s", self.id, _redact(text))
+        if self._hung:
+            return  # the deadlocked OCPP task never looks at it (the WebSocket layer still answers pings)
         try:
             frame = parse_frame(message)
         except UnknownMessageType as exc:
@@ -858,6 +864,14 @@ class ReferenceCharger:
                 continue
             lost = await self._send_queued(queued) if queued is not None else await self._send_outgoing(item)  # type: ignore[arg-type]
             self._bump()
+            # Firmware bug "falls-silent": once the status report after an Accepted boot is answered, the OCPP task
+            # deadlocks: nothing is sent or handled any more, the connection stays open, until a power cycle.
+            if ("falls-silent" in self.defects and item is not None and item.action == "StatusNotification"
+                    and not lost and self._accepted.is_set()
+                    and not any(o.action == "StatusNotification" for o in self._outbox)):
+                self._hung = True
+                log.warning("%s: the OCPP task is deadlocked: silent from now on (connection kept open)", self.id)
+                await asyncio.Event().wait()
             if lost:
                 await self._disconnected.wait()
 

@@ -57,6 +57,9 @@ _ALL: tuple[Defect, ...] = (
        "Treats BootNotification Pending as Accepted: sends StatusNotifications and Heartbeats while Pending."),
     _d("unplug-reason-local", "CORE-1",
        "An EV unplugged during a transaction is reported in StopTransaction with reason Local, not EVDisconnected."),
+    _d("falls-silent", "CORE-1",
+       "Once its boot is Accepted and its status report after it answered, the OCPP task deadlocks: it sends and "
+       "answers nothing more (no Heartbeat either) but keeps the WebSocket connection open, until power-cycled."),
     _d("no-heartbeat-after-reconnect", "CORE-1",
        "Heartbeats after boot, but the heartbeat timer dies with the connection: after a reconnect without a "
        "reboot (no new BootNotification) it sends no Heartbeat any more."),

@@ -41,6 +41,9 @@ NEGATIVE: dict[str, tuple[list[str], set[str], tuple[str, ...]]] = {
     "no-status-after-boot": ([BOOT, CORE], {"CORE-1"}, ()),
     "sends-before-accepted": ([BOOT, CORE], {"CORE-1"}, ()),
     "boot-bad-schema": ([BOOT, CORE], {"CORE-1"}, ()),
+    # Silent after its boot: every CORE-1 test that needs it fails at once with the one cause (docs/rules-silence.md;
+    # the whole quick run against it: tests/controls/test_silence_controls.py).
+    "falls-silent": ([BOOT, CORE], {"CORE-1"}, ()),
     # StopTransaction reason Local for an unplug: judged by the session-end suite (its own control file has the rows).
     "unplug-reason-local": (["suites/test_session_end.py"], {"CORE-1"}, ()),
     # Silent after UpdateFirmware: every update test waits its full bound for Downloading, so one is enough.
