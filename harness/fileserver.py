@@ -5,15 +5,19 @@ its diagnostics (GetDiagnostics.location); a charger does that with HTTP(S) or F
 §5.9, §5.19; the `SupportedFileTransferProtocols` key lists FTP, FTPS, HTTP, HTTPS). To check
 that a transfer *really* happened, the harness serves both ends itself and records every request:
 
-- HTTPS, with the harness CA's server certificate (the one the endpoint presents, so a charger
-  that trusts the endpoint trusts this server too). GET/HEAD serve the files added with
+- HTTPS (aiohttp's server), with the harness CA's server certificate (the one the endpoint presents,
+  so a charger that trusts the endpoint trusts this server too). GET/HEAD serve the files added with
   `add_file`; PUT stores the body as an upload named by the path; POST stores a raw body, or each
   file of a multipart/form-data body. `Expect: 100-continue`, chunked bodies and keep-alive work.
-- FTP (plain, RFC 959; standard library only): anonymous or any login, passive (PASV, EPSV) and
-  active (PORT, EPRT) data connections, RETR/STOR/SIZE/LIST/NLST, virtual directories. No FTPS:
-  `AUTH TLS` is answered 502 ("not implemented"), which a client takes as "no TLS here".
+  The TLS handshake is done before aiohttp sees the connection (as the endpoint does it), so a
+  refused handshake is recorded with its diagnosis.
+- FTP (aioftp's server, plain RFC 959): anonymous or any login, passive (PASV, EPSV) and active
+  (PORT, EPRT) data connections, RETR/STOR/APPE/SIZE/LIST/NLST, virtual directories (every path
+  that is not a file is a directory). No FTPS: `AUTH TLS` is answered 502 ("not implemented"),
+  which a client takes as "no TLS here".
 
-All asyncio, on the caller's loop. Every request (also failed and refused ones) is a
+The protocols are the libraries'; this module adds what the harness needs on top: the files it
+serves, the bounds, and the record. All asyncio, on the caller's loop. Every request (also failed and refused ones) is a
 `TransferRecord` in `requests`; every file received is an `Upload` in `uploads`. Waits are
 event-driven and bounded (`wait_request`, `wait_upload`).
 """
@@ -23,23 +27,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import email.parser
-import email.policy
-import ipaddress
+import io
 import logging
+import os
 import posixpath
+import socket
 import ssl
+import stat
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from time import monotonic as _monotonic
 from typing import Any
+
+import aioftp
+from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from harness import tls
 
 log = logging.getLogger("harness.fileserver")
 
-MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024  # a diagnostics file or a test firmware image; more is a bug or an attack
 MAX_RECORDS = 2000
 
@@ -121,7 +130,9 @@ class FileServer:
         self.https_port = 0
         self.ftp_port = 0
         self._ssl: ssl.SSLContext | None = None
-        self._servers: list[asyncio.Server] = []
+        self._listen: socket.socket | None = None
+        self._runner: web.AppRunner | None = None
+        self._ftp: _FtpServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._event = asyncio.Event()
 
@@ -131,26 +142,41 @@ class FileServer:
         if self.enable_https:
             assert self.certs is not None
             self._ssl = self.certs.server_context()
-            server = await asyncio.start_server(self._http_client, self.host, 0, limit=MAX_HEAD)
-            self._servers.append(server)
-            self.https_port = server.sockets[0].getsockname()[1]
+            app = web.Application(client_max_size=MAX_BODY)
+            app.router.add_route("*", "/{path:.*}", self._http)
+            self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            await self._runner.setup()
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            listen = socket.socket(family, socket.SOCK_STREAM)
+            listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listen.bind((self.host, 0))
+            listen.listen(64)
+            listen.setblocking(False)
+            self._listen = listen
+            self.https_port = listen.getsockname()[1]
+            self._spawn(self._accept_https())
         if self.enable_ftp:
-            server = await asyncio.start_server(self._ftp_client, self.host, 0, limit=MAX_HEAD)
-            self._servers.append(server)
-            self.ftp_port = server.sockets[0].getsockname()[1]
+            self._ftp = _FtpServer(self)
+            await self._ftp.start(self.host, 0)
+            self.ftp_port = self._ftp.address[1]
         return self
 
     async def stop(self) -> None:
-        for server in self._servers:
-            server.close()
+        if self._listen is not None:
+            self._listen.close()
+            self._listen = None
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=2)
-        for server in self._servers:
+        if self._runner is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 2)
-        self._servers.clear()
+                await asyncio.wait_for(self._runner.cleanup(), 2)
+            self._runner = None
+        if self._ftp is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ftp.close(), 2)
+            self._ftp = None
 
     async def __aenter__(self) -> FileServer:
         return await self.start()
@@ -259,155 +285,94 @@ class FileServer:
         return task
 
     # ==========================================================================================
-    # HTTPS
+    # HTTPS (aiohttp)
     # ==========================================================================================
 
-    async def _http_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        peer = _peer(writer)
-        try:
+    async def _accept_https(self) -> None:
+        """Accept, do TLS ourselves (so a refused handshake is recorded), then hand the connection to aiohttp."""
+        loop = asyncio.get_running_loop()
+        assert self._listen is not None
+        while True:
             try:
-                async with asyncio.timeout(self.timeout):
-                    await writer.start_tls(self._ssl)  # type: ignore[arg-type]
-            except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
-                self._record(TransferRecord("https", "TLS", "", peer, 0, detail=tls.describe_tls_failure(exc)))
-                return
-            while await self._http_request(reader, writer, peer):
-                pass
-        except (ConnectionError, OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1)
+                sock, address = await loop.sock_accept(self._listen)
+            except OSError as exc:  # e.g. out of descriptors: the next accept may work, after a pause
+                log.warning("file server: accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            self._spawn(self._https_connection(sock, f"{address[0]}:{address[1]}"))
 
-    async def _http_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> bool:
-        """Serve one request; True to read another on the same connection (keep-alive)."""
+    async def _https_connection(self, sock: socket.socket, peer: str) -> None:
+        from harness.endpoint import _tls_handshake  # the endpoint's server-side TLS, which sends the alert
+
+        assert self._runner is not None and self._runner.server is not None and self._ssl is not None
+        sock.setblocking(False)
         try:
-            async with asyncio.timeout(self.timeout):
-                head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial.strip():
-                self._record(TransferRecord("https", "?", "", peer, 0, detail="connection closed inside the request head"))
-            return False
-        except asyncio.LimitOverrunError:
-            await _respond(writer, 431, b"request head too large\n", close=True)
-            self._record(TransferRecord("https", "?", "", peer, 431, detail="request head too large"))
-            return False
-        except TimeoutError:
-            return False
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            await _respond(writer, 400, b"bad request line\n", close=True)
-            self._record(TransferRecord("https", "?", "", peer, 400, detail=f"bad request line {lines[0][:80]!r}"))
-            return False
-        method, target, version = parts[0].upper(), parts[1], parts[2]
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if ":" in line:
-                name, value = line.split(":", 1)
-                headers[name.strip().lower()] = value.strip()
-        path = _normalise(urllib.parse.unquote(urllib.parse.urlsplit(target).path or "/"))
-        agent = headers.get("user-agent")
-        keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-        record = TransferRecord("https", method, path, peer, 0, user_agent=agent)
+            await _tls_handshake(self._runner.server, sock, self._ssl, self.timeout)
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
+            sock.close()
+            self._record(TransferRecord("https", "TLS", "", peer, 0, detail=tls.describe_tls_failure(exc)))
 
-        if method in ("GET", "HEAD"):
-            content = self.files.get(path)
-            if content is None:
-                record.status = 404
-                await _respond(writer, 404, b"no such file\n", close=not keep, head_only=method == "HEAD")
-                record.detail = "no such file"
-            else:
+    async def _http(self, request: web.Request) -> web.StreamResponse:
+        method = request.method.upper()
+        path = _normalise(request.path)
+        record = TransferRecord("https", method, path, _request_peer(request), 0,
+                                user_agent=request.headers.get(hdrs.USER_AGENT))
+        try:
+            if method in ("GET", "HEAD"):
+                content = self.files.get(path)
+                if content is None:
+                    record.status, record.detail = 404, "no such file"
+                    return web.Response(status=404, text="no such file\n")
                 record.status = 200
-                await _respond(writer, 200, content, close=not keep, head_only=method == "HEAD",
-                               content_type="application/octet-stream")
                 record.bytes_sent = 0 if method == "HEAD" else len(content)
-            self._record(record)
-            return keep
-
-        if method in ("PUT", "POST"):
-            try:
-                body = await self._http_body(reader, writer, headers)
-            except _BodyError as exc:
-                record.status = exc.status
-                record.detail = exc.reason
-                await _respond(writer, exc.status, exc.reason.encode() + b"\n", close=True)
-                self._record(record)
-                return False
-            record.bytes_received = len(body)
-            files = _uploaded_files(method, path, headers, body)
-            for filename, content in files:
-                self._store(Upload("https", method, path, filename, content, peer))
-            record.status = 201 if method == "PUT" else 200
-            record.detail = ", ".join(f"{name!r} ({len(content)} B)" for name, content in files) or "no file in the body"
-            await _respond(writer, record.status, b"stored\n", close=not keep)
-            self._record(record)
-            return keep
-
-        record.status = 405
-        await _respond(writer, 405, b"method not allowed\n", close=True, extra={"Allow": "GET, HEAD, PUT, POST"})
-        self._record(record)
-        return False
-
-    async def _http_body(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, headers: dict[str, str]) -> bytes:
-        if headers.get("expect", "").lower() == "100-continue":
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            await writer.drain()
-        async with asyncio.timeout(self.timeout):
-            if "chunked" in headers.get("transfer-encoding", "").lower():
-                chunks: list[bytes] = []
-                total = 0
-                while True:
-                    size_line = await reader.readuntil(b"\r\n")
-                    try:
-                        size = int(size_line.split(b";", 1)[0].strip(), 16)
-                    except ValueError:
-                        raise _BodyError(400, "bad chunk size") from None
-                    if size == 0:
-                        # trailers, up to the empty line
-                        while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                            pass
-                        return b"".join(chunks)
-                    total += size
-                    if total > MAX_BODY:
-                        raise _BodyError(413, f"body larger than {MAX_BODY} bytes")
-                    chunks.append(await reader.readexactly(size))
-                    await reader.readexactly(2)
-            length_text = headers.get("content-length")
-            if length_text is None:
-                raise _BodyError(411, "Content-Length required (or chunked transfer encoding)")
-            try:
-                length = int(length_text)
-            except ValueError:
-                raise _BodyError(400, "bad Content-Length") from None
-            if length < 0 or length > MAX_BODY:
-                raise _BodyError(413, f"body larger than {MAX_BODY} bytes")
-            return await reader.readexactly(length)
-
-    # ==========================================================================================
-    # FTP (RFC 959, passive and active; no TLS)
-    # ==========================================================================================
-
-    async def _ftp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        session = _FtpSession(self, reader, writer)
-        try:
-            await session.run()
-        except (ConnectionError, OSError, asyncio.IncompleteReadError, TimeoutError):
-            pass
+                return web.Response(body=content, content_type="application/octet-stream")
+            if method in ("PUT", "POST"):
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        files, received = await self._http_upload(request, method, path)
+                except _BodyError as exc:
+                    record.status, record.detail = exc.status, exc.reason
+                    refused = web.Response(status=exc.status, text=exc.reason + "\n")
+                    refused.force_close()  # the rest of the body is not read: the connection cannot go on
+                    return refused
+                record.bytes_received = received
+                for filename, content in files:
+                    self._store(Upload("https", method, path, filename, content, record.peer))
+                record.status = 201 if method == "PUT" else 200
+                record.detail = ", ".join(f"{name!r} ({len(data)} B)" for name, data in files) or "no file in the body"
+                return web.Response(status=record.status, text="stored\n")
+            record.status = 405
+            return web.Response(status=405, text="method not allowed\n", headers={hdrs.ALLOW: "GET, HEAD, PUT, POST"})
         finally:
-            await session.close_data()
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1)
+            self._record(record)
+
+    async def _http_upload(self, request: web.Request, method: str, path: str) -> tuple[list[tuple[str, bytes]], int]:
+        """The files in a PUT/POST, and the bytes received: PUT = the body, named by the path; POST = each file
+        of a multipart/form-data body, or the raw body (named by Content-Disposition, else the path)."""
+        if request.content_length is None and not request.headers.get(hdrs.TRANSFER_ENCODING):
+            # A body with neither length nor chunking would be empty (RFC 9112 §6.3): a client that meant to
+            # upload something framed it wrong, which is worth its own answer rather than an empty file.
+            raise _BodyError(411, "Content-Length required (or chunked transfer encoding)")
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise _BodyError(413, f"body larger than {MAX_BODY} bytes")
+        if method == "POST" and request.content_type == "multipart/form-data":
+            files: list[tuple[str, bytes]] = []
+            total = 0
+            async for part in await request.multipart():
+                if not isinstance(part, BodyPartReader):
+                    continue  # a nested multipart: no file of ours
+                data = await _bounded(part, MAX_BODY - total)
+                total += len(data)
+                if part.filename is not None:
+                    files.append((posixpath.basename(part.filename), data))
+            return files, total
+        body = await _bounded(request.content, MAX_BODY)
+        name = None
+        disposition = request.headers.get(hdrs.CONTENT_DISPOSITION)
+        if disposition:
+            name = content_disposition_filename(parse_content_disposition(disposition)[1], "filename")
+        name = name or posixpath.basename(path) or "upload"
+        return [(posixpath.basename(name), body)], len(body)
 
 
 class _BodyError(Exception):
@@ -417,324 +382,287 @@ class _BodyError(Exception):
         self.reason = reason
 
 
-class _FtpSession:
-    """One FTP control connection."""
+async def _bounded(source: Any, limit: int) -> bytes:
+    """All of a body (an aiohttp StreamReader or BodyPartReader), or 413 beyond `limit` bytes."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = await (source.read_chunk(65536) if isinstance(source, BodyPartReader) else source.read(65536))
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            raise _BodyError(413, f"body larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
 
-    def __init__(self, server: FileServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.server = server
-        self.reader = reader
-        self.writer = writer
-        self.peer = _peer(writer)
-        self.user: str | None = None
-        self.logged_in = False
-        self.cwd = "/"
-        self.passive: asyncio.Server | None = None
-        self.passive_conn: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None = None
-        self.active: tuple[str, int] | None = None
 
-    async def reply(self, text: str) -> None:
-        self.writer.write((text + "\r\n").encode("utf-8"))
-        await self.writer.drain()
+def _request_peer(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(request.remote)
 
-    async def run(self) -> None:
-        await self.reply("220 ev.energy OCPP harness file server (FTP)")
-        while True:
-            async with asyncio.timeout(self.server.timeout):
-                line = await self.reader.readline()
-            if not line:
-                return
-            text = line.decode("utf-8", "replace").rstrip("\r\n")
-            command, _, argument = text.partition(" ")
-            command = command.upper()
-            if command == "QUIT":
-                await self.reply("221 bye")
-                return
-            handler = getattr(self, f"cmd_{command}", None)
-            if handler is None:
-                await self.reply(f"502 {command} not implemented")
-                continue
-            if not self.logged_in and command not in _FTP_BEFORE_LOGIN:
-                await self.reply("530 log in with USER and PASS first")
-                continue
-            await handler(argument)
 
-    # --- login and navigation ---
+# ==============================================================================================
+# FTP (aioftp)
+# ==============================================================================================
 
-    async def cmd_USER(self, arg: str) -> None:  # noqa: N802
-        self.user = arg or "anonymous"
-        self.logged_in = False
-        await self.reply("331 any password will do")
 
-    async def cmd_PASS(self, arg: str) -> None:  # noqa: N802
-        if self.user is None:
-            await self.reply("503 USER first")
-            return
-        self.logged_in = True
-        await self.reply("230 logged in")
+class _AnyLogin(aioftp.AbstractUserManager):
+    """Any user name with any password (anonymous too): the harness checks the transfer, not the login."""
 
-    async def cmd_AUTH(self, arg: str) -> None:  # noqa: N802
-        await self.reply("502 no TLS on this server (plain FTP)")
+    async def get_user(self, login: str) -> tuple[aioftp.AbstractUserManager.GetUserResponse, aioftp.User | None, str]:
+        user = aioftp.User(login or "anonymous", base_path=Path("/"), home_path=PurePosixPath("/"))
+        return aioftp.AbstractUserManager.GetUserResponse.PASSWORD_REQUIRED, user, "any password will do"
 
-    async def cmd_SYST(self, arg: str) -> None:  # noqa: N802
-        await self.reply("215 UNIX Type: L8")
+    async def authenticate(self, user: aioftp.User, password: str) -> bool:
+        return True
 
-    async def cmd_FEAT(self, arg: str) -> None:  # noqa: N802
-        await self.reply("211-Features:\r\n SIZE\r\n EPSV\r\n EPRT\r\n UTF8\r\n211 End")
+    async def notify_logout(self, user: aioftp.User) -> None:
+        return None
 
-    async def cmd_OPTS(self, arg: str) -> None:  # noqa: N802
-        await self.reply("200 ok")
 
-    async def cmd_NOOP(self, arg: str) -> None:  # noqa: N802
-        await self.reply("200 ok")
+class _FilesView(aioftp.AbstractPathIO[PurePosixPath]):
+    """The file server's files as aioftp's file system: read-only, every path that is no file is a directory.
 
-    async def cmd_TYPE(self, arg: str) -> None:  # noqa: N802
-        await self.reply(f"200 type {arg.upper() or 'I'}")
+    Transfers do not come through here (the server's RETR/STOR record them); this answers CWD, MLSD/MLST.
+    """
 
-    async def cmd_MODE(self, arg: str) -> None:  # noqa: N802
-        await self.reply("200 stream mode" if arg.upper() in ("S", "") else "504 only stream mode")
+    files: dict[str, bytes] = {}  # set per server by a subclass (`_FtpServer`)
 
-    async def cmd_STRU(self, arg: str) -> None:  # noqa: N802
-        await self.reply("200 file structure" if arg.upper() in ("F", "") else "504 only file structure")
+    def _content(self, path: PurePosixPath) -> bytes | None:
+        return self.files.get(_normalise(str(path)))
 
-    async def cmd_PWD(self, arg: str) -> None:  # noqa: N802
-        await self.reply(f'257 "{self.cwd}" is the current directory')
+    async def exists(self, path: PurePosixPath) -> bool:
+        return True
 
-    cmd_XPWD = cmd_PWD
+    async def is_dir(self, path: PurePosixPath) -> bool:
+        return self._content(path) is None
 
-    async def cmd_CWD(self, arg: str) -> None:  # noqa: N802
-        self.cwd = self.resolve(arg or "/")
-        await self.reply(f'250 directory is now "{self.cwd}"')
+    async def is_file(self, path: PurePosixPath) -> bool:
+        return self._content(path) is not None
 
-    async def cmd_CDUP(self, arg: str) -> None:  # noqa: N802
-        self.cwd = posixpath.dirname(self.cwd.rstrip("/")) or "/"
-        await self.reply(f'250 directory is now "{self.cwd}"')
+    async def mkdir(self, path: PurePosixPath, *, parents: bool = False, exist_ok: bool = False) -> None:
+        return None  # virtual directories: every directory exists already
 
-    async def cmd_MKD(self, arg: str) -> None:  # noqa: N802
-        await self.reply(f'257 "{self.resolve(arg)}" created')
+    async def rmdir(self, path: PurePosixPath) -> None:
+        raise aioftp.PathIOError(reason="read-only")
 
-    def resolve(self, arg: str) -> str:
-        return _normalise(arg if arg.startswith("/") else posixpath.join(self.cwd, arg))
+    async def unlink(self, path: PurePosixPath) -> None:
+        raise aioftp.PathIOError(reason="read-only")
 
-    # --- data connections ---
+    def list(self, path: PurePosixPath) -> AsyncIterable[PurePosixPath]:
+        names = _names_in(self.files, _normalise(str(path)))
 
-    async def close_data(self) -> None:
-        if self.passive is not None:
-            self.passive.close()
-            self.passive = None
-        if self.passive_conn is not None and self.passive_conn.done() and not self.passive_conn.cancelled():
-            with contextlib.suppress(Exception):
-                self.passive_conn.result()[1].close()
-        self.passive_conn = None
+        async def entries() -> AsyncIterator[PurePosixPath]:
+            for name in names:
+                yield path / name
 
-    async def _listen(self) -> int:
-        await self.close_data()
-        self.active = None
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = loop.create_future()
+        return entries()
 
-        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            if future.done():
-                writer.close()
-                return
-            future.set_result((reader, writer))
+    async def stat(self, path: PurePosixPath) -> os.stat_result:
+        content = self._content(path)
+        mode = stat.S_IFDIR | 0o755 if content is None else stat.S_IFREG | 0o644
+        return os.stat_result((mode, 0, 0, 1, 0, 0, len(content or b""), 0, 0, 0))
 
-        local = self.writer.get_extra_info("sockname")[0]
-        self.passive = await asyncio.start_server(accepted, local, 0)
-        self.passive_conn = future
-        return self.passive.sockets[0].getsockname()[1]
+    async def _open(self, path: PurePosixPath, mode: str) -> io.BytesIO:  # type: ignore[override]
+        raise aioftp.PathIOError(reason="transfers are served by the file server, not the path layer")
 
-    async def cmd_PASV(self, arg: str) -> None:  # noqa: N802
-        local = self.writer.get_extra_info("sockname")[0]
+    async def seek(self, file: io.BytesIO, offset: int, whence: int = io.SEEK_SET) -> int:
+        return file.seek(offset, whence)
+
+    async def write(self, file: io.BytesIO, data: bytes) -> int:
+        return file.write(data)
+
+    async def read(self, file: io.BytesIO, block_size: int) -> bytes:
+        return file.read(block_size)
+
+    async def close(self, file: io.BytesIO) -> None:
+        file.close()
+
+    async def rename(self, source: PurePosixPath, destination: PurePosixPath) -> PurePosixPath:
+        raise aioftp.PathIOError(reason="read-only")
+
+
+class _FtpServer(aioftp.Server):
+    """aioftp's server, plus what the harness needs: its transfers recorded and bounded, active mode
+    (PORT/EPRT; aioftp is passive only), SIZE, NLST and NOOP."""
+
+    def __init__(self, owner: FileServer) -> None:
+        view = type("_OwnersFiles", (_FilesView,), {"files": owner.files})
+        super().__init__(_AnyLogin(), path_io_factory=view, socket_timeout=owner.timeout,
+                         idle_timeout=owner.timeout, wait_future_timeout=owner.timeout,
+                         welcome_message="ev.energy OCPP harness file server (FTP)")
+        self.owner = owner
+        self.commands_mapping.update(
+            {"size": self.size, "nlst": self.nlst, "port": self.port, "eprt": self.eprt, "noop": self.noop}
+        )
+
+    def _where(self, connection: aioftp.Connection, rest: str | PurePosixPath) -> str:
+        return _normalise(str(self.get_paths(connection, rest)[1]))
+
+    def _record(self, connection: aioftp.Connection, method: str, path: str, status: int, **more: Any) -> None:
+        user = connection.user.login if connection.future.user.done() else None
+        self.owner._record(TransferRecord("ftp", method, path, _ftp_peer(connection), status, user=user, **more))
+
+    # --- data connections: passive as aioftp does it, or active (the client's PORT/EPRT address) ---
+
+    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
+    async def port(self, connection: aioftp.Connection, rest: str) -> bool:
         try:
-            address = ipaddress.ip_address(local)
-        except ValueError:
-            address = None
-        if address is not None and address.version == 6:
-            mapped = address.ipv4_mapped  # type: ignore[union-attr]
-            if mapped is None:
-                await self.reply("522 use EPSV on IPv6")
-                return
-            local = str(mapped)
-        port = await self._listen()
-        numbers = local.split(".") + [str(port >> 8), str(port & 0xFF)]
-        await self.reply(f"227 Entering Passive Mode ({','.join(numbers)})")
-
-    async def cmd_EPSV(self, arg: str) -> None:  # noqa: N802
-        if arg.upper() == "ALL":
-            await self.reply("200 EPSV ALL ok")
-            return
-        port = await self._listen()
-        await self.reply(f"229 Entering Extended Passive Mode (|||{port}|)")
-
-    async def cmd_PORT(self, arg: str) -> None:  # noqa: N802
-        numbers = arg.split(",")
-        try:
-            values = [int(n) for n in numbers]
+            values = [int(n) for n in rest.split(",")]
             if len(values) != 6 or not all(0 <= v <= 255 for v in values):
                 raise ValueError
         except ValueError:
-            await self.reply("501 bad PORT argument")
-            return
-        await self.close_data()
-        self.active = (".".join(str(v) for v in values[:4]), values[4] * 256 + values[5])
-        await self.reply("200 PORT ok")
+            connection.response("501", "bad PORT argument")
+            return True
+        connection.active_address = (".".join(str(v) for v in values[:4]), values[4] * 256 + values[5])
+        connection.response("200", "PORT ok")
+        return True
 
-    async def cmd_EPRT(self, arg: str) -> None:  # noqa: N802
-        if len(arg) < 2:
-            await self.reply("501 bad EPRT argument")
-            return
-        fields = arg[1:-1].split(arg[0])
+    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
+    async def eprt(self, connection: aioftp.Connection, rest: str) -> bool:
+        fields = rest[1:-1].split(rest[0]) if len(rest) >= 2 else []
         try:
-            host, port = fields[1], int(fields[2])
+            connection.active_address = (fields[1], int(fields[2]))
         except (IndexError, ValueError):
-            await self.reply("501 bad EPRT argument")
-            return
-        await self.close_data()
-        self.active = (host, port)
-        await self.reply("200 EPRT ok")
+            connection.response("501", "bad EPRT argument")
+            return True
+        connection.response("200", "EPRT ok")
+        return True
 
-    async def _data(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        """The data connection for the transfer that follows; None after a 425 reply."""
-        timeout = self.server.timeout
+    async def _data(self, connection: aioftp.Connection) -> aioftp.ThrottleStreamIO | None:
+        """The data connection for the transfer just announced (150); None after a 425 reply."""
+        timeout = self.owner.timeout
         try:
-            if self.passive_conn is not None:
+            if "active_address" in connection and connection.future.active_address.done():
+                host, port = connection.active_address
+                del connection.active_address
                 async with asyncio.timeout(timeout):
-                    conn = await self.passive_conn
-                if self.passive is not None:
-                    self.passive.close()
-                    self.passive = None
-                self.passive_conn = None
-                return conn
-            if self.active is not None:
-                host, port = self.active
-                self.active = None
+                    reader, writer = await asyncio.open_connection(host, port)
+                return aioftp.ThrottleStreamIO(reader, writer, throttles=connection.command_connection.throttles,
+                                               timeout=timeout)
+            if "passive_server" in connection and connection.future.passive_server.done():
                 async with asyncio.timeout(timeout):
-                    return await asyncio.open_connection(host, port)
+                    stream: aioftp.ThrottleStreamIO = await asyncio.shield(connection.future.data_connection)
+                del connection.data_connection
+                return stream
         except (OSError, TimeoutError) as exc:
-            await self.reply(f"425 cannot open the data connection: {exc}")
+            connection.response("425", f"cannot open the data connection: {exc or type(exc).__name__}")
             return None
-        await self.reply("425 use PASV, EPSV, PORT or EPRT first")
+        connection.response("425", "use PASV, EPSV, PORT or EPRT first")
         return None
+
+    def _transfer(self, connection: aioftp.Connection, work: Any) -> None:
+        task = asyncio.create_task(work)
+        connection.extra_workers.add(task)
 
     # --- transfers ---
 
-    async def cmd_SIZE(self, arg: str) -> None:  # noqa: N802
-        path = self.resolve(arg)
-        content = self.server.files.get(path)
-        if content is None:
-            await self.reply("550 no such file")
-            return
-        await self.reply(f"213 {len(content)}")
+    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
+    async def size(self, connection: aioftp.Connection, rest: str) -> bool:
+        content = self.owner.files.get(self._where(connection, rest))
+        connection.response(*(("550", "no such file") if content is None else ("213", str(len(content)))))
+        return True
 
-    async def cmd_RETR(self, arg: str) -> None:  # noqa: N802
-        path = self.resolve(arg)
-        record = TransferRecord("ftp", "RETR", path, self.peer, 0, user=self.user)
-        content = self.server.files.get(path)
+    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
+    async def noop(self, connection: aioftp.Connection, rest: str) -> bool:
+        connection.response("200", "ok")
+        return True
+
+    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
+    async def retr(self, connection: aioftp.Connection, rest: str | PurePosixPath) -> bool:
+        path = self._where(connection, rest)
+        content = self.owner.files.get(path)
         if content is None:
-            await self.close_data()
-            await self.reply("550 no such file")
-            record.status, record.detail = 550, "no such file"
-            self.server._record(record)
+            connection.response("550", "no such file")
+            self._record(connection, "RETR", path, 550, detail="no such file")
+            return True
+        connection.response("150", f"sending {path} ({len(content)} bytes)")
+        self._transfer(connection, self._send(connection, "RETR", path, content))
+        return True
+
+    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
+    async def stor(self, connection: aioftp.Connection, rest: str | PurePosixPath, mode: str = "wb") -> bool:
+        path = self._where(connection, rest)
+        connection.response("150", f"ready to receive {path}")
+        self._transfer(connection, self._receive(connection, "STOR" if mode == "wb" else "APPE", path))
+        return True
+
+    async def _list(self, connection: aioftp.Connection, rest: str, names_only: bool) -> bool:
+        argument = rest.split()[-1] if rest and not rest.startswith("-") else ""
+        target = self._where(connection, argument) if argument else _normalise(str(connection.current_directory))
+        names = _names_in(self.owner.files, target)
+        if names_only:
+            text = "".join(f"{n}\r\n" for n in names)
+        else:
+            text = "".join(f"-rw-r--r-- 1 ftp ftp {len(self.owner.files.get(posixpath.join(target, n), b''))} "
+                           f"Jan 01 00:00 {n}\r\n" for n in names)
+        connection.response("150", "listing")
+        self._transfer(connection, self._send(connection, "NLST" if names_only else "LIST", target, text.encode()))
+        return True
+
+    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
+    async def list(self, connection: aioftp.Connection, rest: str | PurePosixPath) -> bool:
+        return await self._list(connection, str(rest), names_only=False)
+
+    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
+    async def nlst(self, connection: aioftp.Connection, rest: str) -> bool:
+        return await self._list(connection, rest, names_only=True)
+
+    async def _send(self, connection: aioftp.Connection, method: str, path: str, content: bytes) -> None:
+        stream = await self._data(connection)
+        if stream is None:
+            self._record(connection, method, path, 425, detail="no data connection")
             return
-        conn = await self._data()
-        if conn is None:
-            record.status, record.detail = 425, "no data connection"
-            self.server._record(record)
-            return
-        _, data_writer = conn
-        await self.reply(f"150 sending {path} ({len(content)} bytes)")
         try:
-            data_writer.write(content)
-            await data_writer.drain()
-            data_writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(data_writer.wait_closed(), self.server.timeout)
-        except (OSError, ConnectionError) as exc:
-            await self.reply("426 transfer aborted")
-            record.status, record.detail = 426, str(exc)
-            self.server._record(record)
+            async with stream:
+                for offset in range(0, len(content), connection.block_size):
+                    await stream.write(content[offset:offset + connection.block_size])
+        except (OSError, TimeoutError, asyncio.CancelledError) as exc:
+            connection.response("426", "transfer aborted")
+            self._record(connection, method, path, 426, detail=str(exc) or type(exc).__name__)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return
-        await self.reply("226 transfer complete")
-        record.status, record.bytes_sent = 226, len(content)
-        self.server._record(record)
+        connection.response("226", "transfer complete")
+        self._record(connection, method, path, 226, bytes_sent=len(content))
 
-    async def cmd_STOR(self, arg: str) -> None:  # noqa: N802
-        path = self.resolve(arg)
-        record = TransferRecord("ftp", "STOR", path, self.peer, 0, user=self.user)
-        conn = await self._data()
-        if conn is None:
-            record.status, record.detail = 425, "no data connection"
-            self.server._record(record)
+    async def _receive(self, connection: aioftp.Connection, method: str, path: str) -> None:
+        stream = await self._data(connection)
+        if stream is None:
+            self._record(connection, method, path, 425, detail="no data connection")
             return
-        data_reader, data_writer = conn
-        await self.reply(f"150 ready to receive {path}")
         chunks: list[bytes] = []
         total = 0
         try:
-            async with asyncio.timeout(self.server.timeout):
-                while True:
-                    chunk = await data_reader.read(65536)
-                    if not chunk:
-                        break
+            async with stream:
+                async for chunk in stream.iter_by_block(connection.block_size):
                     total += len(chunk)
                     if total > MAX_BODY:
                         raise _BodyError(552, f"file larger than {MAX_BODY} bytes")
                     chunks.append(chunk)
-        except (_BodyError, OSError, ConnectionError, TimeoutError) as exc:
-            data_writer.close()
+        except (_BodyError, OSError, TimeoutError, asyncio.CancelledError) as exc:
             code = exc.status if isinstance(exc, _BodyError) else 426
-            await self.reply(f"{code} transfer aborted")
-            record.status, record.detail, record.bytes_received = code, str(exc) or type(exc).__name__, total
-            self.server._record(record)
+            connection.response(str(code), "transfer aborted")
+            self._record(connection, method, path, code, bytes_received=total, detail=str(exc) or type(exc).__name__)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return
-        data_writer.close()
         content = b"".join(chunks)
-        self.server._store(Upload("ftp", "STOR", path, posixpath.basename(path), content, self.peer))
-        await self.reply("226 file stored")
-        record.status, record.bytes_received = 226, len(content)
-        self.server._record(record)
-
-    cmd_APPE = cmd_STOR
-
-    async def _listing(self, arg: str, names_only: bool) -> None:
-        target = self.resolve(arg.split()[-1]) if arg and not arg.startswith("-") else self.cwd
-        record = TransferRecord("ftp", "NLST" if names_only else "LIST", target, self.peer, 0, user=self.user)
-        conn = await self._data()
-        if conn is None:
-            record.status = 425
-            self.server._record(record)
-            return
-        _, data_writer = conn
-        prefix = target.rstrip("/") + "/"
-        names = sorted({p[len(prefix):].split("/", 1)[0] for p in self.server.files if p.startswith(prefix)})
-        if names_only:
-            text = "".join(f"{n}\r\n" for n in names)
-        else:
-            text = "".join(
-                f"-rw-r--r-- 1 ftp ftp {len(self.server.files.get(prefix + n, b''))} Jan 01 00:00 {n}\r\n"
-                for n in names
-            )
-        await self.reply("150 listing")
-        data_writer.write(text.encode("utf-8"))
-        with contextlib.suppress(Exception):
-            await data_writer.drain()
-        data_writer.close()
-        await self.reply("226 listing sent")
-        record.status, record.bytes_sent = 226, len(text)
-        self.server._record(record)
-
-    async def cmd_LIST(self, arg: str) -> None:  # noqa: N802
-        await self._listing(arg, names_only=False)
-
-    async def cmd_NLST(self, arg: str) -> None:  # noqa: N802
-        await self._listing(arg, names_only=True)
-
-    async def cmd_ABOR(self, arg: str) -> None:  # noqa: N802
-        await self.close_data()
-        await self.reply("226 nothing to abort")
+        self.owner._store(Upload("ftp", method, path, posixpath.basename(path), content, _ftp_peer(connection)))
+        connection.response("226", "file stored")
+        self._record(connection, method, path, 226, bytes_received=len(content))
 
 
-_FTP_BEFORE_LOGIN = frozenset({"USER", "PASS", "AUTH", "SYST", "FEAT", "OPTS", "NOOP"})
+def _ftp_peer(connection: aioftp.Connection) -> str:
+    return f"{connection.client_host}:{connection.client_port}"
+
+
+def _names_in(files: dict[str, bytes], directory: str) -> list[str]:
+    """The entries (files and virtual directories) directly in `directory`."""
+    prefix = directory.rstrip("/") + "/"
+    return sorted({p[len(prefix):].split("/", 1)[0] for p in files if p.startswith(prefix)})
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -744,67 +672,9 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return str(peer)
-
-
 def _normalise(path: str) -> str:
     """An absolute, normalised POSIX path (no '..' escapes above the root)."""
     normal = posixpath.normpath("/" + path.lstrip("/"))
     while normal.startswith("//"):
         normal = normal[1:]
     return normal
-
-
-_REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            411: "Length Required", 413: "Content Too Large", 431: "Request Header Fields Too Large"}
-
-
-async def _respond(
-    writer: asyncio.StreamWriter,
-    status: int,
-    body: bytes,
-    *,
-    close: bool,
-    head_only: bool = False,
-    content_type: str = "text/plain; charset=utf-8",
-    extra: dict[str, str] | None = None,
-) -> None:
-    lines = [
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
-        "Server: ev.energy-ocpp-harness-fileserver",
-        f"Content-Type: {content_type}",
-        f"Content-Length: {len(body)}",
-        f"Connection: {'close' if close else 'keep-alive'}",
-    ]
-    lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body))
-    await writer.drain()
-
-
-def _uploaded_files(method: str, path: str, headers: dict[str, str], body: bytes) -> list[tuple[str, bytes]]:
-    """The files in a PUT/POST: PUT = the body, named by the path; POST = multipart parts, or the raw body."""
-    content_type = headers.get("content-type", "")
-    if method == "POST" and content_type.lower().startswith("multipart/form-data"):
-        parser = email.parser.BytesParser(policy=email.policy.HTTP)
-        message = parser.parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body)
-        files: list[tuple[str, bytes]] = []
-        if message.is_multipart():
-            for part in message.iter_parts():
-                filename = part.get_filename()
-                if filename is None:
-                    continue
-                payload = part.get_payload(decode=True)
-                files.append((posixpath.basename(filename), payload if isinstance(payload, bytes) else b""))
-        return files
-    name = None
-    disposition = headers.get("content-disposition")
-    if disposition:
-        parser = email.parser.BytesParser(policy=email.policy.HTTP)
-        name = parser.parsebytes(f"Content-Disposition: {disposition}\r\n\r\n".encode("latin-1")).get_filename()
-    name = name or posixpath.basename(path) or "upload"
-    return [(posixpath.basename(name), body)]
-
