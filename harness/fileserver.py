@@ -31,7 +31,6 @@ import io
 import logging
 import os
 import posixpath
-import socket
 import ssl
 import stat
 import urllib.parse
@@ -46,6 +45,7 @@ from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from harness import tls
+from harness.endpoint import _AlertingSSLProtocol
 
 log = logging.getLogger("harness.fileserver")
 
@@ -130,10 +130,9 @@ class FileServer:
         self.https_port = 0
         self.ftp_port = 0
         self._ssl: ssl.SSLContext | None = None
-        self._listen: socket.socket | None = None
+        self._listener: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None
         self._ftp: _FtpServer | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._event = asyncio.Event()
 
     # --- life cycle ----------------------------------------------------------------------------
@@ -146,15 +145,9 @@ class FileServer:
             app.router.add_route("*", "/{path:.*}", self._http)
             self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
             await self._runner.setup()
-            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-            listen = socket.socket(family, socket.SOCK_STREAM)
-            listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listen.bind((self.host, 0))
-            listen.listen(64)
-            listen.setblocking(False)
-            self._listen = listen
-            self.https_port = listen.getsockname()[1]
-            self._spawn(self._accept_https())
+            # A plain TCP listener whose protocol does the TLS itself, then hands over to aiohttp.
+            self._listener = await asyncio.get_running_loop().create_server(self._tls_protocol, self.host, 0)
+            self.https_port = self._listener.sockets[0].getsockname()[1]
         if self.enable_ftp:
             self._ftp = _FtpServer(self)
             await self._ftp.start(self.host, 0)
@@ -162,13 +155,9 @@ class FileServer:
         return self
 
     async def stop(self) -> None:
-        if self._listen is not None:
-            self._listen.close()
-            self._listen = None
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=2)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._runner.cleanup(), 2)
@@ -278,39 +267,26 @@ class FileServer:
         event, self._event = self._event, asyncio.Event()
         event.set()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     # ==========================================================================================
     # HTTPS (aiohttp)
     # ==========================================================================================
 
-    async def _accept_https(self) -> None:
-        """Accept, do TLS ourselves (so a refused handshake is recorded), then hand the connection to aiohttp."""
-        loop = asyncio.get_running_loop()
-        assert self._listen is not None
-        while True:
-            try:
-                sock, address = await loop.sock_accept(self._listen)
-            except OSError as exc:  # e.g. out of descriptors: the next accept may work, after a pause
-                log.warning("file server: accept failed: %s", exc)
-                await asyncio.sleep(0.1)
-                continue
-            self._spawn(self._https_connection(sock, f"{address[0]}:{address[1]}"))
-
-    async def _https_connection(self, sock: socket.socket, peer: str) -> None:
-        from harness.endpoint import _tls_handshake  # the endpoint's server-side TLS, which sends the alert
-
+    def _tls_protocol(self) -> asyncio.BaseProtocol:
+        """A new connection: TLS first (the endpoint's server-side TLS, which sends its alert on a refusal), then
+        aiohttp's protocol; a refused or abandoned handshake is recorded with its diagnosis."""
         assert self._runner is not None and self._runner.server is not None and self._ssl is not None
-        sock.setblocking(False)
-        try:
-            await _tls_handshake(self._runner.server, sock, self._ssl, self.timeout)
-        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
-            sock.close()
-            self._record(TransferRecord("https", "TLS", "", peer, 0, detail=tls.describe_tls_failure(exc)))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        protocol = _PeerNoted(loop, self._runner.server(), self._ssl, waiter, server_side=True,
+                              ssl_handshake_timeout=self.timeout)  # type: ignore[arg-type]  # typeshed says int
+
+        def handshake_done(done: asyncio.Future[None]) -> None:
+            exc = None if done.cancelled() else done.exception()
+            if exc is not None:
+                self._record(TransferRecord("https", "TLS", "", protocol.peer, 0, detail=tls.describe_tls_failure(exc)))
+
+        waiter.add_done_callback(handshake_done)
+        return protocol
 
     async def _http(self, request: web.Request) -> web.StreamResponse:
         method = request.method.upper()
@@ -373,6 +349,17 @@ class FileServer:
             name = content_disposition_filename(parse_content_disposition(disposition)[1], "filename")
         name = name or posixpath.basename(path) or "upload"
         return [(posixpath.basename(name), body)], len(body)
+
+
+class _PeerNoted(_AlertingSSLProtocol):
+    """The endpoint's server-side TLS (it sends the alert of a refused handshake), knowing its peer for the record."""
+
+    peer = "?"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
+        super().connection_made(transport)
 
 
 class _BodyError(Exception):
@@ -446,10 +433,10 @@ class _FilesView(aioftp.AbstractPathIO[PurePosixPath]):
         return None  # virtual directories: every directory exists already
 
     async def rmdir(self, path: PurePosixPath) -> None:
-        raise aioftp.PathIOError(reason="read-only")
+        raise aioftp.PathIOError("read-only")
 
     async def unlink(self, path: PurePosixPath) -> None:
-        raise aioftp.PathIOError(reason="read-only")
+        raise aioftp.PathIOError("read-only")
 
     def list(self, path: PurePosixPath) -> AsyncIterable[PurePosixPath]:
         names = _names_in(self.files, _normalise(str(path)))
@@ -465,8 +452,8 @@ class _FilesView(aioftp.AbstractPathIO[PurePosixPath]):
         mode = stat.S_IFDIR | 0o755 if content is None else stat.S_IFREG | 0o644
         return os.stat_result((mode, 0, 0, 1, 0, 0, len(content or b""), 0, 0, 0))
 
-    async def _open(self, path: PurePosixPath, mode: str) -> io.BytesIO:  # type: ignore[override]
-        raise aioftp.PathIOError(reason="transfers are served by the file server, not the path layer")
+    async def _open(self, path: PurePosixPath, mode: str) -> io.BytesIO:
+        raise aioftp.PathIOError("transfers are served by the file server, not the path layer")
 
     async def seek(self, file: io.BytesIO, offset: int, whence: int = io.SEEK_SET) -> int:
         return file.seek(offset, whence)
@@ -481,7 +468,7 @@ class _FilesView(aioftp.AbstractPathIO[PurePosixPath]):
         file.close()
 
     async def rename(self, source: PurePosixPath, destination: PurePosixPath) -> PurePosixPath:
-        raise aioftp.PathIOError(reason="read-only")
+        raise aioftp.PathIOError("read-only")
 
 
 class _FtpServer(aioftp.Server):
@@ -507,8 +494,9 @@ class _FtpServer(aioftp.Server):
 
     # --- data connections: passive as aioftp does it, or active (the client's PORT/EPRT address) ---
 
-    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
     async def port(self, connection: aioftp.Connection, rest: str) -> bool:
+        if not _logged_in(connection):
+            return True
         try:
             values = [int(n) for n in rest.split(",")]
             if len(values) != 6 or not all(0 <= v <= 255 for v in values):
@@ -520,8 +508,9 @@ class _FtpServer(aioftp.Server):
         connection.response("200", "PORT ok")
         return True
 
-    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
     async def eprt(self, connection: aioftp.Connection, rest: str) -> bool:
+        if not _logged_in(connection):
+            return True
         fields = rest[1:-1].split(rest[0]) if len(rest) >= 2 else []
         try:
             connection.active_address = (fields[1], int(fields[2]))
@@ -559,19 +548,22 @@ class _FtpServer(aioftp.Server):
 
     # --- transfers ---
 
-    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
     async def size(self, connection: aioftp.Connection, rest: str) -> bool:
+        if not _logged_in(connection):
+            return True
         content = self.owner.files.get(self._where(connection, rest))
         connection.response(*(("550", "no such file") if content is None else ("213", str(len(content)))))
         return True
 
-    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
     async def noop(self, connection: aioftp.Connection, rest: str) -> bool:
+        if not _logged_in(connection):
+            return True
         connection.response("200", "ok")
         return True
 
-    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
     async def retr(self, connection: aioftp.Connection, rest: str | PurePosixPath) -> bool:
+        if not _logged_in(connection):
+            return True
         path = self._where(connection, rest)
         content = self.owner.files.get(path)
         if content is None:
@@ -582,8 +574,9 @@ class _FtpServer(aioftp.Server):
         self._transfer(connection, self._send(connection, "RETR", path, content))
         return True
 
-    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
     async def stor(self, connection: aioftp.Connection, rest: str | PurePosixPath, mode: str = "wb") -> bool:
+        if not _logged_in(connection):
+            return True
         path = self._where(connection, rest)
         connection.response("150", f"ready to receive {path}")
         self._transfer(connection, self._receive(connection, "STOR" if mode == "wb" else "APPE", path))
@@ -602,12 +595,14 @@ class _FtpServer(aioftp.Server):
         self._transfer(connection, self._send(connection, "NLST" if names_only else "LIST", target, text.encode()))
         return True
 
-    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
     async def list(self, connection: aioftp.Connection, rest: str | PurePosixPath) -> bool:
+        if not _logged_in(connection):
+            return True
         return await self._list(connection, str(rest), names_only=False)
 
-    @aioftp.ConnectionConditions(aioftp.ConnectionConditions.login_required)
     async def nlst(self, connection: aioftp.Connection, rest: str) -> bool:
+        if not _logged_in(connection):
+            return True
         return await self._list(connection, rest, names_only=True)
 
     async def _send(self, connection: aioftp.Connection, method: str, path: str, content: bytes) -> None:
@@ -653,6 +648,14 @@ class _FtpServer(aioftp.Server):
         self.owner._store(Upload("ftp", method, path, posixpath.basename(path), content, _ftp_peer(connection)))
         connection.response("226", "file stored")
         self._record(connection, method, path, 226, bytes_received=len(content))
+
+
+def _logged_in(connection: aioftp.Connection) -> bool:
+    """aioftp's login check (its ConnectionConditions decorator, which is typed for its own class's methods)."""
+    if connection.future.logged.done():
+        return True
+    connection.response("503", "bad sequence of commands (not logged in)")
+    return False
 
 
 def _ftp_peer(connection: aioftp.Connection) -> str:
