@@ -1,4 +1,5 @@
-"""The harness's file server (FW-1) against real standard-library clients: urllib over HTTPS, ftplib."""
+"""The harness's file server (FW-1) against real clients other than its own libraries: urllib over HTTPS, ftplib
+(the reference charger's aiohttp/aioftp clients are exercised by suites/test_firmware.py)."""
 
 from __future__ import annotations
 
@@ -270,7 +271,7 @@ async def test_ftp_refuses_tls_and_unknown_commands(server: FileServer) -> None:
 
 
 async def test_urllib_ftp_download(server: FileServer) -> None:
-    """The way a Python charger (the reference one) downloads an ftp:// URL."""
+    """The way a Python charger built on the standard library downloads an ftp:// URL (CWD per directory, RETR)."""
 
     def fetch() -> bytes:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
