@@ -175,3 +175,25 @@ async def test_unreachable_rig() -> None:
         await backend.plugin(1)
     with pytest.raises(ValueError):
         HttpBackend("ftp://rig")
+
+
+@pytest.mark.asyncio
+async def test_an_answer_that_is_not_http_is_a_rig_error() -> None:
+    """Something listens but does not speak HTTP (a raw socket on purpose: the answer is malformed)."""
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    try:
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        with pytest.raises(RigError) as info:
+            await HttpBackend(url, timeout=2).plugin(1)
+        assert info.value.act == "plugin"
+    finally:
+        server.close()
+        async with asyncio.timeout(2):
+            await server.wait_closed()

@@ -23,11 +23,12 @@ class HttpBackend(ChargerBackend):
 
     def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
         parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"charger control URL {base_url!r}: expected http://HOST:PORT[/prefix]")
+        # https:// too, as the charger profile's [rig.http] control_url and the README allow (the system's trust store)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"charger control URL {base_url!r}: expected http(s)://HOST:PORT[/prefix]")
         self.base_url = base_url.rstrip("/")
         self.host = parts.hostname
-        self.port = parts.port or 80
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.prefix = parts.path.rstrip("/")
         self.timeout = timeout
 
