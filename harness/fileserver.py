@@ -38,7 +38,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from time import monotonic as _monotonic
-from typing import Any
+from typing import Any, TypeVar
 
 import aioftp
 from aiohttp import BodyPartReader, hdrs, web
@@ -51,6 +51,8 @@ log = logging.getLogger("harness.fileserver")
 
 MAX_BODY = 16 * 1024 * 1024  # a diagnostics file or a test firmware image; more is a bug or an attack
 MAX_RECORDS = 2000
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -234,7 +236,7 @@ class FileServer:
         match = predicate or (lambda _u: True)
         return await self._wait(lambda: next((u for u in self.uploads if u.mono >= since and match(u)), None), within)
 
-    async def _wait(self, find: Callable[[], Any], within: float) -> Any:
+    async def _wait(self, find: Callable[[], _T | None], within: float) -> _T | None:
         deadline = _monotonic() + within
         while True:
             found = find()
@@ -473,7 +475,7 @@ class _FilesView(aioftp.AbstractPathIO[PurePosixPath]):
 
 class _FtpServer(aioftp.Server):
     """aioftp's server, plus what the harness needs: its transfers recorded and bounded, active mode
-    (PORT/EPRT; aioftp is passive only), SIZE, NLST and NOOP."""
+    (PORT/EPRT; aioftp is passive only), SIZE, NLST, NOOP, OPTS, and MKD in virtual directories."""
 
     def __init__(self, owner: FileServer) -> None:
         view = type("_OwnersFiles", (_FilesView,), {"files": owner.files})
@@ -482,7 +484,8 @@ class _FtpServer(aioftp.Server):
                          welcome_message="ev.energy OCPP harness file server (FTP)")
         self.owner = owner
         self.commands_mapping.update(
-            {"size": self.size, "nlst": self.nlst, "port": self.port, "eprt": self.eprt, "noop": self.noop}
+            {"size": self.size, "nlst": self.nlst, "port": self.port, "eprt": self.eprt, "noop": self.noop,
+             "opts": self.opts}
         )
 
     def _where(self, connection: aioftp.Connection, rest: str | PurePosixPath) -> str:
@@ -559,6 +562,18 @@ class _FtpServer(aioftp.Server):
         if not _logged_in(connection):
             return True
         connection.response("200", "ok")
+        return True
+
+    async def mkd(self, connection: aioftp.Connection, rest: str | PurePosixPath) -> bool:
+        # Virtual directories: every one exists, so creating one succeeds (aioftp would answer 550 "exists",
+        # which a client creating its upload folder first may take as a failure).
+        if not _logged_in(connection):
+            return True
+        connection.response("257", f'"{self._where(connection, rest)}" created')
+        return True
+
+    async def opts(self, connection: aioftp.Connection, rest: str) -> bool:
+        connection.response("200", "ok")  # OPTS UTF8 ON: names are UTF-8 already
         return True
 
     async def retr(self, connection: aioftp.Connection, rest: str | PurePosixPath) -> bool:

@@ -248,6 +248,7 @@ async def test_ftp_listing_and_login_required(server: FileServer) -> None:
         with pytest.raises(ftplib.error_perm, match="not logged in"):
             ftp.sendcmd("PWD")
         ftp.login("user", "secret")
+        assert ftp.mkd("/diagnostics/new") == "/diagnostics/new"  # virtual directories: creating one succeeds
         names = ftp.nlst("/firmware")
         assert ftp.pwd() == "/"
         ftp.quit()
