@@ -488,6 +488,14 @@ class _FtpServer(aioftp.Server):
              "opts": self.opts}
         )
 
+    async def parse_command(self, stream: Any, censor_commands: tuple[str] = ("pass",)) -> Any:
+        """The next command; False (end of the session) when the client closed the control connection or went
+        silent. aioftp raises there, and after QUIT nobody retrieves it ("Task exception was never retrieved")."""
+        try:
+            return await super().parse_command(stream, censor_commands)
+        except (ConnectionError, TimeoutError):
+            return False
+
     def _where(self, connection: aioftp.Connection, rest: str | PurePosixPath) -> str:
         return _normalise(str(self.get_paths(connection, rest)[1]))
 
