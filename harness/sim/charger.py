@@ -1688,8 +1688,9 @@ class ReferenceCharger:
         """An FTP session (aioftp) logged in with the URL's user (anonymous if none), as async context."""
         timeout = self.config.transfer_timeout
         return aioftp.Client.context(
-            parts.hostname or "", parts.port or 21, urllib.parse.unquote(parts.username or "anonymous"),
-            urllib.parse.unquote(parts.password or ""), socket_timeout=timeout, connection_timeout=timeout,
+            parts.hostname or "", parts.port or 21, urllib.parse.unquote(parts.username or aioftp.DEFAULT_USER),
+            urllib.parse.unquote(parts.password if parts.password is not None else aioftp.DEFAULT_PASSWORD),
+            socket_timeout=timeout, connection_timeout=timeout,
         )
 
     async def _download(self, location: str) -> bytes:
