@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from harness import tls
 from harness.drivers.base import ActNotSupported, EndpointInfo, RigError
@@ -21,25 +22,27 @@ from tests.sim.test_charger import CP_ID, KEY, MiniCsms, booted
 TIMEOUT = 15
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 @contextlib.asynccontextmanager
-async def stub(answer: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]) -> AsyncIterator[str]:
-    """A rig that answers every request with `answer`."""
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+async def stub(answer: Handler) -> AsyncIterator[str]:
+    """A rig (an aiohttp server) that answers every request with `answer`."""
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", answer)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
-        server.close()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(2):
-                await server.wait_closed()
+        async with asyncio.timeout(5):
+            await runner.cleanup()
 
 
-def fixed(status: int, body: bytes) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
-        await writer.drain()
-        writer.close()
+def fixed(status: int, body: bytes) -> Handler:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, body=body)
 
     return answer
 
@@ -148,10 +151,9 @@ async def test_500_is_a_rig_error_with_status_and_body() -> None:
 async def test_no_answer_is_a_rig_error() -> None:
     hold = asyncio.Event()
 
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
-            await hold.wait()  # never answers
-        writer.close()
+    async def silent(request: web.Request) -> web.StreamResponse:
+        await hold.wait()  # never answers (until the test ends)
+        return web.Response()
 
     async with stub(silent) as url:
         try:
@@ -173,3 +175,25 @@ async def test_unreachable_rig() -> None:
         await backend.plugin(1)
     with pytest.raises(ValueError):
         HttpBackend("ftp://rig")
+
+
+@pytest.mark.asyncio
+async def test_an_answer_that_is_not_http_is_a_rig_error() -> None:
+    """Something listens but does not speak HTTP (a raw socket on purpose: the answer is malformed)."""
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    try:
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        with pytest.raises(RigError) as info:
+            await HttpBackend(url, timeout=2).plugin(1)
+        assert info.value.act == "plugin"
+    finally:
+        server.close()
+        async with asyncio.timeout(2):
+            await server.wait_closed()

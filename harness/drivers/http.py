@@ -9,8 +9,9 @@ failure reported with the status and the body.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import urllib.parse
+
+import aiohttp
 
 from harness.drivers.base import ActNotSupported, ChargerBackend, EndpointInfo, RigError, refuse_if_interrupted
 
@@ -22,11 +23,12 @@ class HttpBackend(ChargerBackend):
 
     def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
         parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"charger control URL {base_url!r}: expected http://HOST:PORT[/prefix]")
+        # https:// too, as the charger profile's [rig.http] control_url and the README allow (the system's trust store)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"charger control URL {base_url!r}: expected http(s)://HOST:PORT[/prefix]")
         self.base_url = base_url.rstrip("/")
         self.host = parts.hostname
-        self.port = parts.port or 80
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.prefix = parts.path.rstrip("/")
         self.timeout = timeout
 
@@ -75,54 +77,27 @@ class HttpBackend(ChargerBackend):
         raise RigError(f"POST {self.base_url}/{act}: HTTP {status}: {body.strip()[:500] or '(empty body)'}", act=act)
 
     async def _request(self, method: str, path: str, args: dict[str, object]) -> tuple[int, str]:
-        query = urllib.parse.urlencode({k: str(v) for k, v in args.items()})
-        target = self.prefix + path + (f"?{query}" if query else "")
+        query = {k: str(v) for k, v in args.items()}
         url = f"{self.base_url}{path}"
-        writer: asyncio.StreamWriter | None = None
+        # A connection per act (force_close), as a rig is driven once in a while; no proxy from the environment.
+        connector = aiohttp.TCPConnector(force_close=True)
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-                host = f"[{self.host}]" if ":" in self.host else self.host
-                writer.write(
-                    f"{method} {target} HTTP/1.1\r\nHost: {host}:{self.port}\r\nContent-Length: 0\r\n"
-                    "Connection: close\r\nUser-Agent: ev-energy-ocpp-harness\r\n\r\n".encode()
-                )
-                await writer.drain()
-                return await _read_response(reader)
+                async with aiohttp.ClientSession(connector=connector, trust_env=False,
+                                                 headers={"User-Agent": "ev-energy-ocpp-harness"}) as client:
+                    async with client.request(method, url, params=query, data=b"") as response:
+                        body = await response.content.read(MAX_RESPONSE)
+                        return response.status, body.decode("utf-8", "replace")
         except TimeoutError:
             raise RigError(f"{method} {url}: no answer within {self.timeout:g} s") from None
-        except ConnectionRefusedError:
-            raise RigError(f"{method} {url}: connection refused (nothing listens at {self.host}:{self.port})") from None
-        except OSError as exc:
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ConnectionRefusedError):
+                raise RigError(f"{method} {url}: connection refused (nothing listens at {self.host}:{self.port})") from None
+            raise RigError(f"{method} {url}: {type(exc.os_error).__name__}: {exc.os_error}") from None
+        except aiohttp.ClientResponseError as exc:  # not HTTP (a malformed status line or header)
+            raise RigError(f"malformed HTTP answer from the rig at {url}: {exc.message}") from None
+        except (aiohttp.ClientError, OSError) as exc:
             raise RigError(f"{method} {url}: {type(exc).__name__}: {exc}") from None
-        finally:
-            if writer is not None:
-                writer.close()
-                with contextlib.suppress(Exception):
-                    await writer.wait_closed()
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, str]:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-        raise RigError(f"malformed HTTP answer from the rig ({type(exc).__name__})") from None
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise RigError(f"malformed HTTP status line from the rig: {lines[0][:100]!r}")
-    status = int(parts[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name:
-            headers[name.strip().lower()] = value.strip()
-    length = headers.get("content-length")
-    if length is not None and length.isdigit():
-        body = await reader.readexactly(min(int(length), MAX_RESPONSE))
-    else:
-        body = await reader.read(MAX_RESPONSE)  # until the rig closes (Connection: close)
-    return status, body.decode("utf-8", "replace")
 
 
 def _bool(value: bool) -> str:

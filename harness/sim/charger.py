@@ -22,7 +22,6 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
-import ftplib
 import itertools
 import logging
 import math
@@ -31,14 +30,14 @@ import random
 import re
 import ssl
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aioftp
+import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -1651,7 +1650,7 @@ class ReferenceCharger:
         data: bytes | None = None
         for attempt in range(attempts):
             try:
-                data = await asyncio.to_thread(self._download, location)
+                data = await self._download(location)
                 break
             except Exception as exc:  # noqa: BLE001
                 log.warning("%s: firmware download %d/%d from %s failed: %s", self.id, attempt + 1, attempts,
@@ -1689,19 +1688,36 @@ class ReferenceCharger:
         ca_file, partial_chain = self._trust_store()
         return client_context(ca_file, partial_chain=partial_chain)
 
-    def _download(self, location: str) -> bytes:
-        scheme = urllib.parse.urlsplit(location).scheme.lower()
+    def _http_client(self, scheme: str) -> aiohttp.ClientSession:
+        """An HTTP(S) client for a transfer: the charger's trust store for HTTPS, no proxy, its User-Agent."""
+        timeout = self.config.transfer_timeout
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self._tls_for_transfers() if scheme == "https" else True),
+            timeout=aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout),
+            headers={"User-Agent": f"{self.config.vendor}-{self.config.model}"},
+            raise_for_status=True,
+        )
+
+    def _ftp_client(self, parts: urllib.parse.SplitResult) -> Any:
+        """An FTP session (aioftp) logged in with the URL's user (anonymous if none), as async context."""
+        timeout = self.config.transfer_timeout
+        return aioftp.Client.context(
+            parts.hostname or "", parts.port or 21, urllib.parse.unquote(parts.username or aioftp.DEFAULT_USER),
+            urllib.parse.unquote(parts.password if parts.password is not None else aioftp.DEFAULT_PASSWORD),
+            socket_timeout=timeout, connection_timeout=timeout,
+        )
+
+    async def _download(self, location: str) -> bytes:
+        parts = urllib.parse.urlsplit(location)
+        scheme = parts.scheme.lower()
         if scheme not in ("http", "https", "ftp"):
             raise ValueError(f"unsupported scheme {scheme!r}")
-        handlers: list[Any] = [urllib.request.ProxyHandler({})]
-        if scheme == "https":
-            handlers.append(urllib.request.HTTPSHandler(context=self._tls_for_transfers()))
-        opener = urllib.request.build_opener(*handlers)
-        request = urllib.request.Request(location, headers={"User-Agent": f"{self.config.vendor}-{self.config.model}"})
-        with opener.open(request, timeout=self.config.transfer_timeout) as response:
-            data = response.read(MAX_DOWNLOAD + 1)
-        if len(data) > MAX_DOWNLOAD:
-            raise ValueError("firmware image too large")
+        if scheme == "ftp":
+            async with self._ftp_client(parts) as ftp, ftp.download_stream(urllib.parse.unquote(parts.path)) as stream:
+                data = await _read_bounded(stream.iter_by_block(), MAX_DOWNLOAD)
+        else:
+            async with self._http_client(scheme) as client, client.get(location) as response:
+                data = await _read_bounded(response.content.iter_chunked(65536), MAX_DOWNLOAD)
         if not data:
             raise ValueError("empty firmware image")
         return data
@@ -1726,7 +1742,7 @@ class ReferenceCharger:
         ok = False
         for attempt in range(attempts):
             try:
-                await asyncio.to_thread(self._upload, location, name, content)
+                await self._upload(location, name, content)
                 ok = True
                 break
             except Exception as exc:  # noqa: BLE001
@@ -1747,50 +1763,33 @@ class ReferenceCharger:
         lines += [f"{k['key']}={k['value']}" for k in known]
         return "\n".join(lines) + "\n"
 
-    def _upload(self, location: str, name: str, content: bytes) -> None:
+    async def _upload(self, location: str, name: str, content: bytes) -> None:
         parts = urllib.parse.urlsplit(location)
         scheme = parts.scheme.lower()
         if scheme == "ftp":
-            ftp = ftplib.FTP()
-            try:
-                ftp.connect(parts.hostname or "", parts.port or 21, timeout=self.config.transfer_timeout)
-                ftp.login(urllib.parse.unquote(parts.username or "anonymous"), urllib.parse.unquote(parts.password or ""))
+            async with self._ftp_client(parts) as ftp:
                 path = urllib.parse.unquote(parts.path)
                 if path and path not in ("/", ""):
-                    ftp.cwd(path)
-                import io
-
-                ftp.storbinary(f"STOR {name}", io.BytesIO(content))
-                with contextlib.suppress(Exception):
-                    ftp.quit()
-            finally:
-                ftp.close()
+                    await ftp.change_directory(path)
+                async with ftp.upload_stream(name) as stream:
+                    await stream.write(content)
             return
         if scheme not in ("http", "https"):
             raise ValueError(f"unsupported scheme {scheme!r}")
-        handlers: list[Any] = [urllib.request.ProxyHandler({})]
-        if scheme == "https":
-            handlers.append(urllib.request.HTTPSHandler(context=self._tls_for_transfers()))
-        opener = urllib.request.build_opener(*handlers)
         target = location if location.endswith("/") else location + "/"
         target += urllib.parse.quote(name)
-        # First PUT <location>/<fileName>; servers that take uploads by POST get a multipart form.
-        try:
-            request = urllib.request.Request(target, data=content, method="PUT",
-                                             headers={"Content-Type": "text/plain"})
-            with opener.open(request, timeout=self.config.transfer_timeout) as response:
-                response.read()
-            return
-        except urllib.error.HTTPError as exc:
-            if exc.code not in (404, 405, 501):
-                raise
-        boundary = uuid.uuid4().hex
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
-                f"Content-Type: text/plain\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
-        request = urllib.request.Request(location, data=body, method="POST",
-                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-        with opener.open(request, timeout=self.config.transfer_timeout) as response:
-            response.read()
+        async with self._http_client(scheme) as client:
+            # First PUT <location>/<fileName>; servers that take uploads by POST get a multipart form.
+            try:
+                async with client.put(target, data=content, headers={"Content-Type": "text/plain"}):
+                    return
+            except aiohttp.ClientResponseError as exc:
+                if exc.status not in (404, 405, 501):
+                    raise
+            form = aiohttp.FormData()
+            form.add_field("file", content, filename=name, content_type="text/plain")
+            async with client.post(location, data=form):
+                return
 
     # ============================================================================================
     # time
@@ -1853,6 +1852,16 @@ def _parse_time(value: str) -> dt.datetime:
     from harness.ocppj import parse_datetime
 
     return parse_datetime(value).astimezone(dt.timezone.utc)
+
+
+async def _read_bounded(blocks: AsyncIterator[bytes], limit: int) -> bytes:
+    """A transfer's bytes, refused beyond `limit` (a charger has so much room for a firmware image)."""
+    data = bytearray()
+    async for block in blocks:
+        data += block
+        if len(data) > limit:
+            raise ValueError("firmware image too large")
+    return bytes(data)
 
 
 def _new_version(current: str, location: str) -> str:

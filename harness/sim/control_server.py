@@ -6,32 +6,29 @@
     POST /reboot                        POST /network?online=true|false
 
 200 done (JSON body), 400 bad arguments, 404 unknown path, 405 not POST, 501 the act is not
-supported by this rig, 500 the act failed. A deliberately small HTTP/1.1 server: one request per
-connection, bounded sizes and times, loopback by default. Unknown query parameters are ignored
-(rigs built for other tools may add their own); known ones are checked.
+supported by this rig, 500 the act failed. HTTP is aiohttp's; bodies (the API sends none) are
+bounded in size and time; loopback by default. Unknown query parameters are ignored (rigs built
+for other tools may add their own); known ones are checked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
+
+from aiohttp import hdrs, web
 
 from harness import spec16
 from harness.drivers.base import ActNotSupported
 
 log = logging.getLogger("harness.sim.control")
 
-MAX_HEAD = 16 * 1024  # request line + headers
 MAX_BODY = 64 * 1024  # the API sends empty bodies; anything is read and ignored up to this size
+MAX_FIELDS = 32  # query parameters
 READ_TIMEOUT = 10.0
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-            411: "Length Required", 413: "Content Too Large", 431: "Request Header Fields Too Large",
-            500: "Internal Server Error", 501: "Not Implemented", 505: "HTTP Version Not Supported"}
 
 
 class Rig(Protocol):
@@ -48,12 +45,6 @@ class Rig(Protocol):
 
 class BadRequest(ValueError):
     pass
-
-
-class _HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _one(query: dict[str, list[str]], name: str) -> str | None:
@@ -99,7 +90,7 @@ class ControlServer:
         self.host = host
         self.port = port
         self.connectors = connectors if connectors is not None else _connectors_of(rig)
-        self._server: asyncio.Server | None = None
+        self._runner: web.AppRunner | None = None
         self._lock = asyncio.Lock()  # one act at a time, as a physical rig does them
         self.acts: list[str] = []  # what was done, for tests and logs
         self._routes: dict[str, Callable[[dict[str, list[str]]], Awaitable[str]]] = {
@@ -118,18 +109,21 @@ class ControlServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> ControlServer:
-        self._server = await asyncio.start_server(self._connection, self.host, self.port, limit=MAX_HEAD)
-        self.port = self._server.sockets[0].getsockname()[1]
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_route("*", "/{path:.*}", self._request)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = self._runner.addresses[0][1]
         log.info("control API on %s", self.url)
         return self
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._runner is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
-                    await self._server.wait_closed()
-            self._server = None
+                    await self._runner.cleanup()
+            self._runner = None
 
     async def __aenter__(self) -> ControlServer:
         return await self.start()
@@ -139,83 +133,26 @@ class ControlServer:
 
     # --- HTTP ---------------------------------------------------------------------------------
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _request(self, request: web.Request) -> web.Response:
         try:
-            try:
-                async with asyncio.timeout(READ_TIMEOUT):
-                    method, target, headers = await self._read_head(reader)
-                    await self._read_body(reader, headers)
-                status, body = await self._dispatch(method, target)
-            except _HttpError as exc:
-                status, body = exc.status, {"error": str(exc)}
-            except TimeoutError:
-                status, body = 408, {"error": "request not received in time"}
-            extra = {"Allow": "POST"} if status == 405 else {}
-            await self._respond(writer, status, body, extra)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except Exception:  # noqa: BLE001 - one bad connection must not stop the rig
-            log.exception("control API connection failed")
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            async with asyncio.timeout(READ_TIMEOUT):
+                await request.read()  # the API has no body; read it (bounded) to keep the connection sane
+        except web.HTTPRequestEntityTooLarge:
+            return _answer(413, {"error": f"body larger than {MAX_BODY} bytes"})
+        except TimeoutError:
+            return _answer(408, {"error": "request not received in time"})
+        status, body = await self._dispatch(request)
+        return _answer(status, body)
 
-    async def _read_head(self, reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str]]:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError:
-            raise _HttpError(431, f"request head larger than {MAX_HEAD} bytes") from None
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial:
-                raise
-            raise _HttpError(400, "incomplete request") from None
-        try:
-            text = head.decode("latin-1")
-        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes everything
-            raise _HttpError(400, "undecodable request") from None
-        lines = text.split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3:
-            raise _HttpError(400, "malformed request line")
-        method, target, version = parts
-        if not version.startswith("HTTP/1."):
-            raise _HttpError(505, f"{version} not supported")
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if not line:
-                continue
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise _HttpError(400, "malformed header line")
-            headers[name.lower()] = value.strip()
-        if len(headers) > 100:
-            raise _HttpError(431, "too many headers")
-        return method, target, headers
-
-    async def _read_body(self, reader: asyncio.StreamReader, headers: dict[str, str]) -> None:
-        if "transfer-encoding" in headers:
-            raise _HttpError(411, "send the (empty) body with Content-Length")
-        raw = headers.get("content-length", "0")
-        if not raw.isdigit():
-            raise _HttpError(400, "bad Content-Length")
-        length = int(raw)
-        if length > MAX_BODY:
-            raise _HttpError(413, f"body larger than {MAX_BODY} bytes")
-        if length:
-            await reader.readexactly(length)  # the API has no body; read it to keep the connection sane
-
-    async def _dispatch(self, method: str, target: str) -> tuple[int, dict[str, Any]]:
-        parts = urllib.parse.urlsplit(target)
-        handler = self._routes.get(parts.path.rstrip("/") or "/")
+    async def _dispatch(self, request: web.Request) -> tuple[int, dict[str, Any]]:
+        handler = self._routes.get(request.path.rstrip("/") or "/")
         if handler is None:
-            return 404, {"error": f"no such call {parts.path}; calls: {', '.join(self._routes)}"}
-        if method != "POST":
-            return 405, {"error": f"{parts.path} takes POST, not {method}"}
-        try:
-            query = urllib.parse.parse_qs(parts.query, keep_blank_values=True, max_num_fields=32)
-        except ValueError as exc:
-            return 400, {"error": f"bad query string: {exc}"}
+            return 404, {"error": f"no such call {request.path}; calls: {', '.join(self._routes)}"}
+        if request.method != "POST":
+            return 405, {"error": f"{request.path} takes POST, not {request.method}"}
+        if len(request.query) > MAX_FIELDS:
+            return 400, {"error": f"bad query string: more than {MAX_FIELDS} parameters"}
+        query = {name: request.query.getall(name) for name in request.query}
         try:
             async with self._lock:
                 done = await handler(query)
@@ -226,20 +163,11 @@ class ControlServer:
         except ValueError as exc:  # the charger refused the arguments (e.g. no such connector)
             return 400, {"error": str(exc)}
         except Exception as exc:  # noqa: BLE001
-            log.exception("act %s failed", parts.path)
+            log.exception("act %s failed", request.path)
             return 500, {"error": f"{type(exc).__name__}: {exc}"}
         self.acts.append(done)
         log.info("rig: %s", done)
         return 200, {"ok": True, "done": done}
-
-    async def _respond(self, writer: asyncio.StreamWriter, status: int, body: dict[str, Any],
-                       extra: dict[str, str]) -> None:
-        data = (json.dumps(body) + "\n").encode()
-        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", "Content-Type: application/json",
-                f"Content-Length: {len(data)}", "Connection: close"]
-        head += [f"{k}: {v}" for k, v in extra.items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
-        await writer.drain()
 
     # --- the acts -------------------------------------------------------------------------------
 
@@ -292,6 +220,13 @@ class ControlServer:
         online = _flag(q, "online")
         await self.rig.network(online)
         return f"network {'restored' if online else 'cut'}"
+
+
+def _answer(status: int, body: dict[str, Any]) -> web.Response:
+    response = web.json_response(body, status=status)
+    if status == 405:
+        response.headers[hdrs.ALLOW] = "POST"
+    return response
 
 
 def _connectors_of(rig: Any) -> int | None:

@@ -9,10 +9,8 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
-import http.server
 import itertools
 import ssl
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -21,6 +19,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiohttp import BodyPartReader, web
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -693,50 +692,48 @@ async def test_reboot_boots_again_and_keeps_the_meter(csms: MiniCsms, certs_dir:
 # --- firmware and diagnostics over real HTTP --------------------------------------------------------
 
 
-class _FileServer(http.server.ThreadingHTTPServer):
-    uploads: dict[str, bytes]
-    fetched: list[str]
+class _FileServer:
+    """A plain-HTTP file server (aiohttp): GET serves *.bin, PUT stores; under /form/ PUT is refused (405) and a
+    multipart POST stores each file, as servers that take uploads by form do."""
+
+    def __init__(self) -> None:
+        self.uploads: dict[str, bytes] = {}
+        self.fetched: list[str] = []
+        self.base = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET":
+            self.fetched.append(request.path)
+            return web.Response(body=b"FIRMWARE" * 100) if request.path.endswith(".bin") else web.Response(status=404)
+        if request.method == "PUT" and not request.path.startswith("/form/"):
+            self.uploads[request.path] = await request.read()
+            return web.Response(status=201)
+        if request.method == "POST" and request.path.startswith("/form/"):
+            async for part in await request.multipart():
+                if isinstance(part, BodyPartReader) and part.filename:
+                    self.uploads[request.path.rstrip("/") + "/" + part.filename] = await part.read()
+            return web.Response(status=200)
+        return web.Response(status=405)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _FileServer
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802
-        self.server.fetched.append(self.path)
-        if self.path.endswith(".bin"):
-            body = b"FIRMWARE" * 100
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        else:
-            self.send_error(404)
-
-    def do_PUT(self) -> None:  # noqa: N802
-        length = int(self.headers.get("Content-Length", "0"))
-        self.server.uploads[self.path] = self.rfile.read(length)
-        self.send_response(201)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
-@pytest.fixture
-def file_server() -> Any:
-    server = _FileServer(("127.0.0.1", 0), _Handler)
-    server.uploads, server.fetched = {}, []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+@pytest_asyncio.fixture
+async def file_server() -> AsyncIterator[_FileServer]:
+    server = _FileServer()
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", server.handle)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    server.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
 
 
 @pytest.mark.asyncio
-async def test_firmware_update_and_diagnostics(csms: MiniCsms, certs_dir: Path, file_server: Any) -> None:
-    base = f"http://127.0.0.1:{file_server.server_address[1]}"
+async def test_firmware_update_and_diagnostics(csms: MiniCsms, certs_dir: Path, file_server: _FileServer) -> None:
+    base = file_server.base
     async with running(csms, certs_dir):
         await booted(csms)
         m = csms.mark()
@@ -745,6 +742,10 @@ async def test_firmware_update_and_diagnostics(csms: MiniCsms, certs_dir: Path, 
         await csms.expect("DiagnosticsStatusNotification", lambda p: p["status"] == "Uploaded", since=m)
         assert [c.payload["status"] for c in csms.calls("DiagnosticsStatusNotification", m)] == ["Uploading", "Uploaded"]
         assert b"firmware 1.0.0" in file_server.uploads[f"/upload/{name}"]
+        m = csms.mark()  # a server that refuses the PUT (405) gets a multipart POST of the file
+        result = await csms.call("GetDiagnostics", {"location": f"{base}/form/"})
+        await csms.expect("DiagnosticsStatusNotification", lambda p: p["status"] == "Uploaded", since=m)
+        assert b"firmware 1.0.0" in file_server.uploads[f"/form/{result.payload['fileName']}"]
         m = csms.mark()
         result = await csms.call("UpdateFirmware", {"location": f"{base}/missing.img", "retrieveDate": _now()})
         assert result.payload == {}
