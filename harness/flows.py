@@ -13,6 +13,13 @@ from typing import Any
 from harness.session import ChargerSession, ReceivedCall
 
 
+#: Seconds a charger has, after reconnecting, to deliver what it queued offline (OCPP 1.6 §3.7), in every mode: it is
+#: the charger's own flush timer, which quick mode cannot shorten. Chargers that flush their offline queue on a timer
+#: commonly use 60 s; 120 s gives such a timer a whole second period (docs/rules-offline.md). Late is not lost; a
+#: charger that delivers at once costs nothing (every wait is event-driven).
+LATE_DELIVERY = 120.0
+
+
 @dataclass
 class Charging:
     connector: int

@@ -34,7 +34,7 @@ from harness import ocppj
 from harness.drivers.base import RigError
 from harness.endpoint import Endpoint
 from harness.errors import CallErrorReceived, ChargerFailure, ExpectationTimeout
-from harness.flows import start_charging
+from harness.flows import LATE_DELIVERY, start_charging
 from harness.platform import default_answer
 from harness.reconnect import BOOT_GRACE, BOOTED, DISCONNECTED, HEARTBEAT, PENDING, SILENT
 from harness.session import ChargerSession, ReceivedCall
@@ -46,11 +46,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 PERIODIC = (None, "Sample.Periodic")
 
 
-#: Seconds after reconnecting within which what was queued offline must arrive (before the timeout factor), in
-#: every mode: it is the charger's own flush timer, which quick mode cannot shorten. Chargers that flush their
-#: offline queue on a timer commonly use 60 s; 120 s gives such a timer a whole second period (docs/rules-offline.md).
-#: Only "not within this bound" is lost; a charger that delivers at once costs nothing (every wait is event-driven).
-LATE_DELIVERY = 120.0
+#: LATE_DELIVERY (harness/flows.py): seconds after reconnecting within which what was queued offline must arrive
+#: (before the timeout factor), in every mode; shared with the session-end suite's offline way.
+
 #: The longest offline window (seconds): 2.5 of the charger's sampling periods, at most this.
 MAX_OFFLINE_WINDOW = 150.0
 #: The NF-2 test's own bound (plugin marker test_bound): online samples, the offline window, reconnecting and
