@@ -685,7 +685,7 @@ def make_backend(settings: Settings, config: pytest.Config | None = None) -> Cha
         return SimBackend(
             defects=settings.sim_defects,
             connectors=settings.sim_connectors,
-            **{k: v for k, v in hardware.items() if v is not None},
+            **{k: v for k, v in hardware.items() if v is not None},  # type: ignore[arg-type]  # hardware numbers
         )
     if settings.charger == "http":
         from harness.drivers.http import HttpBackend

@@ -260,7 +260,7 @@ class ChargerSession:
         self._peer_ids = ocppj.IdTracker()
         self._peer_outstanding: str | None = None
         self._answers: dict[str, AnswerHandler] = {}
-        self._answer_tasks: set[asyncio.Task[None]] = set()
+        self._answer_tasks: set[asyncio.Task[Any]] = set()
         self._mark = 0
         self.first_mark = 0  # the mark at the start of the run's first test: what came before is boot-time
         self.sent_calls: list[tuple[str, dict[str, Any]]] = []  # this test's CALLs (for restoring state)
@@ -564,7 +564,7 @@ class ChargerSession:
             raise CallErrorReceived(action, answer.code, answer.description, answer.details)
         if (action == "ChangeConfiguration" and payload.get("key") == "HeartbeatInterval"
                 and answer.payload.get("status") == "Accepted"):
-            with contextlib.suppress(TypeError, ValueError):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
                 self.heartbeat_interval = float(payload.get("value"))  # type: ignore[arg-type]
         return answer.payload
 
@@ -970,7 +970,7 @@ class ChargerSession:
         payload = ocppj.payload_of(result)
         if call.action == "BootNotification" and payload.get("status") == "Accepted":
             with contextlib.suppress(TypeError, ValueError):
-                self.heartbeat_interval = float(payload.get("interval")) or None  # §4.2: the interval to use
+                self.heartbeat_interval = float(payload["interval"]) or None  # §4.2: the interval to use
         if call.action == "StartTransaction" and "transactionId" in payload:
             self.transactions[int(payload["transactionId"])] = Transaction(
                 int(payload["transactionId"]), call.get("connectorId"), call.get("idTag"), call.get("meterStart"), call

@@ -437,7 +437,7 @@ def _reference_hardware(settings: Settings) -> None:
             charge_point_id=settings.charger_id,
             connectors=settings.sim_connectors,
             defects=frozenset(settings.sim_defects),
-            **{k: v for k, v in declared.items() if v is not None},
+            **{k: v for k, v in declared.items() if v is not None},  # type: ignore[arg-type]  # hardware floats
         )
     except ValueError as exc:
         raise pytest.UsageError(f"the reference charger cannot have this hardware: {exc}") from None

@@ -73,7 +73,7 @@ def _skip_reason(report: pytest.TestReport) -> str:
     return reason.strip()
 
 
-def _crash_message(report: pytest.TestReport) -> str:
+def _crash_message(report: pytest.TestReport | pytest.CollectReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     message = getattr(crash, "message", None)
     if message:
@@ -161,7 +161,8 @@ def _merge_run_info(base: dict[str, Any], other: Mapping[str, Any]) -> None:
 
 def _worker_charger(worker: str, snapshot: Mapping[str, Any]) -> dict[str, Any]:
     """One worker's charger as the report lists it under ``charger.workers``."""
-    charger = snapshot.get("charger") if isinstance(snapshot.get("charger"), Mapping) else {}
+    found = snapshot.get("charger")
+    charger: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     entry: dict[str, Any] = {"worker": worker}
     for key in ("id", "serial", "firmware"):
         entry[key] = charger.get(key)
@@ -317,11 +318,11 @@ class ReportCollector:
                 else:
                     message = f"error in teardown: {message}"
             elif report.when == "setup":
-                finding = call.excinfo is not None and call.excinfo.errisinstance(AssertionError)
+                charger_finding = call.excinfo is not None and call.excinfo.errisinstance(AssertionError)
                 if model.NEVER_CONNECTED in message.lower() or "charger not idle" in message.lower():
                     verdict = model.INCOMPLETE  # the charger could not be put in the state this test needs
                     message = f"not run: {message}"
-                elif finding:  # a finding about the charger (the harness raises AssertionErrors)
+                elif charger_finding:  # a finding about the charger (the harness raises AssertionErrors)
                     message = f"error in setup: {message}"
                 else:  # the harness or the rig broke before the charger was tested
                     verdict = model.INCOMPLETE
@@ -628,7 +629,7 @@ class ReportCollector:
             run_frames = list(self._run_frames)
             after = info.pop(RUN_FRAMES_AFTER, None)
             if isinstance(after, list):
-                run_frames.extend(a for a in after if isinstance(a, Mapping))
+                run_frames.extend(dict(a) for a in after if isinstance(a, Mapping))
             selected = self._selected | {r for ids in self._collected.values() for r in ids}
             self.report = model.build_report(
                 info, tests, interrupted=interrupted, reason=reason, selected=selected, run_frames=run_frames

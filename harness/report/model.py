@@ -27,7 +27,7 @@ import hashlib
 import json
 import platform
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from harness import __version__ as HARNESS_VERSION
@@ -475,7 +475,7 @@ _CHARGER_KEYS = ("id", "vendor", "model", "serial", "firmware")
 
 def build_report(
     run_info: Mapping[str, Any] | None,
-    tests: list[Mapping[str, Any]],
+    tests: Sequence[Mapping[str, Any]],
     *,
     interrupted: bool = False,
     reason: str | None = None,

@@ -184,7 +184,7 @@ class _TxState:
     last_power_w: float = 0.0  # the "power-not-zero-when-suspended" defect's stale reading
 
 
-Handler = Callable[[dict[str, Any]], Awaitable[tuple[dict[str, Any], Callable[[], None] | None]]]
+Handler = Callable[[dict[str, Any]], Awaitable[tuple[dict[str, Any], Callable[[], object] | None]]]
 
 
 class ReferenceCharger:
@@ -310,7 +310,7 @@ class ReferenceCharger:
             handle.cancel()
 
     def _spawn(self, coro: Awaitable[Any], name: str = "") -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name or None)  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name or None)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -446,7 +446,7 @@ class ReferenceCharger:
 
     def _spawn_detached(self, coro: Awaitable[Any]) -> None:
         """A task outside the firmware's task set (it survives the power cycle it causes)."""
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
         _DETACHED.add(task)
         task.add_done_callback(_DETACHED.discard)
 
@@ -928,8 +928,11 @@ class ReferenceCharger:
                          if m.action == "MeterValues" and m.tx is message.tx), None)
             if last is not None:
                 tx, again = message.tx, dict(last.payload)
-                asyncio.get_running_loop().call_later(
-                    self.config.late_defect_delay, lambda: (self.tx_queue.push("MeterValues", again, tx, seq=next(self._seq)), self._wake.set()))
+                def resend() -> None:
+                    self.tx_queue.push("MeterValues", again, tx, seq=next(self._seq))
+                    self._wake.set()
+
+                asyncio.get_running_loop().call_later(self.config.late_defect_delay, resend)
         return False
 
     def _bump(self) -> None:
@@ -1361,7 +1364,7 @@ class ReferenceCharger:
             answer["unknownKey"] = unknown
         return answer, None
 
-    async def _on_ChangeConfiguration(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None] | None]:  # noqa: N802
+    async def _on_ChangeConfiguration(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], object] | None]:  # noqa: N802
         key, value = p["key"], p["value"]
         canonical = self.configuration.canonical(key)
         # Firmware bugs "rejects-sampled-data" / "rejects-sample-interval": the key's setter refuses every value.
@@ -1410,7 +1413,7 @@ class ReferenceCharger:
         ev, self._config_event = self._config_event, asyncio.Event()
         ev.set()
 
-    async def _on_ChangeAvailability(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None] | None]:  # noqa: N802
+    async def _on_ChangeAvailability(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], object] | None]:  # noqa: N802
         cid = p["connectorId"]
         if not 0 <= cid <= len(self.model.connectors):
             return {"status": "Rejected"}, None
@@ -1426,7 +1429,7 @@ class ReferenceCharger:
             return {"status": "UnknownMessageId"}, None
         return {"status": "UnknownVendorId"}, None
 
-    async def _on_RemoteStartTransaction(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None] | None]:  # noqa: N802
+    async def _on_RemoteStartTransaction(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], object] | None]:  # noqa: N802
         # Firmware bug "rejects-remote-start".
         if "rejects-remote-start" in self.defects:
             return {"status": "Rejected"}, None
@@ -1472,7 +1475,7 @@ class ReferenceCharger:
             self._arm_connection_timer(cid)
             self._changed()
 
-    async def _on_RemoteStopTransaction(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None] | None]:  # noqa: N802
+    async def _on_RemoteStopTransaction(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], object] | None]:  # noqa: N802
         wanted = p["transactionId"]
         if not self._accepted.is_set():
             return {"status": "Rejected"}, None  # §4.2.1: not while Pending
@@ -1520,7 +1523,7 @@ class ReferenceCharger:
                         await self._wait_progress()
         await self._reboot(reason)
 
-    async def _on_UnlockConnector(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None] | None]:  # noqa: N802
+    async def _on_UnlockConnector(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], object] | None]:  # noqa: N802
         cid = p["connectorId"]
         if not 1 <= cid <= len(self.model.connectors):
             return {"status": "NotSupported"}, None
@@ -1530,7 +1533,7 @@ class ReferenceCharger:
 
     # --- Smart Charging --------------------------------------------------------------------------
 
-    async def _on_SetChargingProfile(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None] | None]:  # noqa: N802
+    async def _on_SetChargingProfile(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], object] | None]:  # noqa: N802
         cid = p["connectorId"]
         profile = p["csChargingProfiles"]
         purpose = profile.get("chargingProfilePurpose")
@@ -1552,7 +1555,7 @@ class ReferenceCharger:
             return {"status": status}, None
         return {"status": status}, self._limits_changed
 
-    async def _on_ClearChargingProfile(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None] | None]:  # noqa: N802
+    async def _on_ClearChargingProfile(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], object] | None]:  # noqa: N802
         cleared = self.profiles.clear(profile_id=p.get("id"), connector_id=p.get("connectorId"),
                                       purpose=p.get("chargingProfilePurpose"), stack_level=p.get("stackLevel"))
         return {"status": "Accepted" if cleared else "Unknown"}, self._limits_changed if cleared else None
@@ -1571,7 +1574,7 @@ class ReferenceCharger:
 
     # --- Remote Trigger (§5.17) ------------------------------------------------------------------
 
-    async def _on_TriggerMessage(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None] | None]:  # noqa: N802
+    async def _on_TriggerMessage(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], object] | None]:  # noqa: N802
         requested = p["requestedMessage"]
         cid = p.get("connectorId")
         if cid is not None and not 0 <= cid <= len(self.model.connectors):
@@ -1625,7 +1628,7 @@ class ReferenceCharger:
 
     # --- Firmware Management (§5.19, §5.9) --------------------------------------------------------
 
-    async def _on_UpdateFirmware(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None] | None]:  # noqa: N802
+    async def _on_UpdateFirmware(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], object] | None]:  # noqa: N802
         # Firmware bug "firmware-update-silent": the request is acknowledged and forgotten.
         if "firmware-update-silent" in self.defects:
             return {}, None
@@ -1722,7 +1725,7 @@ class ReferenceCharger:
             raise ValueError("empty firmware image")
         return data
 
-    async def _on_GetDiagnostics(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None] | None]:  # noqa: N802
+    async def _on_GetDiagnostics(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], object] | None]:  # noqa: N802
         location = p["location"]
         attempts = max(1, int(p.get("retries") or 1))
         retry_interval = int(p.get("retryInterval") or 0)
