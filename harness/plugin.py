@@ -41,6 +41,7 @@ from harness.errors import (
     ProtocolViolation,
 )
 from harness.platform import PlatformSettings
+from harness.printable import printable
 from harness.requirements import ADVISORY, by_id, is_known, requirement_ids
 from harness.rig import Rig
 from harness import session as session_mod
@@ -396,6 +397,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if not _uses_harness(item):  # the harness's own unit tests and other projects' tests: pytest's usual rules
         return report
+    _judge_report(item, call, report)
+    _printable_longrepr(report)
+    return report
+
+
+def _printable_longrepr(report: pytest.TestReport) -> None:
+    """A failure message quotes what the charger sent (ids, vendor fields, errorDetails, whole frames): pytest
+    prints it on a person's terminal, so never with the charger's control sequences (harness/printable.py)."""
+    longrepr = report.longrepr
+    if longrepr is None:
+        return
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        path, line, reason = longrepr
+        report.longrepr = (path, line, printable(str(reason)))
+        return
+    text = str(longrepr)
+    if printable(text) != text:
+        report.longrepr = printable(text)
+
+
+def _judge_report(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> pytest.TestReport:
     if report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
         # A suite quoting the rig's skip reason in its own says "not tested: not tested: …": once is enough.
         path, line, reason = report.longrepr

@@ -237,3 +237,25 @@ async def test_control_characters_a_charger_sends_never_reach_a_terminal() -> No
     for shown in (line, attempt.summary(), str(violation)):
         assert "\x1b" not in shown and "\x9b" not in shown and "\x07" not in shown and "\u202e" not in shown, shown
         assert "\\x1b[2J" in shown
+
+
+async def test_a_failure_quoting_the_charger_reaches_the_terminal_without_its_control_sequences(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile(test_quotes='''
+import pytest
+
+@pytest.mark.requirement("CORE-1")
+def test_vendor_field():
+    vendor = "ACME\\x1b[2J\\x1b]0;pwned\\x07\\x9b31m"  # what a hostile charger might put in chargePointVendor
+    assert vendor == "ACME", f"unexpected chargePointVendor {vendor}"
+
+@pytest.mark.requirement("CORE-1")
+def test_skip_reason():
+    pytest.skip("not tested: the rig said \\x1b[31mno\\x1b[0m")
+''')
+    result = pytester.runpytest_subprocess("-rs", "--report-dir", str(tmp_path / "report"), "-p", "no:cacheprovider")
+    out = result.stdout.str() + result.stderr.str()
+    assert "unexpected chargePointVendor" in out and "the rig said" in out
+    assert "\x1b[2J" not in out and "\x9b" not in out and "\x07" not in out and "\x1b[31mno" not in out
+    assert "\\x1b[2J" in out
