@@ -34,6 +34,7 @@ import pytest
 
 from harness import interrupt
 from harness.drivers.base import RigError
+from harness.printable import printable
 from harness.requirements import requirement_ids
 from harness.settings import REPORT_DIR_ENV
 from . import model
@@ -668,7 +669,7 @@ class ReportCollector:
             for f in findings:
                 first = (f.get("message") or "").strip().splitlines()
                 text = first[0] if first else ""
-                tr.write_line(f"{f.get('requirement') or '?'} · {f.get('name')}: {text[:300]}", yellow=True)
+                tr.write_line(printable(f"{f.get('requirement') or '?'} · {f.get('name')}: {text[:300]}", one_line=True), yellow=True)
         colour = {
             model.CERTIFIED: {"green": True},
             model.REHEARSAL_PASSED: {"cyan": True},
