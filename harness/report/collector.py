@@ -84,6 +84,14 @@ def _crash_message(report: pytest.TestReport | pytest.CollectReport) -> str:
     return "\n".join(lines) if lines else text.strip().splitlines()[-1] if text.strip() else ""
 
 
+def _harness_broke(tests: list[dict[str, Any]], info: Mapping[str, Any]) -> bool:
+    """Whether the harness's own exceptions are among the reasons the run is incomplete: a test that errored as a
+    harness error, or an exception in the harness's frame handling (run.harness_errors)."""
+    return bool(info.get("harness_errors")) or any(
+        str(t.get("message") or "").startswith("harness error") and t.get("verdict") == model.INCOMPLETE for t in tests
+    )
+
+
 def error_kind(call: pytest.CallInfo[None]) -> str | None:
     """"rig error" / "harness error" when a phase broke for a reason that is no finding about the charger:
     the rig failed (RigError), or the harness raised something that is not an assertion (a finding is an
@@ -639,6 +647,8 @@ class ReportCollector:
             # as far as a verdict stay: 2 interrupted, 3 internal error, 4 usage error, 5 no tests collected.
             if status in (int(pytest.ExitCode.OK), int(pytest.ExitCode.TESTS_FAILED)):
                 status = model.EXIT_STATUS[self.report["overall"]]
+                if status == model.EXIT_INCOMPLETE and _harness_broke(tests, info):
+                    status = model.EXIT_HARNESS_ERROR
                 session.exitstatus = status
                 self.report["run"]["exit_status"] = status
             self.exit_status = status
@@ -688,7 +698,8 @@ def _exit_meaning(status: int, overall: str) -> str:
         0: "certified" if overall == model.CERTIFIED else "rehearsal passed: every mandatory requirement it judged passed",
         1: "not certified: a mandatory requirement failed",
         2: "interrupted",
-        3: "internal error",
+        3: "harness error: the harness's own exception left the run incomplete (a bug to report; the report is written)"
+           if overall == model.INCOMPLETE else "internal error",
         4: "usage error",
         5: "no tests collected",
         model.EXIT_INCOMPLETE: "incomplete: not every mandatory requirement could be judged",

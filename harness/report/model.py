@@ -55,6 +55,9 @@ OVERALL_VERDICTS = (CERTIFIED, REHEARSAL_PASSED, NOT_CERTIFIED, INCOMPLETE)
 #: The process's exit status for each overall verdict (pytest's own codes stay: 2 interrupted, 3 internal
 #: error, 4 usage error, 5 no tests collected). 6 is not one of pytest's.
 EXIT_INCOMPLETE = 6
+#: An incomplete verdict that the harness's own exception caused (a bug of the harness, not of the charger or the rig):
+#: pytest's "internal error" code, so CI tells "fix the harness" from "fix the bench".
+EXIT_HARNESS_ERROR = 3
 EXIT_STATUS: dict[str, int] = {CERTIFIED: 0, REHEARSAL_PASSED: 0, NOT_CERTIFIED: 1, INCOMPLETE: EXIT_INCOMPLETE}
 
 CHARGER_TO_CSMS = "charger→csms"
