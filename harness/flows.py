@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ocpp.v16 import call
+from ocpp.v16.enums import RemoteStartStopStatus
+
 from harness.session import ChargerSession, ReceivedCall
 
 
@@ -39,12 +42,11 @@ async def start_charging(
     rig = charger.rig
     await rig.plugin(connector)
     if remote:
-        request: dict[str, Any] = {"connectorId": connector, "idTag": id_tag}
-        if charging_profile is not None:
-            request["chargingProfile"] = charging_profile
-        answer = await charger.call_raw("RemoteStartTransaction", request)
-        assert answer.get("status") == "Accepted", (
-            f"expected RemoteStartTransaction to be Accepted (OCPP 1.6 §5.11), got {answer}"
+        # chargingProfile is a camelCase dict in the dataclass: it goes on the wire as given
+        answer = await charger.call(call.RemoteStartTransaction(
+            id_tag=id_tag, connector_id=connector, charging_profile=charging_profile))
+        assert answer.status == RemoteStartStopStatus.accepted, (
+            f"expected RemoteStartTransaction to be Accepted (OCPP 1.6 §5.11), got {answer.status}"
         )
     else:
         await rig.authorize(id_tag, connector)
@@ -67,9 +69,9 @@ async def stop_charging(
     """Stop the transaction (RemoteStopTransaction, or the driver's card) and return the StopTransaction."""
     since = charger.trace.next_seq
     if remote:
-        answer = await charger.call_raw("RemoteStopTransaction", {"transactionId": session.transaction_id})
-        assert answer.get("status") == "Accepted", (
-            f"expected RemoteStopTransaction to be Accepted (OCPP 1.6 §5.12), got {answer}"
+        answer = await charger.call(call.RemoteStopTransaction(transaction_id=session.transaction_id))
+        assert answer.status == RemoteStartStopStatus.accepted, (
+            f"expected RemoteStopTransaction to be Accepted (OCPP 1.6 §5.12), got {answer.status}"
         )
     else:
         await charger.rig.authorize(charger.platform.id_tag, session.connector)

@@ -23,14 +23,26 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ocpp.v16 import call
+from ocpp.v16.enums import (
+    ChargingProfileKindType,
+    ChargingProfilePurposeType,
+    ChargingProfileStatus,
+    ChargingRateUnitType,
+    ClearChargingProfileStatus,
+    ConfigurationStatus,
+    MessageTrigger,
+    TriggerMessageStatus,
+)
+
 from harness import meter, ocppj, spec16
 from harness.errors import CallErrorReceived, ExpectationTimeout, NoAnswer
 from harness.session import ChargerSession, ReceivedCall
 from harness.settings import Settings
 
 RULES = "docs/rules-metering.md"  # where users read these rules; evidence and failures cite it
-TX_PROFILE = "TxProfile"
-CP_MAX_PROFILE = "ChargePointMaxProfile"
+TX_PROFILE = ChargingProfilePurposeType.tx_profile
+CP_MAX_PROFILE = ChargingProfilePurposeType.charge_point_max_profile
 TX_PROFILE_ID = 9101  # the harness's own profile ids, so ClearChargingProfile(id) touches nothing else
 CP_MAX_PROFILE_ID = 9102
 NOMINAL_VOLTAGE = Decimal(230)  # V phase-to-neutral, when neither the readings nor the profile give one
@@ -78,21 +90,21 @@ async def configure_meter(charger: ChargerSession, settings: Settings) -> str | 
     """
     interval = str(settings.meter_sample_interval)
     try:
-        answer = await charger.call_raw("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": interval})
-        if answer.get("status") != "Accepted":
-            charger.note(f"MeterValueSampleInterval={interval} answered {answer.get('status')} (CFG-2 judges this)")
+        answer = await charger.call(call.ChangeConfiguration(key="MeterValueSampleInterval", value=interval))
+        if answer.status != ConfigurationStatus.accepted:
+            charger.note(f"MeterValueSampleInterval={interval} answered {answer.status} (CFG-2 judges this)")
     except CallErrorReceived as exc:
         charger.note(f"MeterValueSampleInterval={interval} answered CALLERROR {exc.code} (CFG-2 judges this)")
     refused: list[str] = []
     for value in SAMPLED_DATA_CHOICES:
         try:
-            answer = await charger.call_raw("ChangeConfiguration", {"key": "MeterValuesSampledData", "value": value})
+            answer = await charger.call(call.ChangeConfiguration(key="MeterValuesSampledData", value=value))
         except CallErrorReceived as exc:
             refused.append(f"{value}: CALLERROR {exc.code}")
             continue
-        if answer.get("status") == "Accepted":
+        if answer.status == ConfigurationStatus.accepted:
             return value
-        refused.append(f"{value}: {answer.get('status')}")
+        refused.append(f"{value}: {answer.status}")
     charger.note("MeterValuesSampledData: no list with power or current+voltage was accepted (CFG-1 judges this): "
                  + "; ".join(refused))
     return None
@@ -580,13 +592,13 @@ async def nudge(charger: ChargerSession, connector: int) -> None:
     if _nudge_refused(charger):
         return
     try:
-        answer = await charger.call_raw(
-            "TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": connector}, timeout=5
+        answer = await charger.call(
+            call.TriggerMessage(requested_message=MessageTrigger.meter_values, connector_id=connector), timeout=5
         )
     except (CallErrorReceived, NoAnswer):
         _NUDGE_REFUSED.add(charger.id)
         return
-    if answer.get("status") != "Accepted":
+    if answer.status != TriggerMessageStatus.accepted:
         _NUDGE_REFUSED.add(charger.id)
 
 
@@ -688,8 +700,8 @@ async def wait_observed(
 
 # --- charging profiles ----------------------------------------------------------------------------
 
-AMPS = "A"
-WATTS = "W"
+AMPS = ChargingRateUnitType.amps
+WATTS = ChargingRateUnitType.watts
 _RATE_WORDS = {w.lower(): u for w, u in spec16.RATE_UNIT_WORDS.items()}  # "current" -> "A", "power" -> "W"
 _RATE_UNITS: dict[str, tuple[tuple[str, ...], str]] = {}  # charger id -> (units in order of use, why)
 
@@ -703,8 +715,8 @@ async def rate_units(charger: ChargerSession) -> tuple[tuple[str, ...], str]:
         return _RATE_UNITS[charger.id]
     raw: str | None = None
     try:
-        answer = await charger.call_raw("GetConfiguration", {"key": ["ChargingScheduleAllowedChargingRateUnit"]})
-        for entry in answer.get("configurationKey") or []:
+        answer = await charger.call(call.GetConfiguration(key=["ChargingScheduleAllowedChargingRateUnit"]))
+        for entry in answer.configuration_key or []:
             if isinstance(entry, dict) and str(entry.get("key", "")).lower() == "chargingscheduleallowedchargingrateunit":
                 raw = None if entry.get("value") is None else str(entry.get("value"))
     except (CallErrorReceived, NoAnswer):
@@ -761,7 +773,7 @@ def charging_profile(profile_id: int, purpose: str, limit: Decimal | int, transa
         "chargingProfileId": profile_id,
         "stackLevel": 0,
         "chargingProfilePurpose": purpose,
-        "chargingProfileKind": "Absolute",
+        "chargingProfileKind": ChargingProfileKindType.absolute,
         "chargingSchedule": {
             "startSchedule": _utc(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)),
             "chargingRateUnit": unit,
@@ -776,10 +788,11 @@ def charging_profile(profile_id: int, purpose: str, limit: Decimal | int, transa
 async def set_profile(charger: ChargerSession, connector: int, profile: dict[str, Any]) -> str:
     """SetChargingProfile; the status, or "CALLERROR <code>"."""
     try:
-        answer = await charger.call_raw("SetChargingProfile", {"connectorId": connector, "csChargingProfiles": profile})
+        # csChargingProfiles is a dict in the dataclass, its keys already camelCase: on the wire as built here
+        answer = await charger.call(call.SetChargingProfile(connector_id=connector, cs_charging_profiles=profile))
     except CallErrorReceived as exc:
         return f"CALLERROR {exc.code}"
-    return str(answer.get("status"))
+    return str(answer.status)
 
 
 @dataclass(frozen=True)
@@ -796,7 +809,7 @@ class ProfileAnswer:
 
     @property
     def accepted(self) -> bool:
-        return self.status == "Accepted"
+        return self.status == ChargingProfileStatus.accepted
 
     def describe(self) -> str:
         return f"{self.purpose} on connector {self.connector}: " + "; ".join(self.tried)
@@ -820,7 +833,7 @@ async def set_limit(charger: ChargerSession, settings: Settings, purpose: str, c
         answered = time.monotonic()
         shown = f"{limit} {unit}" + (f" (= {amps} A × {el.volts:.0f} V × {el.phases} phases, {el.source})" if unit == WATTS else "")
         tried.append(f"{shown}: {status}")
-        if status == "Accepted":
+        if status == ChargingProfileStatus.accepted:
             break
     if len(tried) > 1:
         charger.note(f"SetChargingProfile {purpose}: {why}; the first unit was refused, so the other was tried: "
@@ -869,10 +882,10 @@ async def lift_limit(charger: ChargerSession, applied: Applied, settings: Settin
     32 A limit (what the platform would do to switch back on). Returns how the limit was lifted, and the
     monotonic time of the answer (the settling window starts there)."""
     try:
-        answer = await charger.call_raw("ClearChargingProfile", {"id": applied.profile_id})
-        if answer.get("status") == "Accepted":
+        answer = await charger.call(call.ClearChargingProfile(id=applied.profile_id))
+        if answer.status == ClearChargingProfileStatus.accepted:
             return "ClearChargingProfile", time.monotonic()
-        how = f"ClearChargingProfile answered {answer.get('status')}"
+        how = f"ClearChargingProfile answered {answer.status}"
     except CallErrorReceived as exc:
         how = f"ClearChargingProfile answered CALLERROR {exc.code}"
     tx_id = None

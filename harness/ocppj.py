@@ -385,13 +385,22 @@ def payload_of(message: object) -> dict[str, Any]:
     if isinstance(message, dict):
         return message
     payload = snake_to_camel_case(remove_nones(serialize_as_dict(message)))
-    return json.loads(encode_json(payload), parse_float=Decimal)  # enums and datetimes to JSON values
+    # Enums and datetimes to JSON values. Floats stay floats (no parse_float=Decimal here): a limit of 16.0 goes on
+    # the wire as 16.0, the same frame a hand-built dict gives, and the harness's own record of it stays float.
+    return json.loads(encode_json(payload))  # type: ignore[no-any-return]
 
 
 def _build(cls: type, payload: dict[str, Any]) -> Any:
-    data = camel_to_snake_case(payload)
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    data = camel_to_snake_case(payload) if isinstance(payload, dict) else {}
+    fields = dataclasses.fields(cls)
+    names = {f.name for f in fields}
+    built = {k: v for k, v in data.items() if k in names}
+    # A required field the peer left out is None: the schema check has already reported it, and the suite judges
+    # the answer as sent (no status is not "Accepted"), rather than the harness failing to build the dataclass.
+    for f in fields:
+        if f.name not in built and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            built[f.name] = None
+    return cls(**built)
 
 
 def request_dataclass(action: str, payload: dict[str, Any]) -> Any:

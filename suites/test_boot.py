@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from ocpp.v16 import call
 
 from harness import ocppj
 from harness.session import ChargerSession
@@ -102,11 +103,11 @@ async def test_heartbeat_at_the_given_interval(charger: ChargerSession, harness_
 async def test_status_for_every_connector_after_boot(charger: ChargerSession) -> None:
     """CORE-1: after boot, a StatusNotification for connector 0 and for each connector (OCPP 1.6 §4.9;
     OCTT TC_001_CS)."""
-    config = await charger.call_raw("GetConfiguration", {"key": ["NumberOfConnectors"]})
-    values = {e.get("key"): e.get("value") for e in config.get("configurationKey", [])}
+    config = await charger.call(call.GetConfiguration(key=["NumberOfConnectors"]))
+    values = {e.get("key"): e.get("value") for e in config.configuration_key or []}
     raw = values.get("NumberOfConnectors")
     assert raw is not None and str(raw).isdigit(), (
-        f"expected GetConfiguration to report NumberOfConnectors (a core key, OCPP 1.6 §9.1); got {config}"
+        f"expected GetConfiguration to report NumberOfConnectors (a core key, OCPP 1.6 §9.1); got {ocppj.payload_of(config)}"
     )
     count = int(str(raw))
     boots = charger.received("BootNotification", since=0)

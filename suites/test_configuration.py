@@ -11,6 +11,8 @@ the cadence is judged on the periodic samples of the charging session recorded f
 from __future__ import annotations
 
 import pytest
+from ocpp.v16 import call
+from ocpp.v16.enums import ConfigurationStatus
 
 from harness import meter, ocppj
 from harness.errors import CallErrorReceived
@@ -27,29 +29,30 @@ PLATFORM_INTERVAL = 60  # s: what ev.energy sends
 async def change_configuration(charger: ChargerSession, key: str, value: str) -> str:
     """ChangeConfiguration's status, or "CALLERROR <code>"."""
     try:
-        answer = await charger.call_raw("ChangeConfiguration", {"key": key, "value": value})
+        answer = await charger.call(call.ChangeConfiguration(key=key, value=value))
     except CallErrorReceived as exc:
         return f"CALLERROR {exc.code} ({exc.description})"
-    return str(answer.get("status"))
+    return str(answer.status)
 
 
 async def reported_value(charger: ChargerSession, key: str) -> tuple[bool, str | None, dict]:
     """(known, value, the whole answer) of GetConfiguration for one key."""
-    answer = await charger.call_raw("GetConfiguration", {"key": [key]})
-    for entry in answer.get("configurationKey") or []:
+    answer = await charger.call(call.GetConfiguration(key=[key]))
+    payload = ocppj.payload_of(answer)  # the answer as a dict, to quote
+    for entry in answer.configuration_key or []:
         if isinstance(entry, dict) and str(entry.get("key", "")).lower() == key.lower():
             value = entry.get("value")
-            return True, None if value is None else str(value), answer
-    return False, None, answer
+            return True, None if value is None else str(value), payload
+    return False, None, payload
 
 
 def _not_accepted(key: str, value: str, status: str) -> str:
-    if status == "RebootRequired":
+    if status == ConfigurationStatus.reboot_required:
         return (
             f"expected ChangeConfiguration {key}={value!r} to be Accepted; it was answered RebootRequired: the change "
             "would only take effect after a reboot, and the platform does not reboot chargers to apply it"
         )
-    if status == "NotSupported":
+    if status == ConfigurationStatus.not_supported:
         return f"expected ChangeConfiguration {key}={value!r} to be Accepted; the charger does not know the key " \
                f"(NotSupported), although §9.1 makes it a core key"
     return f"expected ChangeConfiguration {key}={value!r} to be Accepted (OCPP 1.6 §5.3); it was answered {status}"
@@ -65,12 +68,12 @@ async def test_meter_values_sampled_data_accepted_and_reported(charger: ChargerS
     Voltage), and GetConfiguration reports it (OCPP 1.6 §5.3, §5.8, §9.1; OCTT TC_021_CS)."""
     status = await change_configuration(charger, SAMPLED_DATA, POWER_LIST)
     expected, alternative = POWER_LIST, "Power.Active.Import"
-    if status != "Accepted":
-        assert status != "RebootRequired", _not_accepted(SAMPLED_DATA, POWER_LIST, status)
+    if status != ConfigurationStatus.accepted:
+        assert status != ConfigurationStatus.reboot_required, _not_accepted(SAMPLED_DATA, POWER_LIST, status)
         # A Current+Voltage meter rejects a list naming Power.Active.Import (an unsupported
         # measurand rejects the whole list): its own equivalent must then be accepted.
         second = await change_configuration(charger, SAMPLED_DATA, CURRENT_VOLTAGE_LIST)
-        assert second == "Accepted", (
+        assert second == ConfigurationStatus.accepted, (
             f"expected ChangeConfiguration {SAMPLED_DATA} to be Accepted with the platform's list {POWER_LIST!r} "
             f"(answered {status}), or, for a Current+Voltage meter, with {CURRENT_VOLTAGE_LIST!r} (answered {second})"
         )
@@ -101,7 +104,7 @@ async def test_sample_interval_60_accepted_and_reported(charger: ChargerSession)
     """CFG-2: ChangeConfiguration MeterValueSampleInterval = 60 is Accepted and GetConfiguration
     reports 60 (OCPP 1.6 §5.3, §5.8, §9.1; OCTT TC_021_CS)."""
     status = await change_configuration(charger, SAMPLE_INTERVAL, str(PLATFORM_INTERVAL))
-    assert status == "Accepted", _not_accepted(SAMPLE_INTERVAL, str(PLATFORM_INTERVAL), status)
+    assert status == ConfigurationStatus.accepted, _not_accepted(SAMPLE_INTERVAL, str(PLATFORM_INTERVAL), status)
     known, value, answer = await reported_value(charger, SAMPLE_INTERVAL)
     assert known, (
         f"expected GetConfiguration to report {SAMPLE_INTERVAL} after it was Accepted (OCPP 1.6 §5.8); "

@@ -10,7 +10,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from ocpp.v16 import call
+from ocpp.v16.enums import (
+    ConfigurationStatus,
+    DataTransferStatus,
+    MessageTrigger,
+    RegistrationStatus,
+    TriggerMessageStatus,
+)
 
+from harness import ocppj
 from harness.endpoint import CONNECTED, Endpoint
 from harness.errors import CallErrorReceived, ChargerFailure, ExpectationTimeout, NoAnswer
 from harness.plugin import ChargerNeverConnected
@@ -72,8 +81,8 @@ async def test_boot_pending_then_accepted(charger: ChargerSession, harness_setti
     def register(call: ReceivedCall) -> dict[str, object]:
         boots.append(call)
         if len(boots) == 1:
-            return {"status": "Pending", "currentTime": utc_now(), "interval": interval}
-        return {"status": "Accepted", "currentTime": utc_now(), "interval": settings.heartbeat_interval}
+            return {"status": RegistrationStatus.pending, "currentTime": utc_now(), "interval": interval}
+        return {"status": RegistrationStatus.accepted, "currentTime": utc_now(), "interval": settings.heartbeat_interval}
 
     since = charger.trace.next_seq
     with charger.answering("BootNotification", register):
@@ -84,8 +93,8 @@ async def test_boot_pending_then_accepted(charger: ChargerSession, harness_setti
         # out (send_call waits for it). A charger that takes requests only once Accepted deviates from a
         # SHOULD, not a SHALL: an advisory finding, not a CORE-1 failure (docs/rules-frames.md).
         try:
-            answer = await charger.call_raw("GetConfiguration", {"key": ["HeartbeatInterval"]})
-            charger.note(f"answered GetConfiguration while Pending: {answer}")
+            answer = await charger.call(call.GetConfiguration(key=["HeartbeatInterval"]))
+            charger.note(f"answered GetConfiguration while Pending: {ocppj.payload_of(answer)}")
         except CallErrorReceived as exc:
             charger.note(f"answered GetConfiguration while Pending: CALLERROR {exc.code}")  # well-formed and prompt
         except NoAnswer:
@@ -156,10 +165,10 @@ async def test_heartbeat_is_sent_and_answered(charger: ChargerSession, harness_s
     trigger)."""
     since = charger.trace.next_seq
     try:
-        answer = await charger.call_raw("TriggerMessage", {"requestedMessage": "Heartbeat"})
-        triggered = answer.get("status") == "Accepted"
+        answer = await charger.call(call.TriggerMessage(requested_message=MessageTrigger.heartbeat))
+        triggered = answer.status == TriggerMessageStatus.accepted
         if not triggered:
-            charger.note(f"TriggerMessage Heartbeat answered {answer.get('status')}: waiting for the periodic one")
+            charger.note(f"TriggerMessage Heartbeat answered {answer.status}: waiting for the periodic one")
     except CallErrorReceived as exc:
         triggered = False
         charger.note(f"TriggerMessage Heartbeat answered CALLERROR {exc.code}: waiting for the periodic one")
@@ -175,6 +184,7 @@ async def test_unknown_action_gets_a_callerror(charger: ChargerSession) -> None:
     """CORE-1: a CALL with an action the charger does not know gets a well-formed CALLERROR
     NotImplemented (or NotSupported) with the same message id (OCPP-J 1.6 §4.2.3, §4.1.3)."""
     try:
+        # a raw frame on purpose: no ocpp dataclass exists for an action OCPP 1.6 does not have
         answer = await charger.call_raw("EvEnergyNoSuchAction", {"probe": True})
     except CallErrorReceived as exc:
         assert exc.code in REFUSAL_CODES, (
@@ -198,24 +208,25 @@ async def test_unsupported_requests_get_correct_answers(charger: ChargerSession)
     key = "EvEnergyNoSuchKey"
     problems: list[str] = []
 
-    change = await charger.call_raw("ChangeConfiguration", {"key": key, "value": "1"})
-    if change.get("status") != "NotSupported":
+    change = await charger.call(call.ChangeConfiguration(key=key, value="1"))
+    if change.status != ConfigurationStatus.not_supported:
         problems.append(
             f"ChangeConfiguration of the unknown key {key}: expected NotSupported (§5.3: 'the requested key is "
-            f"unknown'), got {change.get('status')}"
+            f"unknown'), got {change.status}"
         )
 
-    config = await charger.call_raw("GetConfiguration", {"key": [key]})
-    known = [entry.get("key") for entry in config.get("configurationKey") or []]
-    if key not in (config.get("unknownKey") or []) or key in known:
-        problems.append(f"GetConfiguration of the unknown key {key}: expected it in unknownKey (§5.8), got {config}")
+    config = await charger.call(call.GetConfiguration(key=[key]))
+    known = [entry.get("key") for entry in config.configuration_key or []]
+    if key not in (config.unknown_key or []) or key in known:
+        problems.append(f"GetConfiguration of the unknown key {key}: expected it in unknownKey (§5.8), "
+                        f"got {ocppj.payload_of(config)}")
 
     try:
-        data = await charger.call_raw("DataTransfer", {"vendorId": "energy.ev.harness.unknown", "messageId": "probe"})
-        if data.get("status") != "UnknownVendorId":
+        data = await charger.call(call.DataTransfer(vendor_id="energy.ev.harness.unknown", message_id="probe"))
+        if data.status != DataTransferStatus.unknown_vendor_id:
             problems.append(
                 "DataTransfer to an unknown vendorId: expected status UnknownVendorId (§5.6: 'SHALL return "
-                f"UnknownVendorId'), got {data.get('status')}"
+                f"UnknownVendorId'), got {data.status}"
             )
     except CallErrorReceived as exc:
         if exc.code not in REFUSAL_CODES:
@@ -224,8 +235,8 @@ async def test_unsupported_requests_get_correct_answers(charger: ChargerSession)
             charger.note(f"DataTransfer not supported: CALLERROR {exc.code}")
 
     try:
-        version = await charger.call_raw("GetLocalListVersion", {})
-        charger.note(f"GetLocalListVersion: listVersion {version.get('listVersion')}")
+        version = await charger.call(call.GetLocalListVersion())
+        charger.note(f"GetLocalListVersion: listVersion {version.list_version}")
     except CallErrorReceived as exc:
         if exc.code not in REFUSAL_CODES:
             problems.append(

@@ -24,7 +24,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from ocpp.v16 import call
 
+from harness import ocppj
 from harness.endpoint import Endpoint
 from harness.errors import ChargerFailure
 from harness.fileserver import FileServer
@@ -182,9 +184,10 @@ async def test_update_firmware(
     old_boot = charger.boot.payload if charger.boot is not None else {}
 
     since, mark = charger.trace.next_seq, time.monotonic()
-    answer = await charger.call_raw(
-        "UpdateFirmware", {"location": location, "retrieveDate": _now_rfc3339(), "retries": 1, "retryInterval": 5}
-    )
+    # The request from its dataclass, the answer raw: the test checks that UpdateFirmware.conf is empty, which its
+    # dataclass (no fields) cannot show.
+    update = call.UpdateFirmware(location=location, retrieve_date=_now_rfc3339(), retries=1, retry_interval=5)
+    answer = await charger.call_raw("UpdateFirmware", ocppj.payload_of(update))
     assert answer == {}, f"expected an empty UpdateFirmware.conf (it has no fields); got {answer}"
 
     action = "FirmwareStatusNotification"
@@ -235,9 +238,10 @@ async def test_update_firmware_broken_url(
     location = fileserver.url(path, "https")
     first_bound, whole_bound = _bounds(settings)
     since, mark = charger.trace.next_seq, time.monotonic()
-    answer = await charger.call_raw(
-        "UpdateFirmware", {"location": location, "retrieveDate": _now_rfc3339(), "retries": 1, "retryInterval": 5}
-    )
+    # The request from its dataclass, the answer raw: the test checks that UpdateFirmware.conf is empty, which its
+    # dataclass (no fields) cannot show.
+    update = call.UpdateFirmware(location=location, retrieve_date=_now_rfc3339(), retries=1, retry_interval=5)
+    answer = await charger.call_raw("UpdateFirmware", ocppj.payload_of(update))
     assert answer == {}, f"expected an empty UpdateFirmware.conf (it has no fields); got {answer}"
     action = "FirmwareStatusNotification"
     await charger.expect(action, since=since, within=first_bound,
@@ -276,8 +280,8 @@ async def test_get_diagnostics(
     location = fileserver.url(folder, scheme) + "/"
     first_bound, whole_bound = _bounds(settings)
     since, mark = charger.trace.next_seq, time.monotonic()
-    answer = await charger.call_raw("GetDiagnostics", {"location": location, "retries": 1, "retryInterval": 5})
-    file_name = answer.get("fileName")
+    answer = await charger.call(call.GetDiagnostics(location=location, retries=1, retry_interval=5))
+    file_name = answer.file_name
     assert file_name, (
         "expected GetDiagnostics.conf to name the diagnostics file (fileName); it has none, which means the charger "
         "has no diagnostics to upload (§5.9): the platform cannot get diagnostics from it"

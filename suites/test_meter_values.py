@@ -36,6 +36,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from ocpp.v16 import call
+from ocpp.v16.enums import ConfigurationStatus, MessageTrigger, TriggerMessageStatus
 
 from harness import meter, ocppj, spec16
 from harness.errors import CallErrorReceived, ExpectationTimeout
@@ -187,18 +189,18 @@ async def recorded_session(charger: ChargerSession, settings: Settings, request:
 async def change_configuration(charger: ChargerSession, key: str, value: str) -> str:
     """ChangeConfiguration's status, or "CALLERROR <code>"."""
     try:
-        answer = await charger.call_raw("ChangeConfiguration", {"key": key, "value": value})
+        answer = await charger.call(call.ChangeConfiguration(key=key, value=value))
     except CallErrorReceived as exc:
         return f"CALLERROR {exc.code}"
-    return str(answer.get("status"))
+    return str(answer.status)
 
 
 async def configured_value(charger: ChargerSession, key: str) -> str | None:
     try:
-        answer = await charger.call_raw("GetConfiguration", {"key": [key]})
+        answer = await charger.call(call.GetConfiguration(key=[key]))
     except CallErrorReceived:
         return None
-    for entry in answer.get("configurationKey") or []:
+    for entry in answer.configuration_key or []:
         if isinstance(entry, dict) and str(entry.get("key", "")).lower() == key.lower():
             value = entry.get("value")
             return None if value is None else str(value)
@@ -213,7 +215,7 @@ async def _record(charger: ChargerSession, settings: Settings, nodeid: str) -> R
     for alternative, value in (("Power.Active.Import", POWER_LIST), ("Current.Import+Voltage", CURRENT_VOLTAGE_LIST)):
         status = await change_configuration(charger, "MeterValuesSampledData", value)
         answers.append(f"{value!r}: {status}")
-        if status == "Accepted":
+        if status == ConfigurationStatus.accepted:
             configured = alternative
             break
     sampled_data_at = time.monotonic()
@@ -229,7 +231,7 @@ async def _record(charger: ChargerSession, settings: Settings, nodeid: str) -> R
     status = await change_configuration(charger, "MeterValueSampleInterval", str(interval))
     raw_interval = await configured_value(charger, "MeterValueSampleInterval")
     in_force = int(raw_interval.strip()) if raw_interval and raw_interval.strip().isdigit() else None
-    if status != "Accepted":
+    if status != ConfigurationStatus.accepted:
         notes.append(
             f"MeterValueSampleInterval={interval} was answered {status} (see CFG-2); the charger reports {raw_interval!r}"
         )
@@ -323,13 +325,13 @@ class _Sampler:
             return True
         if self.trigger_usable:
             try:
-                answer = await self.charger.call_raw(
-                    "TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": rec.connector}
+                answer = await self.charger.call(
+                    call.TriggerMessage(requested_message=MessageTrigger.meter_values, connector_id=rec.connector)
                 )
-                status = answer.get("status")
+                status = answer.status
             except CallErrorReceived as exc:
                 status = f"CALLERROR {exc.code}"
-            if status == "Accepted":
+            if status == TriggerMessageStatus.accepted:
                 if await self._wait(10):
                     rec.triggered += 1
                     return True
@@ -767,7 +769,7 @@ async def test_samples_arrive_at_the_interval(
     MeterValueSampleInterval; OCTT TC_070_CS). Clock-aligned and triggered samples do not count."""
     rec = await recorded_session(charger, harness_settings, request)
     interval = rec.interval
-    if rec.interval_status != "Accepted":
+    if rec.interval_status != ConfigurationStatus.accepted:
         if harness_settings.quick:
             pytest.skip(
                 f"not tested: the charger answered {rec.interval_status} to the quick mode's "

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from ocpp.v16 import call
+from ocpp.v16.enums import ConfigurationStatus
 
 from harness import ocppj
 from harness.drivers.base import RigError
@@ -71,14 +73,14 @@ class _Offline:
 async def _sample_interval(charger: ChargerSession, wanted: int) -> int:
     """Set MeterValueSampleInterval (the fixture restores it); the interval the charger samples at."""
     try:
-        answer = await charger.call_raw("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": str(wanted)})
-        if answer.get("status") == "Accepted":
+        answer = await charger.call(call.ChangeConfiguration(key="MeterValueSampleInterval", value=str(wanted)))
+        if answer.status == ConfigurationStatus.accepted:
             return wanted
-        charger.note(f"MeterValueSampleInterval={wanted} answered {answer.get('status')}: using the charger's own")
+        charger.note(f"MeterValueSampleInterval={wanted} answered {answer.status}: using the charger's own")
     except CallErrorReceived as exc:
         charger.note(f"MeterValueSampleInterval={wanted}: CALLERROR {exc.code}: using the charger's own")
-    config = await charger.call_raw("GetConfiguration", {"key": ["MeterValueSampleInterval"]})
-    for entry in config.get("configurationKey") or []:
+    config = await charger.call(call.GetConfiguration(key=["MeterValueSampleInterval"]))
+    for entry in config.configuration_key or []:
         if entry.get("key") == "MeterValueSampleInterval":
             try:
                 return int(str(entry.get("value")))

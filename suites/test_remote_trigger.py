@@ -10,10 +10,12 @@ triggered "for all allowed connectorId values": connector 0 and every connector.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
+from ocpp.v16 import call
+from ocpp.v16.enums import MessageTrigger, TriggerMessageStatus
 
+from harness import ocppj
 from harness.errors import CallErrorReceived
 from harness.session import ChargerSession, ReceivedCall
 from harness.trace import RX, TX
@@ -23,17 +25,17 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 FOLLOW_WITHIN = 10  # s after the answer (OCPP sets no bound; the platform waits about this long)
 
 
-async def trigger(charger: ChargerSession, payload: dict[str, Any]) -> int:
+async def trigger(charger: ChargerSession, message: MessageTrigger, connector: int | None = None) -> int:
     """Send TriggerMessage; assert Accepted; return the trace seq of the charger's answer."""
     mark = charger.trace.next_seq
-    what = payload["requestedMessage"] + (f" (connectorId {payload['connectorId']})" if "connectorId" in payload else "")
+    what = message + (f" (connectorId {connector})" if connector is not None else "")
     try:
-        answer = await charger.call_raw("TriggerMessage", payload)
+        answer = await charger.call(call.TriggerMessage(requested_message=message, connector_id=connector))
     except CallErrorReceived as exc:
         pytest.fail(f"expected TriggerMessage {what} to be Accepted (OCPP 1.6 §5.17); it answered CALLERROR "
                     f"{exc.code} {exc.description}", pytrace=False)
-    assert answer.get("status") == "Accepted", (
-        f"expected TriggerMessage {what} to be Accepted (OCPP 1.6 §5.17); it answered {answer}"
+    assert answer.status == TriggerMessageStatus.accepted, (
+        f"expected TriggerMessage {what} to be Accepted (OCPP 1.6 §5.17); it answered {ocppj.payload_of(answer)}"
     )
     return _answer_seq(charger, mark)
 
@@ -64,7 +66,7 @@ async def test_trigger_boot_notification(charger: ChargerSession) -> None:
     """RT-1: TriggerMessage BootNotification is Accepted and a BootNotification follows the answer
     (OCPP 1.6 §5.17; OCTT TC_054_CS)."""
     mark = charger.trace.next_seq
-    answered = await trigger(charger, {"requestedMessage": "BootNotification"})
+    answered = await trigger(charger, MessageTrigger.boot_notification)
     early = _before_answer(charger, "BootNotification", mark, answered)
     boot = await charger.expect("BootNotification", within=FOLLOW_WITHIN, since=answered + 1,
                                 describe="a BootNotification after the TriggerMessage answer")
@@ -78,7 +80,7 @@ async def test_trigger_status_notification_for_one_connector(charger: ChargerSes
     """RT-2: TriggerMessage StatusNotification with connectorId 1 is Accepted and a StatusNotification
     for connector 1 follows the answer (OCPP 1.6 §5.17; OCTT TC_055_CS)."""
     known = charger.connector_status.get(1)
-    answered = await trigger(charger, {"requestedMessage": "StatusNotification", "connectorId": 1})
+    answered = await trigger(charger, MessageTrigger.status_notification, 1)
     status = await charger.expect(
         "StatusNotification", where={"connectorId": 1}, within=FOLLOW_WITHIN, since=answered + 1,
         describe="a StatusNotification for connector 1 after the TriggerMessage answer",
@@ -93,15 +95,15 @@ async def test_trigger_status_notification_for_all_connectors(charger: ChargerSe
     """RT-2: TriggerMessage StatusNotification without connectorId is Accepted and StatusNotifications
     follow for connector 0 and every connector (OCPP 1.6 §5.17: "for all allowed connectorId values";
     OCTT TC_055_CS)."""
-    config = await charger.call_raw("GetConfiguration", {"key": ["NumberOfConnectors"]})
-    values = {e.get("key"): e.get("value") for e in config.get("configurationKey") or [] if isinstance(e, dict)}
+    config = await charger.call(call.GetConfiguration(key=["NumberOfConnectors"]))
+    values = {e.get("key"): e.get("value") for e in config.configuration_key or [] if isinstance(e, dict)}
     raw = values.get("NumberOfConnectors")
     assert raw is not None and str(raw).strip().isdigit(), (
-        f"expected GetConfiguration to report NumberOfConnectors (a core key, OCPP 1.6 §9.1); got {config}"
+        f"expected GetConfiguration to report NumberOfConnectors (a core key, OCPP 1.6 §9.1); got {ocppj.payload_of(config)}"
     )
     count = int(str(raw).strip())
     wanted = set(range(count + 1))
-    answered = await trigger(charger, {"requestedMessage": "StatusNotification"})
+    answered = await trigger(charger, MessageTrigger.status_notification)
 
     def all_arrived() -> bool:
         return wanted <= {c.get("connectorId") for c in charger.received("StatusNotification", since=answered + 1)}

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from ocpp.v16 import call
 
 from harness import ocppj
 from harness.errors import ChargerDisconnected, ChargerFailure, NoAnswer, NotConnected
@@ -40,7 +41,7 @@ UNKNOWN_ACTION = ("NotImplemented", "NotSupported")
 MISSING_FIELD = ("OccurenceConstraintViolation", "FormationViolation", "ProtocolError")
 WRONG_TYPE = ("TypeConstraintViolation", "FormationViolation")
 # A valid, read-only CALL: proof that the connection still works after a malformed one.
-FOLLOW_UP = ("GetConfiguration", {"key": ["HeartbeatInterval"]})
+FOLLOW_UP = call.GetConfiguration(key=["HeartbeatInterval"])
 
 
 def _advisory(charger: ChargerSession) -> int:
@@ -52,11 +53,11 @@ def _advisory(charger: ChargerSession) -> int:
 async def _connection_kept(charger: ChargerSession, connections: int, after: str) -> None:
     """A valid CALL is answered on the same connection as before `after`."""
     try:
-        await charger.call_raw(*FOLLOW_UP)
+        await charger.call(FOLLOW_UP)
     except (ChargerDisconnected, NotConnected) as exc:
         raise ChargerFailure(
             f"expected the connection to stay open after {after}; the charger closed it "
-            f"(a valid {FOLLOW_UP[0]} right after could not be answered):\n{exc}"
+            f"(a valid {ocppj.action_of(FOLLOW_UP)} right after could not be answered):\n{exc}"
         ) from None
     assert charger.connected and charger.connections == connections, (
         f"expected the connection to stay open after {after}; the charger dropped it and reconnected "
@@ -67,7 +68,8 @@ async def _connection_kept(charger: ChargerSession, connections: int, after: str
 async def _expect_callerror(
     charger: ChargerSession, action: str, build: Callable[[str], str], codes: tuple[str, ...], what: str
 ) -> None:
-    """Send the raw frame `build(message_id)`; expect CALLERROR with one of `codes` and the connection kept."""
+    """Send the raw frame `build(message_id)`; expect CALLERROR with one of `codes` and the connection kept.
+    Raw text on purpose: the frame is malformed or breaks the schema, which no `ocpp` dataclass can express."""
     connections = _advisory(charger)
     uid = uuid.uuid4().hex[:32]
     wanted = codes[0] + (f" (or {' or '.join(codes[1:])})" if len(codes) > 1 else "")

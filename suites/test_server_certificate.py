@@ -19,6 +19,8 @@ import datetime as dt
 import time
 
 import pytest
+from ocpp.v16 import call
+from ocpp.v16.enums import MessageTrigger, TriggerMessageStatus
 
 from harness import ocppj
 from harness.endpoint import CONNECTED, NOT_HTTP, SILENT, TLS_FAILED, ConnectionAttempt, Endpoint
@@ -172,16 +174,16 @@ def _timestamps(call: ReceivedCall) -> list[tuple[str, str]]:
     return found
 
 
-async def _triggered(charger: ChargerSession, message: str, connector: int) -> list[ReceivedCall]:
+async def _triggered(charger: ChargerSession, message: MessageTrigger, connector: int) -> list[ReceivedCall]:
     """Ask for `message` now (TriggerMessage); the CALLs it produced, or [] if the charger declined."""
     since = charger.trace.next_seq
     try:
-        answer = await charger.call_raw("TriggerMessage", {"requestedMessage": message, "connectorId": connector})
+        answer = await charger.call(call.TriggerMessage(requested_message=message, connector_id=connector))
     except CallErrorReceived as exc:
         charger.note(f"TriggerMessage {message}: CALLERROR {exc.code}")
         return []
-    if answer.get("status") != "Accepted":
-        charger.note(f"TriggerMessage {message}: {answer.get('status')}")
+    if answer.status != TriggerMessageStatus.accepted:
+        charger.note(f"TriggerMessage {message}: {answer.status}")
         return []
     try:
         got = await charger.expect(message, where={"connectorId": connector}, since=since, within=10)
@@ -198,8 +200,8 @@ async def test_clock_is_synchronised(charger: ChargerSession, harness_settings: 
     60 s of the harness clock; certificate date checks need it, NTP is advised (ev.energy TLS-3;
     OCPP 1.6 §4.2: synchronise with BootNotification.conf currentTime; §7 timestamps are UTC)."""
     # Messages produced now, on a live connection: their timestamps are "now" by the charger's clock.
-    calls = await _triggered(charger, "StatusNotification", 1)
-    calls += await _triggered(charger, "MeterValues", 1)
+    calls = await _triggered(charger, MessageTrigger.status_notification, 1)
+    calls += await _triggered(charger, MessageTrigger.meter_values, 1)
     stamped = [(c, where, value) for c in calls for where, value in _timestamps(c)]
     if not stamped:
         # No timestamp from a trigger: a transaction's StartTransaction.timestamp is required.

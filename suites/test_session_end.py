@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pytest
+from ocpp.v16 import call
+from ocpp.v16.enums import ConfigurationStatus, RemoteStartStopStatus
 
 from harness import meter, ocppj, spec16
 from harness.drivers.base import RigError
@@ -146,10 +148,10 @@ async def _status_bound(charger: ChargerSession) -> float:
 
 async def _configured(charger: ChargerSession, key: str) -> str | None:
     try:
-        answer = await charger.call_raw("GetConfiguration", {"key": [key]})
+        answer = await charger.call(call.GetConfiguration(key=[key]))
     except CallErrorReceived:
         return None
-    for entry in answer.get("configurationKey") or []:
+    for entry in answer.configuration_key or []:
         if isinstance(entry, dict) and str(entry.get("key", "")).lower() == key.lower():
             value = entry.get("value")
             return None if value is None else str(value)
@@ -166,11 +168,11 @@ async def _unplug_ends_transactions(charger: ChargerSession) -> str | None:
     if value is None or value.strip().lower() != "false":
         return None
     try:
-        answer = await charger.call_raw("ChangeConfiguration", {"key": "StopTransactionOnEVSideDisconnect", "value": "true"})
-        status = str(answer.get("status"))
+        answer = await charger.call(call.ChangeConfiguration(key="StopTransactionOnEVSideDisconnect", value="true"))
+        status = str(answer.status)
     except CallErrorReceived as exc:
         status = f"CALLERROR {exc.code}"
-    if status == "Accepted":
+    if status == ConfigurationStatus.accepted:
         charger.note("StopTransactionOnEVSideDisconnect was false: set to true for this test (restored afterwards)")
         return None
     return (f"the charger keeps the transaction when the EV is unplugged (StopTransactionOnEVSideDisconnect=false, "
@@ -239,13 +241,13 @@ async def _record(charger: ChargerSession, settings: Settings, path: str, nodeid
     elif path in (REMOTE, LOCAL):
         if path == REMOTE:
             try:
-                answer = await charger.call_raw("RemoteStopTransaction", {"transactionId": rec.session.transaction_id})
-                rec.remote_answer = str(answer.get("status"))
+                answer = await charger.call(call.RemoteStopTransaction(transaction_id=rec.session.transaction_id))
+                rec.remote_answer = str(answer.status)
             except (CallErrorReceived, NoAnswer) as exc:  # CORE-1's finding; the unplug below still ends the session
                 rec.remote_answer = f"CALLERROR {exc.code}" if isinstance(exc, CallErrorReceived) else "nothing (no answer)"
         else:
             await charger.rig.authorize(charger.platform.id_tag, connector)
-        if rec.remote_answer in (None, "Accepted"):
+        if rec.remote_answer in (None, RemoteStartStopStatus.accepted):
             await _expect_stop(charger, rec, STOP_WITHIN)
             # The EV is still plugged: the connector leaves the in-transaction states (Finishing, §4.9 C6)...
             if await _wait_status(charger, connector, frozenset(spec16.STATUSES) - IN_TRANSACTION, bound):
@@ -392,7 +394,7 @@ async def test_stop_transaction_when_the_session_ends(
         raise rec.start_failure
     tx = rec.session.transaction_id
     if path == REMOTE:
-        assert rec.remote_answer == "Accepted", (
+        assert rec.remote_answer == RemoteStartStopStatus.accepted, (
             f"expected RemoteStopTransaction for the running transaction {tx} to be Accepted (OCPP 1.6 §5.12); "
             f"the charger answered {rec.remote_answer}"
         )

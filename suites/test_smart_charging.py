@@ -27,7 +27,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from ocpp.charge_point import snake_to_camel_case
+from ocpp.v16 import call
+from ocpp.v16.enums import (
+    ChargingProfileStatus,
+    ChargingRateUnitType,
+    ClearChargingProfileStatus,
+    GetCompositeScheduleStatus,
+)
 
+from harness import ocppj
 from harness.errors import CallErrorReceived
 from harness.flows import Charging, start_charging, stop_charging
 from harness.limits import (
@@ -75,30 +84,31 @@ class Composite:
 async def composite_limit(charger: ChargerSession, connector: int, duration: int = 300) -> Composite:
     """§5.7 GetCompositeSchedule in A (or, if the charger refuses A, in its own unit converted to A)."""
     answers: list[str] = []
-    for unit in ("A", None):
-        payload: dict[str, Any] = {"connectorId": connector, "duration": duration}
-        if unit:
-            payload["chargingRateUnit"] = unit
+    unit: ChargingRateUnitType | None
+    for unit in (ChargingRateUnitType.amps, None):
         try:
-            answer = await charger.call_raw("GetCompositeSchedule", payload)
+            answer = await charger.call(call.GetCompositeSchedule(
+                connector_id=connector, duration=duration, charging_rate_unit=unit))
         except CallErrorReceived as exc:
             answers.append(f"CALLERROR {exc.code}")
             continue
-        if answer.get("status") != "Accepted":
-            answers.append(str(answer.get("status")))
+        if answer.status != GetCompositeScheduleStatus.accepted:
+            answers.append(str(answer.status))
             continue
-        schedule = answer.get("chargingSchedule")
+        # chargingSchedule is a dict in the dataclass, its keys snake_case (the harness converts the answer);
+        # the texts quote it as the charger sent it (camelCase).
+        schedule = answer.charging_schedule
         if not isinstance(schedule, dict):
-            return Composite(None, True, f"Accepted without a chargingSchedule: {answer}")
-        periods = [p for p in schedule.get("chargingSchedulePeriod") or [] if isinstance(p, dict)]
-        first = [p for p in periods if isinstance(p.get("startPeriod"), int) and p["startPeriod"] <= 5]
+            return Composite(None, True, f"Accepted without a chargingSchedule: {ocppj.payload_of(answer)}")
+        periods = [p for p in schedule.get("charging_schedule_period") or [] if isinstance(p, dict)]
+        first = [p for p in periods if isinstance(p.get("start_period"), int) and p["start_period"] <= 5]
         if not first:
-            return Composite(None, True, f"Accepted, no period in force at its start: {schedule}")
-        period = max(first, key=lambda p: p["startPeriod"])
+            return Composite(None, True, f"Accepted, no period in force at its start: {snake_to_camel_case(schedule)}")
+        period = max(first, key=lambda p: p["start_period"])
         limit = Decimal(str(period.get("limit")))
-        rate_unit = schedule.get("chargingRateUnit")
-        if rate_unit == "W":
-            phases = int(period.get("numberPhases") or 3)  # §7.14: 3 unless another number is given
+        rate_unit = schedule.get("charging_rate_unit")
+        if rate_unit == ChargingRateUnitType.watts:
+            phases = int(period.get("number_phases") or 3)  # §7.14: 3 unless another number is given
             amps = limit / (phases * NOMINAL_VOLTAGE)
             return Composite(amps, True, f"{limit} W on {phases} phase(s) ≈ {amps:.1f} A")
         return Composite(limit, True, f"{limit} A")
@@ -158,10 +168,10 @@ async def _beyond_sc1(charger: ChargerSession, answer: ProfileAnswer, connector:
     profile_id = TX_PROFILE_ID if answer.purpose == TX_PROFILE else CP_MAX_PROFILE_ID
     await check_composite(charger, connector, PROBE_LIMIT_A, answer.purpose)
     try:
-        cleared = str((await charger.call_raw("ClearChargingProfile", {"id": profile_id})).get("status"))
+        cleared = str((await charger.call(call.ClearChargingProfile(id=profile_id))).status)
     except CallErrorReceived as exc:
         cleared = f"CALLERROR {exc.code}"
-    if cleared != "Accepted":
+    if cleared != ClearChargingProfileStatus.accepted:
         charger.advise("ADV-3", f"ClearChargingProfile(id={profile_id}) of the {answer.purpose} just set answered "
                                 f"{cleared} (OCPP 1.6 §5.5; OCTT TC_067_CS)")
         return
@@ -234,7 +244,7 @@ async def test_txprofile_without_transaction_is_refused(charger: ChargerSession,
     answer = await set_limit(charger, harness_settings, TX_PROFILE, 1, PROBE_LIMIT_A)
     status = answer.status
     charger.note(f"TxProfile without a transaction: {answer.describe()}")
-    assert status != "Accepted", (
+    assert status != ChargingProfileStatus.accepted, (
         "expected a TxProfile without a transaction on connector 1 to be Rejected or answered with a CALLERROR "
         "(OCPP 1.6 §3.13.4: it is only valid during a transaction; OCTT TC_058_1_CS); it was Accepted"
     )

@@ -33,6 +33,7 @@ import time
 from collections.abc import Sequence
 
 import pytest
+from ocpp.v16 import call
 
 from harness import spec16
 from harness.errors import ExpectationTimeout
@@ -71,8 +72,8 @@ async def status_bound(charger: ChargerSession) -> float:
     if charger.id not in _MINIMUM_STATUS_DURATION:
         extra = 0
         try:
-            answer = await charger.call_raw("GetConfiguration", {"key": ["MinimumStatusDuration"]})
-            for entry in answer.get("configurationKey") or []:
+            answer = await charger.call(call.GetConfiguration(key=["MinimumStatusDuration"]))
+            for entry in answer.configuration_key or []:
                 if isinstance(entry, dict) and entry.get("key") == "MinimumStatusDuration":
                     value = str(entry.get("value") or "0").strip()
                     extra = int(value) if value.isdigit() else 0

@@ -296,29 +296,29 @@ class ReportCollector:
         if self.worker_id:
             payload["worker"] = self.worker_id
 
-        verdict: str | None = None
+        verdict: model.Verdict | None = None
         if report.passed:
             if report.when == "call":
                 verdict = model.PASS
         elif report.skipped:
             if hasattr(report, "wasxfail"):
                 verdict = model.FAIL
-                payload["outcome"] = "xfailed"
+                payload["outcome"] = model.Outcome.XFAILED.value
                 payload["message"] = f"expected failure (xfail): {report.wasxfail}"
             else:
                 reason = _skip_reason(report)
-                verdict = model.test_verdict("skipped", reason)
-                payload["outcome"] = "skipped"
+                verdict = model.test_verdict(model.Outcome.SKIPPED, reason)
+                payload["outcome"] = model.Outcome.SKIPPED.value
                 payload["message"] = reason
         else:  # failed
             message = _crash_message(report)
-            payload["outcome"] = "failed" if report.when == "call" else "error"
+            payload["outcome"] = (model.Outcome.FAILED if report.when == "call" else model.Outcome.ERROR).value
             verdict = model.FAIL
             kind = error_kind(call)
             if report.when == "call" and kind is not None:
                 # A rig that failed, or the harness itself: the charger was not judged (docs/rules-verdicts.md).
                 verdict = model.INCOMPLETE
-                payload["outcome"] = "error"
+                payload["outcome"] = model.Outcome.ERROR.value
                 message = f"{kind} (the charger was not judged): {message}"
             elif report.when == "teardown":
                 if kind is not None:  # the rig or the harness broke while putting things back
@@ -339,7 +339,9 @@ class ReportCollector:
             payload["message"] = model.trim(message, model.MAX_MESSAGE_CHARS)
             payload["traceback"] = model.trim(str(report.longreprtext or ""), model.MAX_TRACEBACK_CHARS)
         if verdict:
-            payload["verdict"] = verdict
+            # a plain str: the payload crosses from an xdist worker to the controller, and execnet cannot
+            # serialise a str subclass (the enum member)
+            payload["verdict"] = verdict.value
 
         final_phase = report.when == "call" or (report.when == "setup" and not report.passed) or report.failed
         if final_phase:
@@ -363,7 +365,7 @@ class ReportCollector:
         if report.when == "call" or (report.when == "setup" and not report.passed):
             props = [("requirement", rid) for rid in ids]
             if verdict:
-                props.append(("verdict", verdict))
+                props.append(("verdict", verdict.value))  # plain str: user_properties cross from xdist workers too
             alt = (payload.get("evidence") or {}).get("details", {}).get("alternative")
             if alt:
                 props.append(("alternative", str(alt)))
@@ -385,7 +387,7 @@ class ReportCollector:
                 payload["verdict"] = model.FAIL
                 payload["message"] = _crash_message(report)
             elif report.skipped:
-                payload["verdict"] = model.test_verdict("skipped", _skip_reason(report))
+                payload["verdict"] = model.test_verdict(model.Outcome.SKIPPED, _skip_reason(report))
                 payload["message"] = _skip_reason(report)
             elif report.when == "call":
                 payload["verdict"] = model.PASS
@@ -435,20 +437,20 @@ class ReportCollector:
                 previous = test.get("message")
                 if test["verdict"] in (None, model.PASS):
                     test["verdict"] = verdict or model.FAIL
-                    test["outcome"] = "error"
+                    test["outcome"] = model.Outcome.ERROR
                     test["message"] = payload.get("message")
                     test["traceback"] = payload.get("traceback")
                 else:
                     test["message"] = "\n\n".join(m for m in (previous, payload.get("message")) if m)
             if test["verdict"] is None:  # e.g. setup passed, call never reported
                 test["verdict"] = model.INCOMPLETE
-                test["outcome"] = "not run"
+                test["outcome"] = model.Outcome.NOT_RUN
             if self._current is not None and self._current.nodeid == report.nodeid:
                 self._current = None
             return
         if verdict:
             test["verdict"] = verdict
-            test["outcome"] = payload.get("outcome") or ("passed" if verdict == model.PASS else report.outcome)
+            test["outcome"] = payload.get("outcome") or (model.Outcome.PASSED if verdict == model.PASS else report.outcome)
             for key in ("message", "traceback"):
                 if payload.get(key):
                     test[key] = payload[key]
@@ -488,7 +490,7 @@ class ReportCollector:
             if nodeid not in self._finished or test.get("verdict") is None:
                 if test.get("verdict") in (None, model.PASS) or nodeid == in_flight:
                     test["verdict"] = model.INCOMPLETE
-                    test["outcome"] = "interrupted"
+                    test["outcome"] = model.Outcome.INTERRUPTED
                     by = interrupt.requested()
                     test["message"] = test.get("message") or (
                         f"interrupted by {by} while this test was running (the frames so far are its evidence)"
@@ -508,7 +510,7 @@ class ReportCollector:
                         "nodeid": nodeid,
                         "requirements": ids,
                         "verdict": model.INCOMPLETE,
-                        "outcome": "not run",
+                        "outcome": model.Outcome.NOT_RUN,
                         "message": f"not run: the run was interrupted by {interrupt.requested()} before this test"
                         if interrupt.requested() else "not run: the run stopped before this test",
                     }

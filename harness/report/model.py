@@ -28,6 +28,7 @@ import json
 import platform
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
 from typing import Any
 
 from harness import __version__ as HARNESS_VERSION
@@ -36,21 +37,58 @@ from harness import requirements as catalogue
 SCHEMA_NAME = "ev-energy-certification-report"
 SCHEMA_VERSION = "1.1"
 
-# Test and requirement verdicts.
-PASS = "pass"
-FAIL = "fail"
-NOT_APPLICABLE = "not applicable"
-NOT_TESTED = "not tested"
-INCOMPLETE = "incomplete"
-VERDICTS = (PASS, FAIL, NOT_APPLICABLE, NOT_TESTED, INCOMPLETE)
+# The closed sets of words the report uses are StrEnums: each member *is* its string (equal to it, hashes like
+# it, json.dumps writes it), so the report JSON, the schema and reports read back from disk are unchanged.
+# pytest-xdist (execnet) cannot serialise a str subclass: whatever a worker sends the controller is a plain
+# str (``.value``; harness/report/collector.py converts at that boundary).
 
-# Overall verdicts (docs/rules-verdicts.md).
-CERTIFIED = "certified"
-NOT_CERTIFIED = "not certified"
-#: Every mandatory requirement the run judged passed, but the run cannot certify: quick mode (a rehearsal
-#: with short intervals), or a quick-mode run of part of the suites (judged over the selected requirements).
-REHEARSAL_PASSED = "rehearsal passed"
-OVERALL_VERDICTS = (CERTIFIED, REHEARSAL_PASSED, NOT_CERTIFIED, INCOMPLETE)
+
+class Verdict(StrEnum):
+    """A test's or a requirement's verdict (docs/rules-verdicts.md)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    NOT_APPLICABLE = "not applicable"
+    NOT_TESTED = "not tested"
+    INCOMPLETE = "incomplete"
+
+
+class Overall(StrEnum):
+    """The run's overall verdict (docs/rules-verdicts.md)."""
+
+    CERTIFIED = "certified"
+    #: Every mandatory requirement the run judged passed, but the run cannot certify: quick mode (a rehearsal
+    #: with short intervals), or a quick-mode run of part of the suites (judged over the selected requirements).
+    REHEARSAL_PASSED = "rehearsal passed"
+    NOT_CERTIFIED = "not certified"
+    INCOMPLETE = "incomplete"
+
+
+class Outcome(StrEnum):
+    """A test's outcome in pytest's words, plus the harness's own for tests that never finished."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    SKIPPED = "skipped"
+    XFAILED = "xfailed"
+    INTERRUPTED = "interrupted"  # the run stopped while (or before) this test ran
+    NOT_RUN = "not run"  # the test never reported its call phase
+
+
+# Test and requirement verdicts (the names the rest of the harness uses).
+PASS = Verdict.PASS
+FAIL = Verdict.FAIL
+NOT_APPLICABLE = Verdict.NOT_APPLICABLE
+NOT_TESTED = Verdict.NOT_TESTED
+INCOMPLETE = Verdict.INCOMPLETE
+VERDICTS = tuple(Verdict)
+
+# Overall verdicts. Overall.INCOMPLETE == Verdict.INCOMPLETE == "incomplete": the same word on both levels.
+CERTIFIED = Overall.CERTIFIED
+NOT_CERTIFIED = Overall.NOT_CERTIFIED
+REHEARSAL_PASSED = Overall.REHEARSAL_PASSED
+OVERALL_VERDICTS = (Overall.CERTIFIED, Overall.REHEARSAL_PASSED, Overall.NOT_CERTIFIED, Overall.INCOMPLETE)
 
 #: The process's exit status for each overall verdict (pytest's own codes stay: 2 interrupted, 3 internal
 #: error, 4 usage error, 5 no tests collected). 6 is not one of pytest's.
@@ -58,7 +96,8 @@ EXIT_INCOMPLETE = 6
 #: An incomplete verdict that the harness's own exception caused (a bug of the harness, not of the charger or the rig):
 #: pytest's "internal error" code, so CI tells "fix the harness" from "fix the bench".
 EXIT_HARNESS_ERROR = 3
-EXIT_STATUS: dict[str, int] = {CERTIFIED: 0, REHEARSAL_PASSED: 0, NOT_CERTIFIED: 1, INCOMPLETE: EXIT_INCOMPLETE}
+EXIT_STATUS: dict[str, int] = {Overall.CERTIFIED: 0, Overall.REHEARSAL_PASSED: 0, Overall.NOT_CERTIFIED: 1,
+                               Overall.INCOMPLETE: EXIT_INCOMPLETE}
 
 CHARGER_TO_CSMS = "charger→csms"
 CSMS_TO_CHARGER = "csms→charger"
@@ -83,7 +122,11 @@ def now_iso() -> str:
 
 def jsonable(value: Any) -> Any:
     """A JSON-serialisable copy of *value* (datetimes to ISO 8601, sets to lists, else str())."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        # A plain str, also for an enum member (a str subclass such as ocpp's ChargingProfilePurposeType or
+        # Verdict): this is what crosses from an xdist worker to the controller, and execnet cannot serialise it.
+        return str.__str__(value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
@@ -129,18 +172,18 @@ def trim(text: str | None, limit: int, *, head: int | None = None) -> str | None
     return f"{text[:head]}\n… {omitted} characters omitted …\n{text[-tail:]}"
 
 
-def test_verdict(outcome: str | None, reason: str | None = None) -> str:
+def test_verdict(outcome: str | None, reason: str | None = None) -> Verdict:
     """The verdict of one test from pytest's outcome word and, for skips, the skip reason.
 
     passed → pass; failed/error → fail; skipped with a reason starting "not applicable" →
     not applicable; any other skip → not tested; interrupted/not run → incomplete.
     """
     outcome = (outcome or "").lower()
-    if outcome == "passed":
+    if outcome == Outcome.PASSED:
         return PASS
-    if outcome in ("failed", "error", "xfailed"):
+    if outcome in (Outcome.FAILED, Outcome.ERROR, Outcome.XFAILED):
         return FAIL
-    if outcome == "skipped":
+    if outcome == Outcome.SKIPPED:
         if (reason or "").strip().lower().startswith("not applicable"):
             return NOT_APPLICABLE
         return NOT_TESTED
@@ -463,7 +506,7 @@ def _with_reasons(units: list[str], by_rid: Mapping[str, Mapping[str, Any]]) -> 
 
 
 def _counts(items: Iterable[dict]) -> dict[str, int]:
-    counts = {v: 0 for v in VERDICTS}
+    counts: dict[str, int] = {v: 0 for v in VERDICTS}
     for item in items:
         counts[item["verdict"]] += 1
     return counts
@@ -656,41 +699,41 @@ def build_report(
     partial = f"; not selected in this run: {', '.join(unselected)}" if unselected and judged else ""
 
     if interrupted or reason:
-        overall = INCOMPLETE
+        overall = Overall.INCOMPLETE
         overall_reason = reason or "the run was interrupted"
         if interrupted and reason and "interrupt" not in reason.lower():
             overall_reason = f"the run was interrupted: {reason}"
         if failed:
             overall_reason += f"; failed before it stopped: {', '.join(failed)}"
     elif failed:
-        overall = NOT_CERTIFIED
+        overall = Overall.NOT_CERTIFIED
         overall_reason = "mandatory requirements failed: " + ", ".join(failed)
         if mode != "certification":
             overall_reason += f" ({what}: a rehearsal, and it found failures)"
     elif incomplete:
-        overall = INCOMPLETE
+        overall = Overall.INCOMPLETE
         overall_reason = "mandatory requirements did not complete: " + _with_reasons(incomplete, by_rid)
     elif untested:
-        overall = INCOMPLETE
+        overall = Overall.INCOMPLETE
         overall_reason = "mandatory requirements not tested: " + _with_reasons(untested, by_rid)
     elif not judged:
-        overall = INCOMPLETE
+        overall = Overall.INCOMPLETE
         overall_reason = "no mandatory requirement was selected in this run"
     elif mode == "certification" and unselected:
-        overall = INCOMPLETE
+        overall = Overall.INCOMPLETE
         overall_reason = (
             f"partial run: all {len(judged)} selected mandatory requirements pass, but a certification needs "
             f"every one; not selected: {', '.join(unselected)}"
         )
     elif mode != "certification":
-        overall = REHEARSAL_PASSED
+        overall = Overall.REHEARSAL_PASSED
         if unselected:
             found = f"all {len(judged)} selected mandatory requirements passed{partial}"
         else:
             found = f"all {len(judged)} mandatory requirements passed"
         overall_reason = f"{what}: a rehearsal, not a certification run; {found}. Run in certification mode to certify."
     else:
-        overall = CERTIFIED
+        overall = Overall.CERTIFIED
         overall_reason = f"all {len(units)} mandatory requirements pass"
     faults = run_info.get("harness_errors")
     if isinstance(faults, list) and faults:

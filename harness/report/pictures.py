@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape as _xml_escape
 
+from .model import Verdict
+
 NOMINAL_VOLTAGE = 230.0  # V phase-to-neutral when the charger reports no Voltage
 DEFAULT_PHASES = 3  # OCPP 1.6 §7.13 ChargingSchedulePeriod.numberPhases: "3 if absent"
 DEFAULT_MEASURAND = "Energy.Active.Import.Register"  # OCPP 1.6 §7.45 SampledValue defaults
@@ -50,7 +52,7 @@ STATUS_COLOURS: dict[str, str] = {
 POWER_COLOUR = "#0b6e4f"
 LIMIT_COLOUR = "#d1242f"
 ENERGY_COLOUR = "#8250df"
-VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#c0182b", "incomplete": "#9a6700"}
+VERDICT_COLOURS: dict[str, str] = {Verdict.PASS: "#1a7f37", Verdict.FAIL: "#c0182b", Verdict.INCOMPLETE: "#9a6700"}
 NEUTRAL = "#57606a"
 
 

@@ -24,8 +24,11 @@ from .model import (
     INCOMPLETE,
     NOT_CERTIFIED,
     NOT_TESTED,
+    PASS,
     REHEARSAL_PASSED,
     SCHEMA_NAME,
+    Outcome,
+    Overall,
     compute_digest,
     digest_ok,
 )
@@ -225,7 +228,7 @@ def missing(report: Mapping[str, Any]) -> list[dict[str, str]]:
     "not selected", "not run", "rig act skipped", "rig error", "harness error", "not tested"."""
     out: list[dict[str, str]] = []
     groups = {g["id"]: g for g in report.get("groups") or []}
-    held_groups = {gid for gid, g in groups.items() if g.get("verdict") == "pass"}
+    held_groups = {gid for gid, g in groups.items() if g.get("verdict") == PASS}
     for q in report.get("requirements") or []:
         if not q.get("blocking") and not q.get("or_group"):
             continue
@@ -246,7 +249,7 @@ def missing(report: Mapping[str, Any]) -> list[dict[str, str]]:
                 why = "harness error"
             elif "rig error" in low:
                 why = "rig error"
-            elif low.startswith("not run") or any(t.get("outcome") in ("interrupted", "not run") for t in bad):
+            elif low.startswith("not run") or any(t.get("outcome") in (Outcome.INTERRUPTED, Outcome.NOT_RUN) for t in bad):
                 why = "not run"
             elif "rig cannot" in low or "operator skipped" in low or "[rig." in low:
                 why = "rig act skipped"
@@ -260,7 +263,7 @@ HEADLINES: dict[str, tuple[str, str]] = {
     CERTIFIED: ("certified", "Every mandatory requirement passed in certification mode."),
     REHEARSAL_PASSED: ("rehearsal passed", "Run in certification mode to certify."),
     NOT_CERTIFIED: ("not certified", "A mandatory requirement failed."),
-    INCOMPLETE: ("incomplete", "No verdict: some mandatory requirements were not judged."),
+    Overall.INCOMPLETE: ("incomplete", "No verdict: some mandatory requirements were not judged."),
 }
 
 
