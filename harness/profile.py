@@ -48,7 +48,6 @@ HOOK_PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "start": ("url", "ca_file", "security_profile"),
     "stop": (),
 }
-COMMAND_KEYS = tuple(ACT_PLACEHOLDERS) + tuple(HOOK_PLACEHOLDERS)
 
 
 class ProfileError(pytest.UsageError):  # type: ignore[misc]  # a UsageError that names the profile
