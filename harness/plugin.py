@@ -761,7 +761,7 @@ async def charger_backend(
         from harness.drivers.base import ActNotSupported, RigError
 
         try:
-            await session.wait_until(lambda: session.connected, settings.connect_timeout, "the charger to connect")
+            await session.wait_until(lambda: session.connected, settings.timing.connect_timeout, "the charger to connect")
         except ExpectationTimeout:
             return  # the `charger` fixture reports it
         with contextlib.suppress(ExpectationTimeout):
@@ -810,7 +810,7 @@ async def charger(
         try:
             await session.wait_until(
                 lambda: session.connected and session.boot is not None,
-                settings.connect_timeout,
+                settings.timing.connect_timeout,  # the session scales it
                 f"charger {settings.charger_id!r} to connect and boot",
             )
         except ExpectationTimeout:
