@@ -25,7 +25,7 @@ import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from harness import tls
 from harness.printable import printable
 from harness.platform import PlatformSettings
 from harness.session import ChargerSession, SessionSettings
+from harness.timing import Timing
 from harness.trace import Redactor
 
 try:  # imported now: once descriptors run out, an import (which opens files) fails
@@ -148,12 +149,17 @@ class EndpointConfig:
     extra_hosts: tuple[str, ...] = ()
     security_profile: int = 2
     base_path: str = "/ocpp"
-    timeout_factor: float = 1.0
+    timing: Timing = field(default_factory=Timing)  # the run's timeout factor (harness/timing.py)
     handshake_timeout: float = 10.0  # TLS + HTTP upgrade, before the timeout factor
     ping_interval: float | None = None  # chargers ping; a fake platform need not
     max_frame: int = MAX_FRAME
     platform: PlatformSettings = field(default_factory=PlatformSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
+
+    def __post_init__(self) -> None:
+        # One timing per run: the sessions wait by the endpoint's (it is given once, here).
+        if self.session.timing is not self.timing:
+            self.session = replace(self.session, timing=self.timing)
 
 
 class Endpoint:
@@ -220,8 +226,8 @@ class Endpoint:
             select_subprotocol=_select_ocpp16,
             max_size=self.config.max_frame,
             ping_interval=self.config.ping_interval,
-            open_timeout=self.config.handshake_timeout * self.config.timeout_factor,
-            close_timeout=2 * self.config.timeout_factor,
+            open_timeout=self.config.timing.scaled(self.config.handshake_timeout),
+            close_timeout=self.config.timing.close,
             server_header="ev.energy-ocpp-harness",
         )
         listener = server.server
@@ -318,7 +324,7 @@ class Endpoint:
         self, predicate: Callable[[ConnectionAttempt], bool], within: float, since: float = 0.0
     ) -> ConnectionAttempt | None:
         """The first finished attempt since `since` (monotonic) matching predicate, or None after `within` s."""
-        deadline = time.monotonic() + within * self.config.timeout_factor
+        deadline = time.monotonic() + self.config.timing.scaled(within)
         while True:
             for attempt in self.attempts:
                 if attempt.mono >= since and attempt.outcome != "pending" and predicate(attempt):
@@ -384,7 +390,7 @@ class Endpoint:
         peer = f"{address[0]}:{address[1]}"
         attempt = ConnectionAttempt(time=_now(), peer=peer)
         self.attempts.append(attempt)
-        timeout = self.config.handshake_timeout * self.config.timeout_factor
+        timeout = self.config.timing.scaled(self.config.handshake_timeout)
         sock.setblocking(False)
         # No Nagle: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and ours (from
         # socket.socket(family, SOCK_STREAM), proto 0) is not; without it a small frame written while the

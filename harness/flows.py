@@ -82,11 +82,3 @@ async def stop_charging(
     if unplug:
         await charger.rig.plugout(session.connector)
     return stop
-
-
-async def wait_status(
-    charger: ChargerSession, connector: int, status: str, *, since: int | None = None, within: float = 10
-) -> ReceivedCall:
-    return await charger.expect(
-        "StatusNotification", where={"connectorId": connector, "status": status}, within=within, since=since
-    )

@@ -617,7 +617,7 @@ async def observe(
     MeterValues every NUDGE_EVERY s once the settling window is over. Returns the Observation (its
     state YES, NO or UNKNOWN); the evidence is recorded in charger.details["readings"].
     """
-    factor = charger.settings.timeout_factor
+    factor = charger.settings.timing.factor
     deadline = answered + within * factor
     cap = answered + settle + ENERGY_SPAN_MAX * factor
     readings: dict[int, Reading] = {}
@@ -678,7 +678,7 @@ async def wait_observed(
     """`observe`, as a verdict: the reading that showed `what`; ExpectationTimeout (listing the readings
     used and those ignored as too early) when settled readings showed otherwise; NoPowerData when no
     settled reading could tell."""
-    factor = charger.settings.timeout_factor
+    factor = charger.settings.timing.factor
     answered = time.monotonic() if answered is None else answered
     settle = SETTLE * factor if settle is None else settle
     seen = await observe(charger, connector, judge, since=since, answered=answered, settle=settle,

@@ -88,12 +88,7 @@ SIGNALS = pytest.StashKey[bool]()  # this run took SIGINT/SIGTERM (harness/inter
 # Requirements whose tests present certificates a charger must refuse (TLS-3; NF-2 when it goes offline that way).
 _BAD_CERTIFICATE_REQUIREMENTS = frozenset({"TLS-3", "NF-2"})
 
-QUICK_TEST_BOUND = 60.0  # seconds a single test may take in quick mode (before the timeout factor)
-CERTIFICATION_TEST_BOUND = 900.0
-# The silence bound (docs/rules-silence.md), before the timeout factor; the session never makes it shorter than two
-# heartbeat intervals plus a CALL's timeout (quick: 12 s), so that a live charger is always heard within it.
-QUICK_SILENCE_BOUND = 10.0
-CERTIFICATION_SILENCE_BOUND = 150.0
+# Each test's bound and the silence bound: harness/timing.py (Timing.test_bound, Timing.silence_after).
 #: `@pytest.mark.test_bound(seconds)`: a test that waits on the charger's own timers (which quick mode cannot
 #: shorten, e.g. NF-2's late-delivery bound) gets at least this bound in every mode (before the timeout factor).
 TEST_BOUND_MARKER = "test_bound"
@@ -198,7 +193,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"charger: {settings.charger}"
         + (f" at {settings.charger_control_url}" if settings.charger_control_url else "")
         + (f", defects: {', '.join(settings.sim_defects)}" if settings.sim_defects else "")
-        + f"; mode: {settings.mode}; timeout factor: {settings.timeout_factor:g}",
+        + f"; mode: {settings.mode}; timeout factor: {settings.timing.factor:g}",
         f"certificates: {settings.certs_dir}; report: {settings.report_dir}",
     ]
     if settings.id_tags != settings_mod.DEFAULT_ID_TAGS:
@@ -260,10 +255,10 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
     @functools.wraps(test)
     async def guarded(*args: Any, **kwargs: Any) -> None:
         settings = item.config.stash[SETTINGS]
-        bound = settings.scaled(QUICK_TEST_BOUND if settings.quick else CERTIFICATION_TEST_BOUND)
+        bound = settings.timing.test_bound
         own = item.get_closest_marker(TEST_BOUND_MARKER)
         if own is not None and own.args:
-            bound = max(bound, settings.scaled(float(own.args[0])))
+            bound = settings.timing.test_bound_at_least(float(own.args[0]))
         session: ChargerSession | None = item.funcargs.get("charger")  # type: ignore[assignment]
         endpoint = item.funcargs.get("csms")
         if session is None and isinstance(endpoint, Endpoint):
@@ -297,7 +292,7 @@ def _guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any
                     raise
                 waited = session.cancelled_wait if session is not None else None
                 raise ChargerFailure(
-                    f"the test did not finish within its bound of {bound:g} s (timeout factor {settings.timeout_factor:g})"
+                    f"the test did not finish within its bound of {bound:g} s (timeout factor {settings.timing.factor:g})"
                     + (f"; it was waiting for {waited}" if waited else "; it was not waiting on the charger's session "
                        "(a rig act, a connection attempt or the test's own wait)")
                 ) from None
@@ -613,12 +608,9 @@ async def csms(harness_settings: Settings, pytestconfig: pytest.Config) -> Async
             port=settings.csms_port,
             certs_dir=settings.certs_dir,
             security_profile=settings.security_profile,
-            timeout_factor=settings.timeout_factor,
+            timing=settings.timing,  # the sessions' too (EndpointConfig)
             platform=PlatformSettings(heartbeat_interval=settings.heartbeat_interval, id_tags=settings.id_tags),
-            session=SessionSettings(
-                timeout_factor=settings.timeout_factor,
-                silence_after=QUICK_SILENCE_BOUND if settings.quick else CERTIFICATION_SILENCE_BOUND,
-            ),
+            session=SessionSettings(silence_after=settings.timing.silence_after),
         ),
         on_attempt=on_attempt,
     )
@@ -719,7 +711,7 @@ def make_backend(settings: Settings, config: pytest.Config | None = None) -> Cha
 
         return CommandBackend(
             settings.rig_commands,
-            timeout=settings.scaled(settings.command_timeout),
+            timeout=settings.timing.command,
             cwd=settings.command_cwd,
             charger_id=settings.charger_id,
         )
@@ -728,7 +720,7 @@ def make_backend(settings: Settings, config: pytest.Config | None = None) -> Cha
 
         return ManualBackend(
             PytestConsole(config) if config is not None else StreamConsole(),
-            timeout=settings.scaled(settings.prompt_timeout),
+            timeout=settings.timing.prompt,
             charger_id=settings.charger_id,
         )
     raise pytest.UsageError(f"--charger={settings.charger!r}: use one of {', '.join(settings_mod.BACKENDS)}")
@@ -769,7 +761,7 @@ async def charger_backend(
         from harness.drivers.base import ActNotSupported, RigError
 
         try:
-            await session.wait_until(lambda: session.connected, settings.connect_timeout, "the charger to connect")
+            await session.wait_until(lambda: session.connected, settings.timing.connect_timeout, "the charger to connect")
         except ExpectationTimeout:
             return  # the `charger` fixture reports it
         with contextlib.suppress(ExpectationTimeout):
@@ -818,7 +810,7 @@ async def charger(
         try:
             await session.wait_until(
                 lambda: session.connected and session.boot is not None,
-                settings.connect_timeout,
+                settings.timing.connect_timeout,  # the session scales it
                 f"charger {settings.charger_id!r} to connect and boot",
             )
         except ExpectationTimeout:
@@ -886,7 +878,7 @@ def _never_connected(csms: Endpoint, session: ChargerSession, settings: Settings
     attempts = csms.attempts_for(settings.charger_id) or list(csms.attempts)
     lines = [
         f"charger never connected: no connected and booted charger {settings.charger_id!r} within "
-        f"{settings.scaled(settings.connect_timeout):g} s.",
+        f"{settings.timing.connect:g} s.",
         f"  expected URL: {csms.charger_url(settings.charger_id)}",
         f"  security profile {settings.security_profile}; CA to trust: {csms.certs.ca_pem}",
     ]

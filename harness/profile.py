@@ -9,46 +9,25 @@ the NF-1 statement) and says how the harness reaches the charger's physical side
 backend and its settings, the timeout factor). docs/charger.example.toml is a documented example.
 
 Every field is checked: an unknown table or key, a wrong type or a value out of range raises a
-pytest.UsageError naming the file, the field and the valid values. Command-line options and ini
+pytest.UsageError naming the file, the field and the valid values. This module knows the file's tables
+and keys and names them; the valid values of each setting live in harness/values.py (the command line's
+and the ini file's values are checked there too). Command-line options and ini
 values override the profile (harness.settings applies the precedence).
 """
 
 from __future__ import annotations
 
-import math
-import re
-import string
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-BACKENDS = ("sim", "http", "command", "manual")
-MEASURAND_FAMILIES = ("power", "current-voltage")
-DIAGNOSTICS_UPLOADS = ("ftp", "http")
-SECURITY_PROFILES = (2, 3)
-PHASES = (1, 2, 3)
+from harness.values import ACT_PLACEHOLDERS, BACKENDS, HOOK_PLACEHOLDERS, VALUES, toml
 
-#: The acts a command rig can perform, and the placeholders each command may use.
-#: (`charger_id` is allowed everywhere.) Booleans are substituted as `true` / `false`.
-ACT_PLACEHOLDERS: dict[str, tuple[str, ...]] = {
-    "plugin": ("connector",),
-    "plugout": ("connector",),
-    "authorize": ("id_tag", "connector"),
-    "ev_suspend": ("suspended", "connector"),
-    "fault": ("faulted", "connector"),
-    "reboot": (),
-    "network": ("online",),
-}
-#: Optional life-cycle hooks of a command rig: run once before the first test and after the last.
-HOOK_PLACEHOLDERS: dict[str, tuple[str, ...]] = {
-    "start": ("url", "ca_file", "security_profile"),
-    "stop": (),
-}
-COMMAND_KEYS = tuple(ACT_PLACEHOLDERS) + tuple(HOOK_PLACEHOLDERS)
+__all__ = ["ACT_PLACEHOLDERS", "BACKENDS", "HOOK_PLACEHOLDERS", "ChargerProfile", "ProfileError", "load"]
 
 
 class ProfileError(pytest.UsageError):  # type: ignore[misc]  # a UsageError that names the profile
@@ -57,135 +36,47 @@ class ProfileError(pytest.UsageError):  # type: ignore[misc]  # a UsageError tha
 
 @dataclass(frozen=True)
 class _Field:
-    setting: str  # the Settings attribute it feeds
-    convert: Callable[[Any], Any]  # returns the checked value or raises ValueError(valid values)
-
-
-def _choice(*choices: Any) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        # bool is an int in Python: `security_profile = true` must not pass as 1.
-        if isinstance(value, bool) or value not in choices:
-            raise ValueError("use one of " + ", ".join(_toml(c) for c in choices))
-        return value
-
-    return convert
-
-
-def _number(low: float, high: float, *, integer: bool = False, low_open: bool = False) -> Callable[[Any], Any]:
-    kind = "a whole number" if integer else "a number"
-    valid = f"{kind} {'greater than' if low_open else 'from'} {low:g}" + (
-        f" {'up to' if low_open else 'to'} {high:g}" if math.isfinite(high) else ""
-    )
-
-    def convert(value: Any) -> Any:
-        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok_type:
-            raise ValueError(valid)
-        if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
-            raise ValueError(valid)
-        return value
-
-    return convert
-
-
-def _text(check: Callable[[str], bool] = lambda s: bool(s.strip()), valid: str = "a non-empty string") -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        if not isinstance(value, str) or not check(value):
-            raise ValueError(valid)
-        return value
-
-    return convert
-
-
-def _bool(value: Any) -> Any:
-    if not isinstance(value, bool):
-        raise ValueError("use true or false (TOML booleans, without quotes)")
-    return value
-
-
-def _url(value: Any) -> Any:
-    if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError("an http:// or https:// URL, e.g. \"http://192.168.1.30:8701\"")
-    return value.rstrip("/")
-
-
-def _charger_id(value: Any) -> Any:
-    if not isinstance(value, str) or not value or len(value) > 48 or "/" in value:
-        raise ValueError("a string of 1 to 48 characters, without '/'")
-    return value
-
-
-def _id_tags(value: Any) -> Any:
-    # OCPP 1.6 IdToken: CiString20Type.
-    if (not isinstance(value, list) or not value
-            or not all(isinstance(t, str) and 1 <= len(t) <= 20 and t.isprintable() for t in value)):
-        raise ValueError('a list of 1 or more idTags of 1 to 20 characters (OCPP IdToken), e.g. ["04A1B2C3D4E5F6"]')
-    return tuple(value)
-
-
-def _env_name(value: Any) -> Any:
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise ValueError("the name of an environment variable, e.g. \"CHARGER_AUTHORIZATION_KEY\"")
-    return value
-
-
-def _command(placeholders: tuple[str, ...]) -> Callable[[Any], Any]:
-    allowed = (*placeholders, "charger_id")
-    valid = "a shell command (string); placeholders: " + ", ".join("{" + p + "}" for p in allowed)
-
-    def convert(value: Any) -> Any:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(valid)
-        try:
-            names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
-        except ValueError as exc:  # unbalanced braces
-            raise ValueError(f"{valid} (write {{{{ and }}}} for literal braces; {exc})") from None
-        for name in names:
-            if name not in allowed:
-                raise ValueError(f"{valid}; {{{name}}} is not one of them")
-        return value
-
-    return convert
+    setting: str  # the Settings attribute it feeds; its valid values: harness.values.VALUES[setting]
 
 
 _SCHEMA: dict[str, dict[str, _Field | str]] = {
     # table -> key -> field (or the name of a sub-table)
     "": {"charger": "charger", "declarations": "declarations", "endpoint": "endpoint", "rig": "rig"},
     "charger": {
-        "id": _Field("charger_id", _charger_id),
-        "security_profile": _Field("security_profile", _choice(*SECURITY_PROFILES)),
-        "authorization_key": _Field("authorization_key", _text()),
-        "authorization_key_env": _Field("authorization_key_env", _env_name),
-        "connectors": _Field("connectors", _number(1, 32, integer=True)),
-        "phases": _Field("phases", _choice(*PHASES)),
-        "nominal_voltage": _Field("nominal_voltage", _number(100, 1000)),
-        "max_current": _Field("max_current", _number(0, 1000, low_open=True)),
-        "measurand_family": _Field("measurand_family", _choice(*MEASURAND_FAMILIES)),
-        "id_tags": _Field("id_tags", _id_tags),
+        "id": _Field("charger_id"),
+        "security_profile": _Field("security_profile"),
+        "authorization_key": _Field("authorization_key"),
+        "authorization_key_env": _Field("authorization_key_env"),
+        "connectors": _Field("connectors"),
+        "phases": _Field("phases"),
+        "nominal_voltage": _Field("nominal_voltage"),
+        "max_current": _Field("max_current"),
+        "measurand_family": _Field("measurand_family"),
+        "id_tags": _Field("id_tags"),
     },
     "declarations": {
-        "firmware_managed_by_ev_energy": _Field("firmware_managed", _bool),
-        "diagnostics_upload": _Field("diagnostics_upload", _choice(*DIAGNOSTICS_UPLOADS)),
-        "nf1_statement": _Field("nf1_statement", _text()),
+        "firmware_managed_by_ev_energy": _Field("firmware_managed"),
+        "diagnostics_upload": _Field("diagnostics_upload"),
+        "nf1_statement": _Field("nf1_statement"),
     },
     "endpoint": {
-        "host": _Field("csms_host", _text(valid="an interface address, e.g. \"0.0.0.0\" for the LAN")),
-        "port": _Field("csms_port", _number(0, 65535, integer=True)),
+        "host": _Field("csms_host"),
+        "port": _Field("csms_port"),
     },
     "rig": {
-        "backend": _Field("charger", _choice(*BACKENDS)),
-        "timeout_factor": _Field("timeout_factor", _number(0, 100, low_open=True)),
-        "connect_timeout": _Field("connect_timeout", _number(0, math.inf, low_open=True)),
+        "backend": _Field("charger"),
+        "timeout_factor": _Field("timeout_factor"),
+        "connect_timeout": _Field("connect_timeout"),
         "http": "rig.http",
         "command": "rig.command",
         "manual": "rig.manual",
     },
-    "rig.http": {"control_url": _Field("charger_control_url", _url)},
+    "rig.http": {"control_url": _Field("charger_control_url")},
     "rig.command": {
-        "timeout": _Field("command_timeout", _number(0, 3600, low_open=True)),
-        **{act: _Field(f"command:{act}", _command(ph)) for act, ph in {**ACT_PLACEHOLDERS, **HOOK_PLACEHOLDERS}.items()},
+        "timeout": _Field("command_timeout"),
+        **{act: _Field(f"command:{act}") for act in {**ACT_PLACEHOLDERS, **HOOK_PLACEHOLDERS}},
     },
-    "rig.manual": {"prompt_timeout": _Field("prompt_timeout", _number(0, 86400, low_open=True))},
+    "rig.manual": {"prompt_timeout": _Field("prompt_timeout")},
 }
 
 
@@ -242,9 +133,9 @@ def _walk(profile: ChargerProfile, table: str, data: Mapping[str, Any]) -> None:
             _walk(profile, spec, value)
             continue
         try:
-            checked = spec.convert(value)
+            checked = VALUES[spec.setting].typed(value)
         except ValueError as exc:
-            raise ProfileError(f"charger profile {profile.path}: {name} = {_toml(value)} is not valid: {exc}") from None
+            raise ProfileError(f"charger profile {profile.path}: {name} = {toml(value)} is not valid: {exc}") from None
         where = f"{profile.path.name} {name}"
         if spec.setting.startswith("command:"):
             act = spec.setting.split(":", 1)[1]
@@ -254,12 +145,3 @@ def _walk(profile: ChargerProfile, table: str, data: Mapping[str, Any]) -> None:
             profile.values[spec.setting] = checked
             profile.where[spec.setting] = where
 
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, dict):
-        return "{…}"
-    return repr(value)

@@ -82,11 +82,6 @@ class Requirement:
     #: Name of the manufacturer's declaration a conditional/declared requirement follows.
     declaration: str | None = None
 
-    @property
-    def blocks_certification(self) -> bool:
-        """True for kinds that can stop ``certified`` (conditional ones only when they apply)."""
-        return self.kind in (MANDATORY, CONDITIONAL)
-
 
 @dataclass(frozen=True)
 class OrGroup:

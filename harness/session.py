@@ -39,6 +39,7 @@ from harness.errors import (
 from harness.platform import PlatformSettings, default_answer
 from harness.reconnect import ReconnectHeartbeat
 from harness.trace import RX, TX, Redactor, Trace, format_frames
+from harness.timing import Timing
 
 # OCPP 1.6 §4.9: only these statuses exist on connector 0.
 _MAX_VIOLATIONS = 500
@@ -119,7 +120,7 @@ class HarnessFault:
 class SessionSettings:
     call_timeout: float = 10.0  # seconds the charger has to answer a CALL (before the timeout factor)
     expect_within: float = 10.0  # default bound of expect()
-    timeout_factor: float = 1.0
+    timing: Timing = field(default_factory=Timing)  # the run's timeout factor (harness/timing.py)
     # The silence bound (docs/rules-silence.md): a charger that left a CALL of the harness unanswered and has sent
     # nothing (no frame, no new connection) for this long is silent; waits that need it then fail at once.
     # At least a CALL's timeout, and longer than two heartbeat intervals (quick mode: 1 s; the plugin sets 150 s for
@@ -127,7 +128,11 @@ class SessionSettings:
     silence_after: float = 10.0
 
     def scaled(self, seconds: float) -> float:
-        return seconds * self.timeout_factor
+        return self.timing.scaled(seconds)
+
+    @property
+    def timeout_factor(self) -> float:
+        return self.timing.factor
 
 
 @dataclass
@@ -713,7 +718,7 @@ class ChargerSession:
         if self.boot is not None:  # it was registered before: a reconnect, Heartbeats must go on (CORE-1)
             interval = self.heartbeat_interval or float(self.platform.heartbeat_interval)
             self.reconnect_heartbeat = ReconnectHeartbeat(connected.seq, connected.mono, interval,
-                                                          self.settings.timeout_factor)
+                                                          self.settings.timing.factor)
             self._arm_heartbeat_timer()
         self._notify()
         return previous

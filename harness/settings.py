@@ -4,7 +4,9 @@ profile, or defaults, in that order of precedence.
 Each option has a CLI flag and an ini twin of the same name (pytest-asyncio's convention). The
 charger profile (`--charger-profile charger.toml`, see harness.profile) gives the same settings
 for one charger plus what only a profile can say (hardware, declarations, rig commands).
-Invalid values raise pytest.UsageError naming the value (and where it came from) and the valid ones.
+Invalid values raise pytest.UsageError naming the value (and where it came from) and the valid ones; the
+checks themselves are harness/values.py's, the same for every source. The timeout factor and every timeout
+derived from it: `Settings.timing` (harness/timing.py).
 """
 
 from __future__ import annotations
@@ -20,13 +22,12 @@ from typing import Any
 import pytest
 
 from harness import profile as profile_mod
+from harness import values
+from harness.timing import DEFAULT_COMMAND_TIMEOUT, DEFAULT_PROMPT_TIMEOUT, Timing
 
-BACKENDS = profile_mod.BACKENDS  # sim, http, command, manual
-MODES = ("quick", "certification")
-PROFILES = ("2", "3")
-
-DEFAULT_COMMAND_TIMEOUT = 30.0  # seconds a rig command may run (before the timeout factor)
-DEFAULT_PROMPT_TIMEOUT = 180.0  # seconds an operator has for a physical act (before the timeout factor)
+BACKENDS = values.BACKENDS  # sim, http, command, manual
+MODES = values.MODES
+PROFILES = tuple(str(p) for p in values.SECURITY_PROFILES)
 DEFAULT_ID_TAGS: tuple[str, ...] = ("EVENERGY-TAG-1",)  # the reference charger's card; a bench charger's come from its profile
 
 
@@ -89,9 +90,9 @@ class Settings:
     certs_dir: Path = Path("certs")
     report_dir: Path = Path("reports")
     report_history: int = 20
-    timeout_factor: float = 1.0
     mode: str = "quick"
-    connect_timeout: float = 30.0
+    # The timeout factor and every timeout derived from it (the connect, rig command and prompt timeouts too).
+    timing: Timing = field(default_factory=Timing)
     sim_defects: tuple[str, ...] = ()
     sim_connectors: int = 1
     id_tags: tuple[str, ...] = DEFAULT_ID_TAGS
@@ -114,16 +115,31 @@ class Settings:
     diagnostics_upload: str | None = None  # "ftp" or "http"
     nf1_statement: str | None = None
     rig_commands: dict[str, str] = field(default_factory=dict)  # act or hook -> command template
-    command_timeout: float = DEFAULT_COMMAND_TIMEOUT  # before the timeout factor
     command_cwd: Path | None = None  # commands run in the profile's folder
-    prompt_timeout: float = DEFAULT_PROMPT_TIMEOUT  # before the timeout factor
 
     @property
     def quick(self) -> bool:
         return self.mode == "quick"
 
+    # The timing's, for the suites and the report (before the timeout factor; `scaled` applies it).
     def scaled(self, seconds: float) -> float:
-        return seconds * self.timeout_factor
+        return self.timing.scaled(seconds)
+
+    @property
+    def timeout_factor(self) -> float:
+        return self.timing.factor
+
+    @property
+    def connect_timeout(self) -> float:
+        return self.timing.connect_timeout
+
+    @property
+    def command_timeout(self) -> float:
+        return self.timing.command_timeout
+
+    @property
+    def prompt_timeout(self) -> float:
+        return self.timing.prompt_timeout
 
     # Protocol values the platform sets. Certification uses the platform's real ones.
     @property
@@ -156,7 +172,7 @@ class Settings:
         AuthorizationKey itself: where it comes from.
         """
         cid = self.charger_id
-        lines = [f"waiting up to {self.scaled(self.connect_timeout):g} s for charger {cid!r} to connect and boot"]
+        lines = [f"waiting up to {self.timing.connect:g} s for charger {cid!r} to connect and boot"]
         if self.csms_host in ("0.0.0.0", "::", "") and names:
             # Listening on every interface: the charger dials one of the certificate's names.
             parts = urllib.parse.urlsplit(url)
@@ -226,14 +242,13 @@ def _usage(raw: _Raw, valid: str) -> pytest.UsageError:
     return pytest.UsageError(f"charger profile: {raw.label} = {raw.value!r} is not valid: {valid}")
 
 
-def _number(raw: _Raw, convert: Callable[[str], Any], check: Callable[[Any], bool], valid: str) -> Any:
+def _checked(raw: _Raw, name: str) -> Any:
+    """The value, checked by the setting's one check (harness/values.py): typed from the profile, text else."""
+    value = values.VALUES[name]
     try:
-        number = convert(str(raw.value))
-    except ValueError:
-        raise _usage(raw, valid) from None
-    if not check(number):
-        raise _usage(raw, valid)
-    return number
+        return value.typed(raw.value) if raw.source == "profile" else value.text(str(raw.value))
+    except ValueError as exc:
+        raise _usage(raw, str(exc)) from None
 
 
 class _Sources:
@@ -307,68 +322,59 @@ def load(config: pytest.Config, known_defects: Callable[[], dict[str, Any]] | No
 
     for name in ("charger", "security_profile", "mode"):
         raw = src.get(name)
-        option = src.options[name]
-        if raw.given and option.choices and str(raw.value) not in option.choices:
-            raise _usage(raw, f"use one of {', '.join(option.choices)}")
+        if raw.given:
+            _checked(raw, name)
     settings.charger = str(src.get("charger").value or "sim")
 
-    raw = src.get("charger_id", "EVENERGY-SIM-1")
-    settings.charger_id = str(raw.value)
-    if len(settings.charger_id) > 48 or "/" in settings.charger_id:
-        raise _usage(raw, "at most 48 characters, no '/'")
+    settings.charger_id = _checked(src.get("charger_id", "EVENERGY-SIM-1"), "charger_id")
 
-    settings.charger_control_url = src.get("charger_control_url").value
+    raw = src.get("charger_control_url")
+    settings.charger_control_url = _checked(raw, "charger_control_url") if raw.value is not None else None
     if settings.charger == "http" and not settings.charger_control_url:
         raise pytest.UsageError(
             "--charger=http needs --charger-control-url (e.g. http://127.0.0.1:8701), "
             "or [rig.http] control_url in the charger profile"
         )
-    settings.csms_host = str(src.get("csms_host").value)
-    settings.csms_port = _number(src.get("csms_port"), int, lambda p: 0 <= p <= 65535, "a port number 0-65535")
-    settings.security_profile = int(src.get("security_profile").value)
+    settings.csms_host = _checked(src.get("csms_host"), "csms_host")
+    settings.csms_port = _checked(src.get("csms_port"), "csms_port")
+    settings.security_profile = _checked(src.get("security_profile"), "security_profile")
     _authorization_key(settings, src)
 
     settings.certs_dir = Path(str(src.get("certs_dir").value))
     settings.report_dir = report_dir(config, src)
-    settings.report_history = _number(
-        src.get("report_history"), int, lambda n: n >= 0, "a whole number of earlier reports to keep (0 or more)"
-    )
-    settings.timeout_factor = _number(
-        src.get("timeout_factor"), float, lambda f: 0 < f <= 100, "a number in (0, 100]"
-    )
+    settings.report_history = _checked(src.get("report_history"), "report_history")
+    timeout_factor = float(_checked(src.get("timeout_factor"), "timeout_factor"))
     settings.mode = str(src.get("mode").value or ("quick" if settings.charger == "sim" else "certification"))
-    settings.connect_timeout = _number(
-        src.get("connect_timeout"), float, lambda f: f > 0, "a positive number of seconds"
-    )
+    connect_timeout = float(_checked(src.get("connect_timeout"), "connect_timeout"))
 
-    raw = src.get("id_tags")
-    tags = raw.value if isinstance(raw.value, tuple) else tuple(t.strip() for t in str(raw.value or "").split(","))
-    tags = tuple(t for t in tags if t)
-    if not tags or not all(len(t) <= 20 and t.isprintable() for t in tags):
-        raise _usage(raw, "one or more idTags of 1 to 20 characters (OCPP IdToken), comma separated")
-    settings.id_tags = tags
+    settings.id_tags = _checked(src.get("id_tags"), "id_tags")
 
     # Hardware: the profile's declaration; for the reference charger, --sim-connectors (or the profile).
     raw = src.get("sim_connectors")
-    if not raw.given and profile is not None and "connectors" in profile.values:
+    if not raw.given and settings.charger == "sim" and profile is not None and "connectors" in profile.values:
         raw = _Raw(profile.values["connectors"], "profile", profile.field_name("connectors"))
-    settings.sim_connectors = _number(raw, int, lambda n: 1 <= n <= 8, "a whole number 1-8")
-    values = profile.values if profile is not None else {}
-    settings.connectors = settings.sim_connectors if settings.charger == "sim" else int(values.get("connectors", 1))
-    settings.phases = values.get("phases")
-    settings.nominal_voltage = float(values["nominal_voltage"]) if "nominal_voltage" in values else None
-    settings.max_current = float(values["max_current"]) if "max_current" in values else None
-    settings.measurand_family = values.get("measurand_family")
-    settings.firmware_managed = values.get("firmware_managed")
-    settings.diagnostics_upload = values.get("diagnostics_upload")
-    settings.nf1_statement = values.get("nf1_statement")
+    settings.sim_connectors = _checked(raw, "sim_connectors")
+    given = profile.values if profile is not None else {}
+    settings.connectors = settings.sim_connectors if settings.charger == "sim" else int(given.get("connectors", 1))
+    settings.phases = given.get("phases")
+    settings.nominal_voltage = float(given["nominal_voltage"]) if "nominal_voltage" in given else None
+    settings.max_current = float(given["max_current"]) if "max_current" in given else None
+    settings.measurand_family = given.get("measurand_family")
+    settings.firmware_managed = given.get("firmware_managed")
+    settings.diagnostics_upload = given.get("diagnostics_upload")
+    settings.nf1_statement = given.get("nf1_statement")
 
     # The rig.
     if profile is not None:
         settings.rig_commands = dict(profile.commands)
         settings.command_cwd = profile.path.resolve().parent
-    settings.command_timeout = float(values.get("command_timeout", DEFAULT_COMMAND_TIMEOUT))
-    settings.prompt_timeout = float(values.get("prompt_timeout", DEFAULT_PROMPT_TIMEOUT))
+    settings.timing = Timing(
+        factor=timeout_factor,
+        quick=settings.quick,
+        connect_timeout=connect_timeout,
+        command_timeout=float(given.get("command_timeout", DEFAULT_COMMAND_TIMEOUT)),
+        prompt_timeout=float(given.get("prompt_timeout", DEFAULT_PROMPT_TIMEOUT)),
+    )
     if settings.charger == "command" and not any(a in settings.rig_commands for a in profile_mod.ACT_PLACEHOLDERS):
         raise pytest.UsageError(
             "--charger=command needs a charger profile (--charger-profile) with a [rig.command] table: "

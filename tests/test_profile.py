@@ -287,3 +287,15 @@ def test_the_platform_accepts_the_profile_cards_and_the_sessions_use_them(pytest
     result = pytester.runpytest("--id-tags", "BENCH-CARD-7", "--certs-dir", str(pytester.path / "certs"),
                                 "--report-dir", str(pytester.path / "r"), "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_a_bench_charger_may_have_more_connectors_than_the_reference_charger(pytester: pytest.Pytester) -> None:
+    """The reference charger's 1-8 connectors bound a sim run only: a bench charger's profile may declare up to 32."""
+    write(pytester.path, '[charger]\nid = "CP-BIG"\nconnectors = 12\n\n[rig]\nbackend = "manual"\n')
+    pytester.makepyfile(SHOW_SETTINGS)
+    result = pytester.runpytest("-s", "--charger-profile", "charger.toml", "--authorization-key", "k" * 20)
+    result.assert_outcomes(passed=1)
+    assert _settings(result)["connectors"] == 12
+    sim = pytester.runpytest("--charger-profile", "charger.toml", "--charger", "sim")
+    assert sim.ret == pytest.ExitCode.USAGE_ERROR
+    assert "[charger] connectors = 12 is not valid: a whole number from 1 to 8" in sim.stderr.str()

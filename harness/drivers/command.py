@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.drivers.base import ActNotSupported, ChargerBackend, EndpointInfo, RigError, refuse_if_interrupted
+from harness.timing import DEFAULT_COMMAND_TIMEOUT
 
 MAX_OUTPUT = 16 * 1024  # bytes of a command's output kept for the error message
 
@@ -47,7 +48,7 @@ class CommandBackend(ChargerBackend):
         self,
         commands: Mapping[str, str],
         *,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_COMMAND_TIMEOUT,  # seconds; the plugin gives Timing.command (scaled)
         cwd: str | Path | None = None,
         charger_id: str = "",
     ) -> None:

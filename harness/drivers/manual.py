@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from harness.drivers.base import ActNotSupported, ChargerBackend, EndpointInfo, RigError, refuse_if_interrupted
+from harness.timing import DEFAULT_PROMPT_TIMEOUT
 
 if TYPE_CHECKING:  # pragma: no cover
     import pytest
@@ -297,7 +298,7 @@ def _statuses(session: ChargerSession, since: int, connectors: tuple[int, ...], 
 class ManualBackend(ChargerBackend):
     name = "manual"
 
-    def __init__(self, console: Console | None = None, *, timeout: float = 180.0, charger_id: str = "") -> None:
+    def __init__(self, console: Console | None = None, *, timeout: float = DEFAULT_PROMPT_TIMEOUT, charger_id: str = "") -> None:
         self.console = console or StreamConsole()
         self.timeout = timeout
         self.charger_id = charger_id

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import datetime as _dt
 import hashlib
 import json
@@ -900,7 +899,3 @@ def digest_ok(report: Mapping[str, Any]) -> bool:
     if not isinstance(digest, Mapping) or digest.get("algorithm") != "sha256":
         return False
     return digest.get("value") == compute_digest(report)
-
-
-def deepcopy_report(report: Mapping[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(dict(report))

@@ -23,7 +23,6 @@ from harness import spec16
 ACCEPTED = "Accepted"
 REJECTED = "Rejected"
 NOT_SUPPORTED = "NotSupported"
-REBOOT_REQUIRED = "RebootRequired"
 
 INT_MAX = 2**31 - 1
 _INT = re.compile(r"^\+?\d{1,10}$")

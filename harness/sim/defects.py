@@ -176,18 +176,6 @@ DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}
 NEGATIVE: dict[str, Defect] = {n: d for n, d in DEFECTS.items() if not d.conformant}
 VARIANTS: dict[str, Defect] = {n: d for n, d in DEFECTS.items() if d.conformant}
 
-# The requirement IDs of ev-energy-requirements.md that OCPP can observe (NF-1 cannot, AUTH-2 is
-# the alternative to AUTH-1 and needs profile 3).
-OBSERVABLE_REQUIREMENTS: tuple[str, ...] = (
-    "TLS-1", "TLS-2", "TLS-3", "AUTH-1", "CORE-1", "MV-1", "FW-1", "SC-1", "SC-2", "RT-1", "RT-2",
-    "CFG-1", "CFG-2", "MV-2", "MV-3", "ST-1", "ST-2", "ST-3", "ST-4", "NF-2",
-)
-
-
-def defects_for(requirement_id: str) -> list[Defect]:
-    """The defects a correct harness must fail on `requirement_id`."""
-    return [d for d in NEGATIVE.values() if d.requirement_id == requirement_id]
-
 
 def validate(names: Iterable[str]) -> frozenset[str]:
     """The names as a frozenset; ValueError naming the unknown ones and the valid ones."""
