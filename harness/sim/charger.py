@@ -54,6 +54,7 @@ from harness.ocppj import (
     schemas,
 )
 from harness.sim import defects as defects_mod
+from harness.sim.defects import DefectName
 from harness.sim.configuration import (
     CURRENT_VOLTAGE_MEASURANDS,
     SUPPORTED_MEASURANDS,
@@ -152,11 +153,11 @@ class SimConfig:
         if self.connectors < 1 or self.phases not in (1, 2, 3):
             raise ValueError("connectors >= 1 and phases 1..3")
         # Conformant variants that are hardware, not firmware.
-        if "two-connectors" in self.defects:
+        if DefectName.TWO_CONNECTORS in self.defects:
             self.connectors = max(2, self.connectors)
-        if "single-phase" in self.defects:
+        if DefectName.SINGLE_PHASE in self.defects:
             self.phases = 1
-        if "slow-hardware" in self.defects:
+        if DefectName.SLOW_HARDWARE in self.defects:
             # IEC 61851-1 gives the EV up to 5 s to follow a new current offer; flashing and booting take seconds.
             self.limit_delay = max(self.limit_delay, SLOW_HARDWARE["limit_delay"])
             self.install_time = max(self.install_time, SLOW_HARDWARE["install_time"])
@@ -196,11 +197,11 @@ class ReferenceCharger:
         self.id = config.charge_point_id
         # --- persistent state: survives reboots and disconnects -------------------------------
         # A Current+Voltage meter (the variant, and the defect that forgets its voltage channel) has no power.
-        cv_meter = self._variant("current-voltage") or "current-without-voltage" in self.defects
+        cv_meter = self._variant(DefectName.CURRENT_VOLTAGE) or DefectName.CURRENT_WITHOUT_VOLTAGE in self.defects
         measurands = CURRENT_VOLTAGE_MEASURANDS if cv_meter else SUPPORTED_MEASURANDS
         self.supported_measurands = frozenset(measurands)
         # The "power-rate-unit" variant: smart charging in W only (ChargingScheduleAllowedChargingRateUnit = Power).
-        rate_units = ("Power",) if self._variant("power-rate-unit") else ("Current", "Power")
+        rate_units = ("Power",) if self._variant(DefectName.POWER_RATE_UNIT) else ("Current", "Power")
         self.configuration: Configuration = standard_configuration(
             connectors=config.connectors,
             measurands=measurands,
@@ -270,7 +271,7 @@ class ReferenceCharger:
         # Accepted boot is answered); it neither sends nor handles anything until a power cycle.
         self._hung = False
 
-    def _variant(self, name: str) -> bool:
+    def _variant(self, name: DefectName) -> bool:
         return name in self.defects
 
     # ============================================================================================
@@ -385,14 +386,14 @@ class ReferenceCharger:
         held = False
         if c.transaction is not None and self.configuration.bool("StopTransactionOnEVSideDisconnect"):
             # Firmware bug "unplug-reason-local": every stop not asked for by the platform is reported as Local.
-            reason = "Local" if "unplug-reason-local" in self.defects else "EVDisconnected"
+            reason = "Local" if DefectName.UNPLUG_REASON_LOCAL in self.defects else "EVDisconnected"
             # Firmware bug "reserved-after-unplug": an EV-side disconnect runs the stop path of a plugged EV
             # (Finishing is reported), then keeps the connector for its last user: Reserved (§4.9: Finishing →
             # Reserved is illegal), until the next plug-in.
-            held = "reserved-after-unplug" in self.defects
+            held = DefectName.RESERVED_AFTER_UNPLUG in self.defects
             # Variant "finishing-on-unplug": the stop is handled before the cable is gone: Finishing, then
             # Available (both legal in §4.9; the reference goes Charging → Available directly).
-            self._stop_transaction(connector, reason, report=held or self._variant("finishing-on-unplug"))
+            self._stop_transaction(connector, reason, report=held or self._variant(DefectName.FINISHING_ON_UNPLUG))
         self.model.unplug(connector, time.monotonic())
         c.held = held
         self._changed()
@@ -413,7 +414,7 @@ class ReferenceCharger:
         self._spawn(self._authorize_flow(connector, id_tag), f"authorize-{connector}")
 
     async def ev_suspend(self, suspended: bool, connector: int = 1) -> None:
-        if self._variant("rig-without-ev"):  # the bench has no EV simulator that can pause: the act is refused
+        if self._variant(DefectName.RIG_WITHOUT_EV):  # the bench has no EV simulator that can pause: the act is refused
             from harness.drivers.base import ActNotSupported
 
             raise ActNotSupported("ev", "this rig's EV cannot pause or resume (no EV simulator on the bench)")
@@ -458,14 +459,14 @@ class ReferenceCharger:
         from harness.tls import client_context
 
         cfg = self.config
-        verify = "no-cert-check" not in self.defects
+        verify = DefectName.NO_CERT_CHECK not in self.defects
         ca_file, partial_chain = self._trust_store()
         ctx = client_context(ca_file, client_cert=cfg.client_cert if cfg.security_profile == 3 else None,
                              verify=verify, partial_chain=partial_chain)
-        if "tls13-only" in self.defects:
+        if DefectName.TLS13_ONLY in self.defects:
             ctx.maximum_version = ssl.TLSVersion.TLSv1_3
             ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        if "non-policy-ciphers" in self.defects:
+        if DefectName.NON_POLICY_CIPHERS in self.defects:
             ctx.maximum_version = ssl.TLSVersion.TLSv1_2
             ctx.set_ciphers(NON_POLICY_CIPHERS)
         return ctx
@@ -473,30 +474,30 @@ class ReferenceCharger:
     def _trust_store(self) -> tuple[str | None, bool]:
         """The firmware's trusted CA file, and whether a non-root certificate in it is a trust anchor."""
         ca_file = self.config.ca_file
-        if "trusts-intermediate-only" in self.defects and ca_file is not None:
+        if DefectName.TRUSTS_INTERMEDIATE_ONLY in self.defects and ca_file is not None:
             # The installer gave it the intermediate (beside ca.pem in the harness's certs/) instead of the root.
             return os.path.join(os.path.dirname(ca_file), "intermediate.pem"), True
         return ca_file, False
 
     def _url(self) -> str:
         base = self.config.url.rstrip("/")
-        if "plain-ws" in self.defects and base.startswith("wss://"):
+        if DefectName.PLAIN_WS in self.defects and base.startswith("wss://"):
             base = "ws://" + base[len("wss://"):]
         return f"{base}/{urllib.parse.quote(self.id, safe='')}"
 
     def _headers(self) -> dict[str, str]:
         if self.config.security_profile == 3 or self._active_key is None:
             return {}
-        if "no-basic-auth" in self.defects:
+        if DefectName.NO_BASIC_AUTH in self.defects:
             return {}
         # Firmware bug "basic-auth-wrong-user": the user comes from a setting of its own, left at its factory default.
-        user = "ocpp" if "basic-auth-wrong-user" in self.defects else self.id
+        user = "ocpp" if DefectName.BASIC_AUTH_WRONG_USER in self.defects else self.id
         password = self._active_key.encode()
         # Firmware bug "basic-auth-wrong-key": an off-by-one in the key buffer drops the key's last character.
-        if "basic-auth-wrong-key" in self.defects:
+        if DefectName.BASIC_AUTH_WRONG_KEY in self.defects:
             password = password[:-1]
         # Variant "basic-auth-decoded-key": the password is the key's hex digits decoded to bytes (whitepaper: both seen).
-        if "basic-auth-decoded-key" in self.defects:
+        if DefectName.BASIC_AUTH_DECODED_KEY in self.defects:
             with contextlib.suppress(ValueError):
                 password = bytes.fromhex(self._active_key)
         token = base64.b64encode(user.encode() + b":" + password).decode("ascii")
@@ -534,7 +535,7 @@ class ReferenceCharger:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure means: wait and try again
                 # Firmware bug "gives-up-after-401": it takes a 401 for a revoked key and stops until power-cycled.
-                if ("gives-up-after-401" in self.defects and isinstance(exc, InvalidStatus)
+                if (DefectName.GIVES_UP_AFTER_401 in self.defects and isinstance(exc, InvalidStatus)
                         and exc.response.status_code == 401):
                     log.warning("%s: HTTP 401: this firmware stops connecting until it is power-cycled", self.id)
                     await asyncio.Event().wait()
@@ -556,7 +557,7 @@ class ReferenceCharger:
                 backoff = self.config.reconnect_backoff_min
             # Firmware bug "never-reconnects": a dropped connection is never re-established (nor by a deadlocked
             # OCPP task: "falls-silent").
-            if "never-reconnects" in self.defects or self._hung:
+            if DefectName.NEVER_RECONNECTS in self.defects or self._hung:
                 log.warning("%s: connection lost; this firmware never reconnects", self.id)
                 await asyncio.Event().wait()
             delay = backoff * random.uniform(0.5, 1.0)
@@ -574,7 +575,7 @@ class ReferenceCharger:
         self._ws = ws
         self._connections += 1
         # Conformant variant "late-queue-flush": what was queued offline is flushed by a timer after a reconnect.
-        if self._variant("late-queue-flush") and self._accepted.is_set() and len(self.tx_queue):
+        if self._variant(DefectName.LATE_QUEUE_FLUSH) and self._accepted.is_set() and len(self.tx_queue):
             self._flush_at = time.monotonic() + self.config.late_flush_delay
         self._connected.set()
         self._disconnected.clear()
@@ -629,7 +630,7 @@ class ReferenceCharger:
             uid = exc.unique_id if exc.unique_id is not None else (match.group(1) if match else None)
             if match is not None and uid is not None:
                 self._spawn(self._send_frame(CallError(uid, exc.code, exc.reason[:255], {})), "callerror")
-            elif self._variant("minus-one-error-id") and exc.message_type not in (3, 4):
+            elif self._variant(DefectName.MINUS_ONE_ERROR_ID) and exc.message_type not in (3, 4):
                 # Variant "minus-one-error-id": no id could be read, so the CALLERROR names "-1" (the OCPP 2.0.1
                 # rule; 1.6 is silent). Never for a CALLRESULT or CALLERROR: nobody answers those.
                 self._spawn(self._send_frame(CallError("-1", exc.code, exc.reason[:255], {})), "callerror")
@@ -658,13 +659,13 @@ class ReferenceCharger:
             return False
         if isinstance(frame, CallError) and frame.code in _MALFORMED_REQUEST_CODES:
             # Firmware bugs "crashes-on-malformed" and "wrong-error-codes": the request parser's error path.
-            if "crashes-on-malformed" in self.defects:
+            if DefectName.CRASHES_ON_MALFORMED in self.defects:
                 await ws.close(1011, "internal error")
                 return False
-            if "wrong-error-codes" in self.defects:
+            if DefectName.WRONG_ERROR_CODES in self.defects:
                 frame = CallError(frame.unique_id, "GenericError", frame.description, frame.details)
         text = encode_frame(frame)
-        if isinstance(frame, CallError) and self._variant("string-error-details"):
+        if isinstance(frame, CallError) and self._variant(DefectName.STRING_ERROR_DETAILS):
             # Variant "string-error-details": the firmware's encoder puts a text where OCPP-J wants an object.
             text = encode_json([4, frame.unique_id, frame.code, frame.description, frame.description or "error"])
         frame_log.info("%s > %s", self.id, text)
@@ -708,7 +709,7 @@ class ReferenceCharger:
         cfg = self.config
         vendor = cfg.vendor
         # Firmware bug "boot-bad-schema": the vendor string is the company's full name, over CiString20.
-        if "boot-bad-schema" in self.defects:
+        if DefectName.BOOT_BAD_SCHEMA in self.defects:
             vendor = "ev.energy Reference Chargers International Ltd"
         return {
             "chargePointVendor": vendor,
@@ -735,7 +736,7 @@ class ReferenceCharger:
             interval = int(interval) if isinstance(interval, (int, float)) and not isinstance(interval, bool) else 0
             self.registration = status if status in ("Accepted", "Pending", "Rejected") else "Rejected"
             # Firmware bug "sends-before-accepted": Pending is taken for Accepted.
-            if status == "Accepted" or (status == "Pending" and "sends-before-accepted" in self.defects):
+            if status == "Accepted" or (status == "Pending" and DefectName.SENDS_BEFORE_ACCEPTED in self.defects):
                 self._registered(interval)
                 return
             wait = interval if interval > 0 else self.config.boot_retry_default
@@ -749,13 +750,13 @@ class ReferenceCharger:
 
     def _registered(self, interval: int) -> None:
         # Firmware bug "heartbeat-ignores-interval": the interval of BootNotification.conf is dropped.
-        if interval > 0 and "heartbeat-ignores-interval" not in self.defects:
+        if interval > 0 and DefectName.HEARTBEAT_IGNORES_INTERVAL not in self.defects:
             self.configuration.set("HeartbeatInterval", str(interval))
         self.registration = "Accepted"
         self._accepted.set()
         # Statuses queued before Accepted are superseded by the full report that follows every boot.
         self._outbox = [o for o in self._outbox if o.action != "StatusNotification"]
-        if "no-status-after-boot" not in self.defects:
+        if DefectName.NO_STATUS_AFTER_BOOT not in self.defects:
             for change in self.model.current_statuses():
                 self._enqueue_status(change, priority=0)
         self._wake.set()
@@ -770,7 +771,7 @@ class ReferenceCharger:
             await self._accepted.wait()
             event = self._config_event
             current: float = self.configuration.int("HeartbeatInterval")
-            if "heartbeat-too-often" in self.defects:  # firmware bug: a quarter of the interval
+            if DefectName.HEARTBEAT_TOO_OFTEN in self.defects:  # firmware bug: a quarter of the interval
                 current = current / 4
             if current != interval:
                 interval, last = current, loop.time()
@@ -786,8 +787,8 @@ class ReferenceCharger:
             last = max(last + interval, loop.time() - interval)  # keep the cadence, but never catch up in bursts
             # Firmware bugs "no-heartbeat": the heartbeat timer fires but nothing is sent; "no-heartbeat-after-reconnect":
             # likewise once the connection was lost and re-established without a reboot.
-            if (self._connected.is_set() and "no-heartbeat" not in self.defects
-                    and not ("no-heartbeat-after-reconnect" in self.defects and self._connections > 1)):
+            if (self._connected.is_set() and DefectName.NO_HEARTBEAT not in self.defects
+                    and not (DefectName.NO_HEARTBEAT_AFTER_RECONNECT in self.defects and self._connections > 1)):
                 self._enqueue("Heartbeat", {})
 
     # ============================================================================================
@@ -820,12 +821,12 @@ class ReferenceCharger:
     def _enqueue_tx(self, action: str, payload: dict[str, Any], tx: TxRef | None) -> None:
         offline = not self._connected.is_set()
         # Firmware bugs "no-offline-queue" / "loses-offline-stop": messages produced offline are not stored.
-        if offline and ("no-offline-queue" in self.defects
-                        or (action == "StopTransaction" and "loses-offline-stop" in self.defects)):
+        if offline and (DefectName.NO_OFFLINE_QUEUE in self.defects
+                        or (action == "StopTransaction" and DefectName.LOSES_OFFLINE_STOP in self.defects)):
             log.warning("%s: offline, %s not queued", self.id, action)
             return
         self.tx_queue.push(action, payload, tx, seq=next(self._seq))
-        if offline and action == "StopTransaction" and tx is not None and "resends-after-stop" in self.defects:
+        if offline and action == "StopTransaction" and tx is not None and DefectName.RESENDS_AFTER_STOP in self.defects:
             self._resend_after_stop.add(id(tx))
         self._wake.set()
         self._bump()
@@ -865,7 +866,7 @@ class ReferenceCharger:
             self._bump()
             # Firmware bug "falls-silent": once the status report after an Accepted boot is answered, the OCPP task
             # deadlocks: nothing is sent or handled any more, the connection stays open, until a power cycle.
-            if ("falls-silent" in self.defects and item is not None and item.action == "StatusNotification"
+            if (DefectName.FALLS_SILENT in self.defects and item is not None and item.action == "StatusNotification"
                     and not lost and self._accepted.is_set()
                     and not any(o.action == "StatusNotification" for o in self._outbox)):
                 self._hung = True
@@ -907,7 +908,7 @@ class ReferenceCharger:
             response = await self._call(message.action, payload)
         except NotConnected:
             # Firmware bug "loses-in-flight-message": sent, unanswered, and taken off the queue as if delivered.
-            if "loses-in-flight-message" in self.defects:
+            if DefectName.LOSES_IN_FLIGHT_MESSAGE in self.defects:
                 self.tx_queue.discard(message, "in flight when the connection dropped")
             else:
                 self.tx_queue.requeue(message)
@@ -958,7 +959,7 @@ class ReferenceCharger:
         """Give the EVSE (and so the EV) the limits of the profiles in force. After a profile change the old
         limits hold for limit_delay (`_limits_changed`); a transaction starting or ending sets them at once."""
         # Firmware bug "profile-no-effect": profiles are stored but the EVSE is never told about them.
-        if "profile-no-effect" in self.defects:
+        if DefectName.PROFILE_NO_EFFECT in self.defects:
             return
         now = time.monotonic()
         if not at_once and now < self._limits_settle_at:
@@ -1128,7 +1129,7 @@ class ReferenceCharger:
         stopped = self._clock()
         meter_stop = int(end.register_wh)
         # Firmware bug "meter-stop-below-start": meterStop is the session's energy, not the register.
-        if "meter-stop-below-start" in self.defects:
+        if DefectName.METER_STOP_BELOW_START in self.defects:
             meter_stop = int(end.register_wh) - tx.meter_start_wh
         payload: dict[str, Any] = {
             "meterStop": meter_stop,
@@ -1136,7 +1137,7 @@ class ReferenceCharger:
             "reason": reason,
         }
         # Variant "local-reason-omitted": §6.49 "MAY only be omitted when the Reason is Local".
-        if reason == "Local" and self._variant("local-reason-omitted"):
+        if reason == "Local" and self._variant(DefectName.LOCAL_REASON_OMITTED):
             del payload["reason"]
         if state.stop_tag is not None:
             payload["idTag"] = state.stop_tag
@@ -1164,7 +1165,7 @@ class ReferenceCharger:
 
     def _sample_interval(self) -> int:
         # Firmware bug "ignores-sample-interval": the sampler uses the value read at power-on.
-        if "ignores-sample-interval" in self.defects:
+        if DefectName.IGNORES_SAMPLE_INTERVAL in self.defects:
             return self._boot_sample_interval
         return self.configuration.int("MeterValueSampleInterval")
 
@@ -1249,7 +1250,7 @@ class ReferenceCharger:
                         tx: Transaction | None) -> list[dict[str, Any]]:
         """The meter's readings as SampledValue objects (§7.43), for the configured measurands."""
         d = self.defects
-        kw = "kw-units" in d
+        kw = DefectName.KW_UNITS in d
         out: list[dict[str, Any]] = []
 
         def add(measurand: str, value: str, unit: str | None, *, phase: str | None = None,
@@ -1266,22 +1267,22 @@ class ReferenceCharger:
         if tx is not None and context == spec16.CONTEXT_PERIODIC:
             state = self._tx_state_for(tx.connector_id)
             # Firmware bug "power-not-zero-when-suspended": the power reading is not refreshed once the current stops.
-            if "power-not-zero-when-suspended" in d and power == 0.0 and state.last_power_w > 0:
+            if DefectName.POWER_NOT_ZERO_WHEN_SUSPENDED in d and power == 0.0 and state.last_power_w > 0:
                 power = state.last_power_w
             if snap.power_w > 0:
                 state.last_power_w = snap.power_w
         # Firmware bug "power-mismatch-energy": power from the line-to-line voltage (400 V) instead of 230 V.
-        if "power-mismatch-energy" in d:
+        if DefectName.POWER_MISMATCH_ENERGY in d:
             power = power * math.sqrt(3)
-        meter_can_power = not ("no-power-measurand" in d)
+        meter_can_power = not (DefectName.NO_POWER_MEASURAND in d)
 
         for m in measurands:
             if m == spec16.ENERGY_IMPORT_REGISTER:
                 wh = math.floor(snap.register_wh)
                 # Firmware bug "energy-decreasing": sign error, meterStart minus the energy delivered.
-                if "energy-decreasing" in d and tx is not None and context == spec16.CONTEXT_PERIODIC:
+                if DefectName.ENERGY_DECREASING in d and tx is not None and context == spec16.CONTEXT_PERIODIC:
                     wh = tx.meter_start_wh - (wh - tx.meter_start_wh)
-                if "wrong-energy-units" in d:
+                if DefectName.WRONG_ENERGY_UNITS in d:
                     add(m, f"{wh / 1000:.3f}", "Wh")  # the kWh number, labelled Wh
                 elif kw:
                     add(m, f"{wh / 1000:.3f}", "kWh")
@@ -1297,7 +1298,7 @@ class ReferenceCharger:
                     add(m, f"{amps:.1f}", "A", phase=f"L{i + 1}")
             elif m == spec16.VOLTAGE and meter_can_power:
                 # Firmware bug "current-without-voltage": the voltage channel is never read.
-                if "current-without-voltage" in d:
+                if DefectName.CURRENT_WITHOUT_VOLTAGE in d:
                     continue
                 for i, volts in enumerate(snap.voltages):
                     add(m, f"{volts:.1f}", "V", phase=f"L{i + 1}-N")
@@ -1316,14 +1317,14 @@ class ReferenceCharger:
         if self.registration == "Rejected" and not self._accepted.is_set():
             log.info("%s: Rejected: not answering %s (§4.2.1)", self.id, call.action)
             return
-        if self._variant("waits-for-boot-accepted") and (
+        if self._variant(DefectName.WAITS_FOR_BOOT_ACCEPTED) and (
             not self._accepted.is_set() or (self._pending is not None and self._pending[1] == "BootNotification")
         ):
             # Variant "waits-for-boot-accepted": the OCPP task takes requests only once registered, and not
             # while a BootNotification of its own (a triggered one too) waits for its answer.
             log.info("%s: waiting for the BootNotification answer: ignoring %s", self.id, call.action)
             return
-        if "slow-responses" in self.defects:
+        if DefectName.SLOW_RESPONSES in self.defects:
             await asyncio.sleep(self.config.slow_response_delay)
         handler: Handler | None = getattr(self, f"_on_{call.action}", None) if call.action.isalnum() else None
         if handler is None or call.action not in spec16.CENTRAL_SYSTEM_ACTIONS or call.action in _UNSUPPORTED:
@@ -1368,19 +1369,19 @@ class ReferenceCharger:
         key, value = p["key"], p["value"]
         canonical = self.configuration.canonical(key)
         # Firmware bugs "rejects-sampled-data" / "rejects-sample-interval": the key's setter refuses every value.
-        if canonical == "MeterValuesSampledData" and "rejects-sampled-data" in self.defects:
+        if canonical == "MeterValuesSampledData" and DefectName.REJECTS_SAMPLED_DATA in self.defects:
             return {"status": "Rejected"}, None
-        if canonical == "MeterValueSampleInterval" and "rejects-sample-interval" in self.defects:
+        if canonical == "MeterValueSampleInterval" and DefectName.REJECTS_SAMPLE_INTERVAL in self.defects:
             return {"status": "Rejected"}, None
         if canonical == spec16.KEY_AUTHORIZATION_KEY:
             # Variant "key-change-not-supported": the key is provisioned another way, not over OCPP.
-            if "key-change-not-supported" in self.defects:
+            if DefectName.KEY_CHANGE_NOT_SUPPORTED in self.defects:
                 return {"status": "NotSupported"}, None
             # ADV-2 defect "ignores-new-authorization-key": the setter is a no-op that reports success.
-            if "ignores-new-authorization-key" in self.defects:
+            if DefectName.IGNORES_NEW_AUTHORIZATION_KEY in self.defects:
                 return {"status": "Accepted"}, None
             # Variant "rejects-key-reuse": a key it has held before is refused (no key reuse).
-            if "rejects-key-reuse" in self.defects:
+            if DefectName.REJECTS_KEY_REUSE in self.defects:
                 if value in self._used_keys:
                     return {"status": "Rejected"}, None
                 self._used_keys.add(value)
@@ -1388,7 +1389,7 @@ class ReferenceCharger:
         after = None
         if canonical == spec16.KEY_AUTHORIZATION_KEY and status == "Accepted":
             # Variant "key-change-reboot-required": the key is stored and read at the next boot (OCPP §7.13).
-            if "key-change-reboot-required" in self.defects:
+            if DefectName.KEY_CHANGE_REBOOT_REQUIRED in self.defects:
                 return {"status": "RebootRequired"}, None
             after = self._new_authorization_key
         return {"status": status}, after
@@ -1431,7 +1432,7 @@ class ReferenceCharger:
 
     async def _on_RemoteStartTransaction(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], object] | None]:  # noqa: N802
         # Firmware bug "rejects-remote-start".
-        if "rejects-remote-start" in self.defects:
+        if DefectName.REJECTS_REMOTE_START in self.defects:
             return {"status": "Rejected"}, None
         if not self._accepted.is_set():
             return {"status": "Rejected"}, None  # §4.2.1: not while Pending
@@ -1451,7 +1452,7 @@ class ReferenceCharger:
         if profile is not None:
             if profile.get("chargingProfilePurpose") != "TxProfile":
                 return {"status": "Rejected"}, None  # §5.11: only a TxProfile may come with RemoteStart
-            if "cpmax-only" in self.defects:
+            if DefectName.CPMAX_ONLY in self.defects:
                 profile = None  # this charger does smart charging through ChargePointMaxProfile only
 
         def after() -> None:
@@ -1538,11 +1539,11 @@ class ReferenceCharger:
         profile = p["csChargingProfiles"]
         purpose = profile.get("chargingProfilePurpose")
         # Firmware bug "rejects-all-profiles".
-        if "rejects-all-profiles" in self.defects:
+        if DefectName.REJECTS_ALL_PROFILES in self.defects:
             return {"status": "Rejected"}, None
-        if "txprofile-only" in self.defects and purpose == "ChargePointMaxProfile":
+        if DefectName.TXPROFILE_ONLY in self.defects and purpose == "ChargePointMaxProfile":
             return {"status": "Rejected"}, None
-        if "cpmax-only" in self.defects and purpose in ("TxProfile", "TxDefaultProfile"):
+        if DefectName.CPMAX_ONLY in self.defects and purpose in ("TxProfile", "TxDefaultProfile"):
             return {"status": "Rejected"}, None
         tx_id = None
         if 1 <= cid <= len(self.model.connectors):
@@ -1586,7 +1587,7 @@ class ReferenceCharger:
     def _triggered(self, requested: str, cid: int | None) -> None:
         if requested == "BootNotification":
             # Firmware bug "trigger-boot-silent".
-            if "trigger-boot-silent" in self.defects:
+            if DefectName.TRIGGER_BOOT_SILENT in self.defects:
                 return
             if not self._accepted.is_set():
                 self._boot_now.set()  # the boot procedure sends it now (Pending)
@@ -1602,7 +1603,7 @@ class ReferenceCharger:
             self._enqueue("Heartbeat", {}, triggered=True)
         elif requested == "StatusNotification":
             # Firmware bug "trigger-status-silent".
-            if "trigger-status-silent" in self.defects:
+            if DefectName.TRIGGER_STATUS_SILENT in self.defects:
                 return
             for change in self.model.current_statuses():
                 if cid is None or change.connector_id == cid:
@@ -1630,7 +1631,7 @@ class ReferenceCharger:
 
     async def _on_UpdateFirmware(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], object] | None]:  # noqa: N802
         # Firmware bug "firmware-update-silent": the request is acknowledged and forgotten.
-        if "firmware-update-silent" in self.defects:
+        if DefectName.FIRMWARE_UPDATE_SILENT in self.defects:
             return {}, None
         location = p["location"]
         retrieve = _parse_time(p["retrieveDate"])
@@ -1663,7 +1664,7 @@ class ReferenceCharger:
         if data is None:
             self._notify("FirmwareStatusNotification", "DownloadFailed")
             self.firmware_status = "Idle"
-            if "installs-after-failed-download" in self.defects:  # firmware bug: installs what it has anyway
+            if DefectName.INSTALLS_AFTER_FAILED_DOWNLOAD in self.defects:  # firmware bug: installs what it has anyway
                 await asyncio.sleep(self.config.late_defect_delay)
                 self._notify("FirmwareStatusNotification", "Installing")
                 self._notify("FirmwareStatusNotification", "Installed")
@@ -1737,7 +1738,7 @@ class ReferenceCharger:
     async def _upload_diagnostics(self, location: str, name: str, attempts: int, retry_interval: int) -> None:
         self._notify("DiagnosticsStatusNotification", "Uploading")
         # Firmware bug "no-diagnostics-upload": reports success without uploading anything.
-        if "no-diagnostics-upload" in self.defects:
+        if DefectName.NO_DIAGNOSTICS_UPLOAD in self.defects:
             self._notify("DiagnosticsStatusNotification", "Uploaded")
             self.diagnostics_status = "Idle"
             return
@@ -1802,7 +1803,7 @@ class ReferenceCharger:
         """The charger's real-time clock (NTP-synchronised, unless the "stale-clock" defect)."""
         now = dt.datetime.now(dt.timezone.utc)
         # Firmware bug "stale-clock": the RTC runs 10 minutes ahead and is never synchronised.
-        if "stale-clock" in self.defects:
+        if DefectName.STALE_CLOCK in self.defects:
             now += STALE_CLOCK_OFFSET
         return now
 
