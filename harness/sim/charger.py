@@ -57,8 +57,9 @@ from harness.sim.smart_charging import ChargingProfileStore
 from harness.sim.transactions import TransactionsMixin
 from harness.sim.transfers import TransfersMixin
 
+__all__ = ["ReferenceCharger", "SimConfig"]  # SimConfig lives in common.py; importers take it from here
+
 log = logging.getLogger("harness.sim.charger")
-frame_log = logging.getLogger("harness.sim.frames")
 
 
 class ReferenceCharger(LinkMixin, MeteringMixin, TransactionsMixin, HandlersMixin, TransfersMixin):

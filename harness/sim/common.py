@@ -11,12 +11,23 @@ import re
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
-
+from typing import TYPE_CHECKING, Any
 
 from harness.ocppj import CallError
 from harness.sim import defects as defects_mod
 from harness.sim.defects import DefectName
+
+if TYPE_CHECKING:  # ChargerRoom's declarations only; these modules never import the charger or its rooms
+    import itertools
+    from collections.abc import Awaitable
+
+    from websockets.asyncio.client import ClientConnection
+
+    from harness.ocppj import Call
+    from harness.sim.configuration import Configuration
+    from harness.sim.model import ChargePointModel, Snapshot, StatusChange, Transaction
+    from harness.sim.offline import TransactionQueue, TxRef
+    from harness.sim.smart_charging import ChargingProfileStore
 
 SUBPROTOCOL = "ocpp1.6"
 # Cipher suites of the "non-policy-ciphers" defect: TLS 1.2 suites outside ELBSecurityPolicy-TLS-1-2-Ext-2018-06.
@@ -133,6 +144,86 @@ class _TxState:
     aligned: list[dict[str, Any]] = field(default_factory=list)  # StopTxnAlignedData meter values
     stop_tag: str | None = None
     last_power_w: float = 0.0  # the "power-not-zero-when-suspended" defect's stale reading
+
+class ChargerRoom:
+    """The base of the reference charger's rooms (link.py, metering.py, ...; mixins of ReferenceCharger).
+
+    Empty at run time. For the type checker it declares the charger's state and the methods one room
+    calls in another (ReferenceCharger in charger.py sets the state in __init__ and _reset_volatile)."""
+
+    if TYPE_CHECKING:
+        # --- state (charger.py: __init__, _reset_volatile) ------------------------------------
+        config: SimConfig
+        defects: frozenset[str]
+        id: str
+        configuration: Configuration
+        model: ChargePointModel
+        profiles: ChargingProfileStore
+        tx_queue: TransactionQueue
+        auth_cache: dict[str, str]
+        boot_count: int
+        firmware_version: str
+        firmware_status: str
+        diagnostics_status: str
+        downloaded_firmware: bytes | None
+        registration: str | None
+        _resend_after_stop: set[int]
+        _active_key: str | None
+        _used_keys: set[str | None]
+        _seq: itertools.count[int]
+        _network_up: asyncio.Event
+        _ws: ClientConnection | None
+        _connected: asyncio.Event
+        _accepted: asyncio.Event
+        _disconnected: asyncio.Event
+        _outbox: list[_Outgoing]
+        _wake: asyncio.Event
+        _boot_now: asyncio.Event
+        _config_event: asyncio.Event
+        _physics_wake: asyncio.Event
+        _progress: asyncio.Event
+        _call_lock: asyncio.Lock
+        _pending: tuple[str, str, asyncio.Future[dict[str, Any]]] | None
+        _tx_state: dict[int, _TxState]
+        _boot_sample_interval: int
+        _connections: int
+        _deliberate_close: bool
+        _hung: bool
+        _connection_timers: dict[int, asyncio.TimerHandle]
+        _pending_remote: dict[int, dict[str, Any] | None]
+
+        # --- methods one room calls in another -----------------------------------------------
+        def _variant(self, name: DefectName) -> bool: ...  # charger.py
+        def _spawn(self, coro: Awaitable[Any], name: str = "") -> asyncio.Task[Any]: ...  # charger.py
+        async def _reboot(self, reason: str = "PowerLoss") -> None: ...  # charger.py
+        def _spawn_detached(self, coro: Awaitable[Any]) -> None: ...  # charger.py
+        def _boot_payload(self) -> dict[str, Any]: ...  # charger.py
+        async def _boot_procedure(self) -> None: ...  # charger.py
+        async def _handle_call(self, call: Call) -> None: ...  # charger.py
+        def _clock(self) -> dt.datetime: ...  # charger.py
+        def _timestamp(self) -> str: ...  # charger.py
+        async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any: ...  # charger.py
+        @property
+        def connected(self) -> bool: ...  # charger.py
+        def _trust_store(self) -> tuple[str | None, bool]: ...  # link.py
+        def _enqueue(self, action: str, payload: dict[str, Any], *, priority: int = 1, triggered: bool = False,
+                     keep_offline: bool = False, want_result: bool = False,
+                     on_result: Callable[[dict[str, Any]], None] | None = None) -> asyncio.Future[dict[str, Any]] | None: ...  # link.py
+        def _enqueue_status(self, change: StatusChange, *, priority: int = 1, triggered: bool = False) -> None: ...  # link.py
+        def _enqueue_tx(self, action: str, payload: dict[str, Any], tx: TxRef | None) -> None: ...  # link.py
+        def _bump(self) -> None: ...  # link.py
+        async def _wait_progress(self) -> None: ...  # link.py
+        def _changed(self) -> None: ...  # metering.py
+        def _apply_limits(self, *, at_once: bool = False) -> None: ...  # metering.py
+        def _limits_changed(self) -> None: ...  # metering.py
+        async def _periodic_samples(self, connector: int, tx: Transaction) -> None: ...  # metering.py
+        def _sampled_values(self, snap: Snapshot, measurands: list[str], context: str,
+                            tx: Transaction | None) -> list[dict[str, Any]]: ...  # metering.py
+        def _tx_state_for(self, connector: int) -> _TxState: ...  # transactions.py
+        def _tx_key(self, tx: Transaction) -> int: ...  # transactions.py
+        def _on_start_answer(self, ref: TxRef, response: dict[str, Any]) -> None: ...  # transactions.py
+        def _stop_transaction(self, connector: int, reason: str, *, report: bool = True) -> None: ...  # transactions.py
+
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

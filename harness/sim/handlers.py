@@ -12,15 +12,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-
 from harness import spec16
+from harness.sim.common import ChargerRoom
 from harness.sim.defects import DefectName
 
 log = logging.getLogger("harness.sim.charger")
-frame_log = logging.getLogger("harness.sim.frames")
 
 
-class HandlersMixin:
+class HandlersMixin(ChargerRoom):
     # --- Core ----------------------------------------------------------------------------------
 
     async def _on_GetConfiguration(self, p: dict[str, Any]) -> tuple[dict[str, Any], None]:  # noqa: N802

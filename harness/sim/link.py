@@ -33,6 +33,7 @@ from harness.ocppj import (
     schemas,
 )
 from harness.sim.common import (
+    ChargerRoom,
     SUBPROTOCOL,
     NON_POLICY_CIPHERS,
     _MALFORMED_REQUEST_CODES,
@@ -51,7 +52,7 @@ log = logging.getLogger("harness.sim.charger")
 frame_log = logging.getLogger("harness.sim.frames")
 
 
-class LinkMixin:
+class LinkMixin(ChargerRoom):
     # ============================================================================================
     # connection
     # ============================================================================================

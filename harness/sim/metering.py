@@ -8,22 +8,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import logging
 import math
 import time
 from typing import Any
 
-
 from harness import spec16
-from harness.sim.common import _iso
+from harness.sim.common import ChargerRoom, _iso
 from harness.sim.defects import DefectName
 from harness.sim.model import Snapshot, Transaction
 
-log = logging.getLogger("harness.sim.charger")
-frame_log = logging.getLogger("harness.sim.frames")
 
-
-class MeteringMixin:
+class MeteringMixin(ChargerRoom):
     # ============================================================================================
     # status, physics, smart charging
     # ============================================================================================

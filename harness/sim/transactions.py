@@ -12,18 +12,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-
 from harness import spec16
-from harness.sim.common import CallErrorReceived, NotConnected, _TxState, _iso
+from harness.sim.common import ChargerRoom, CallErrorReceived, NotConnected, _TxState, _iso
 from harness.sim.defects import DefectName
 from harness.sim.model import Transaction
 from harness.sim.offline import TxRef
 
 log = logging.getLogger("harness.sim.charger")
-frame_log = logging.getLogger("harness.sim.frames")
 
 
-class TransactionsMixin:
+class TransactionsMixin(ChargerRoom):
     # ============================================================================================
     # authorization and transactions (§4.1, §4.8, §4.10)
     # ============================================================================================

@@ -18,14 +18,13 @@ from typing import Any
 import aioftp
 import aiohttp
 
-from harness.sim.common import MAX_DOWNLOAD, _iso, _parse_time, _read_bounded, _new_version
+from harness.sim.common import MAX_DOWNLOAD, ChargerRoom, _iso, _parse_time, _read_bounded, _new_version
 from harness.sim.defects import DefectName
 
 log = logging.getLogger("harness.sim.charger")
-frame_log = logging.getLogger("harness.sim.frames")
 
 
-class TransfersMixin:
+class TransfersMixin(ChargerRoom):
     # --- Firmware Management (§5.19, §5.9) --------------------------------------------------------
 
     async def _on_UpdateFirmware(self, p: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], object] | None]:  # noqa: N802
