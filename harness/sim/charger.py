@@ -380,6 +380,7 @@ class ReferenceCharger(LinkMixin, MeteringMixin, TransactionsMixin, HandlersMixi
         self._accepted.set()
         # Statuses queued before Accepted are superseded by the full report that follows every boot.
         self._outbox = [o for o in self._outbox if o.action != "StatusNotification"]
+        # Defect "no-status-after-boot" (breaks CORE-1): no StatusNotification after the boot is Accepted.
         if DefectName.NO_STATUS_AFTER_BOOT not in self.defects:
             for change in self.model.current_statuses():
                 self._enqueue_status(change, priority=0)
@@ -423,6 +424,7 @@ class ReferenceCharger(LinkMixin, MeteringMixin, TransactionsMixin, HandlersMixi
         if self.registration == "Rejected" and not self._accepted.is_set():
             log.info("%s: Rejected: not answering %s (§4.2.1)", self.id, call.action)
             return
+        # Variant "waits-for-boot-accepted" (allowed by CORE-1): requests ignored until its own BootNotification is Accepted.
         if self._variant(DefectName.WAITS_FOR_BOOT_ACCEPTED) and (
             not self._accepted.is_set() or (self._pending is not None and self._pending[1] == "BootNotification")
         ):
@@ -430,6 +432,7 @@ class ReferenceCharger(LinkMixin, MeteringMixin, TransactionsMixin, HandlersMixi
             # while a BootNotification of its own (a triggered one too) waits for its answer.
             log.info("%s: waiting for the BootNotification answer: ignoring %s", self.id, call.action)
             return
+        # Variant "slow-responses" (allowed by CORE-1): every answer about a second late.
         if DefectName.SLOW_RESPONSES in self.defects:
             await asyncio.sleep(self.config.slow_response_delay)
         handler = _HANDLERS.get(call.action)

@@ -116,8 +116,10 @@ class SimConfig:
         # Conformant variants that are hardware, not firmware.
         if DefectName.TWO_CONNECTORS in self.defects:
             self.connectors = max(2, self.connectors)
+        # Variant "single-phase" (allowed by MV-1): current and voltage on L1 only.
         if DefectName.SINGLE_PHASE in self.defects:
             self.phases = 1
+        # Variant "slow-hardware" (allowed by SC-2): real hardware's limit, install and boot times.
         if DefectName.SLOW_HARDWARE in self.defects:
             # IEC 61851-1 gives the EV up to 5 s to follow a new current offer; flashing and booting take seconds.
             self.limit_delay = max(self.limit_delay, SLOW_HARDWARE["limit_delay"])

@@ -35,6 +35,7 @@ class HandlersMixin(ChargerRoom):
         # Firmware bugs "rejects-sampled-data" / "rejects-sample-interval": the key's setter refuses every value.
         if canonical == "MeterValuesSampledData" and DefectName.REJECTS_SAMPLED_DATA in self.defects:
             return {"status": "Rejected"}, None
+        # Defect "rejects-sample-interval" (breaks CFG-2): ChangeConfiguration MeterValueSampleInterval Rejected.
         if canonical == "MeterValueSampleInterval" and DefectName.REJECTS_SAMPLE_INTERVAL in self.defects:
             return {"status": "Rejected"}, None
         if canonical == spec16.KEY_AUTHORIZATION_KEY:
@@ -131,8 +132,10 @@ class HandlersMixin(ChargerRoom):
         # Firmware bug "rejects-all-profiles".
         if DefectName.REJECTS_ALL_PROFILES in self.defects:
             return {"status": "Rejected"}, None
+        # Variant "txprofile-only" (allowed by SC-1): ChargePointMaxProfile Rejected.
         if DefectName.TXPROFILE_ONLY in self.defects and purpose == "ChargePointMaxProfile":
             return {"status": "Rejected"}, None
+        # Variant "cpmax-only" (allowed by SC-1): TxProfile Rejected (one in RemoteStart ignored).
         if DefectName.CPMAX_ONLY in self.defects and purpose in ("TxProfile", "TxDefaultProfile"):
             return {"status": "Rejected"}, None
         tx_id = None

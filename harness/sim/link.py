@@ -61,13 +61,16 @@ class LinkMixin(ChargerRoom):
         from harness.tls import client_context
 
         cfg = self.config
+        # Defect "no-cert-check" (breaks TLS-3): the server certificate is not verified.
         verify = DefectName.NO_CERT_CHECK not in self.defects
         ca_file, partial_chain = self._trust_store()
         ctx = client_context(ca_file, client_cert=cfg.client_cert if cfg.security_profile == 3 else None,
                              verify=verify, partial_chain=partial_chain)
+        # Defect "tls13-only" (breaks TLS-1): no TLS 1.2 handshake.
         if DefectName.TLS13_ONLY in self.defects:
             ctx.maximum_version = ssl.TLSVersion.TLSv1_3
             ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        # Defect "non-policy-ciphers" (breaks TLS-1): only TLS 1.2 suites outside the ELB policy.
         if DefectName.NON_POLICY_CIPHERS in self.defects:
             ctx.maximum_version = ssl.TLSVersion.TLSv1_2
             ctx.set_ciphers(NON_POLICY_CIPHERS)
@@ -76,6 +79,7 @@ class LinkMixin(ChargerRoom):
     def _trust_store(self) -> tuple[str | None, bool]:
         """The firmware's trusted CA file, and whether a non-root certificate in it is a trust anchor."""
         ca_file = self.config.ca_file
+        # Variant "trusts-intermediate-only" (allowed by TLS-3): the intermediate CA as trust anchor (partial chain).
         if DefectName.TRUSTS_INTERMEDIATE_ONLY in self.defects and ca_file is not None:
             # The installer gave it the intermediate (beside ca.pem in the harness's certs/) instead of the root.
             return os.path.join(os.path.dirname(ca_file), "intermediate.pem"), True
@@ -83,6 +87,7 @@ class LinkMixin(ChargerRoom):
 
     def _url(self) -> str:
         base = self.config.url.rstrip("/")
+        # Defect "plain-ws" (breaks TLS-2): ws:// instead of wss://.
         if DefectName.PLAIN_WS in self.defects and base.startswith("wss://"):
             base = "ws://" + base[len("wss://"):]
         return f"{base}/{urllib.parse.quote(self.id, safe='')}"
@@ -90,6 +95,7 @@ class LinkMixin(ChargerRoom):
     def _headers(self) -> dict[str, str]:
         if self.config.security_profile == 3 or self._active_key is None:
             return {}
+        # Defect "no-basic-auth" (breaks AUTH-1): no Authorization header on the upgrade.
         if DefectName.NO_BASIC_AUTH in self.defects:
             return {}
         # Firmware bug "basic-auth-wrong-user": the user comes from a setting of its own, left at its factory default.
@@ -232,6 +238,7 @@ class LinkMixin(ChargerRoom):
             uid = exc.unique_id if exc.unique_id is not None else (match.group(1) if match else None)
             if match is not None and uid is not None:
                 self._spawn(self._send_frame(CallError(uid, exc.code, exc.reason[:255], {})), "callerror")
+            # Variant "minus-one-error-id" (allowed by ADV-1): CALLERROR id "-1" for a frame without a readable id.
             elif self._variant(DefectName.MINUS_ONE_ERROR_ID) and exc.message_type not in (3, 4):
                 # Variant "minus-one-error-id": no id could be read, so the CALLERROR names "-1" (the OCPP 2.0.1
                 # rule; 1.6 is silent). Never for a CALLRESULT or CALLERROR: nobody answers those.
@@ -264,9 +271,11 @@ class LinkMixin(ChargerRoom):
             if DefectName.CRASHES_ON_MALFORMED in self.defects:
                 await ws.close(1011, "internal error")
                 return False
+            # Defect "wrong-error-codes" (breaks ADV-1): GenericError instead of the fitting OCPP-J code.
             if DefectName.WRONG_ERROR_CODES in self.defects:
                 frame = CallError(frame.unique_id, "GenericError", frame.description, frame.details)
         text = encode_frame(frame)
+        # Variant "string-error-details" (allowed by ADV-1): errorDetails as a string.
         if isinstance(frame, CallError) and self._variant(DefectName.STRING_ERROR_DETAILS):
             # Variant "string-error-details": the firmware's encoder puts a text where OCPP-J wants an object.
             text = encode_json([4, frame.unique_id, frame.code, frame.description, frame.description or "error"])
@@ -338,6 +347,7 @@ class LinkMixin(ChargerRoom):
             log.warning("%s: offline, %s not queued", self.id, action)
             return
         self.tx_queue.push(action, payload, tx, seq=next(self._seq))
+        # Defect "resends-after-stop" (breaks NF-2): the last MeterValues sent again after the offline StopTransaction.
         if offline and action == "StopTransaction" and tx is not None and DefectName.RESENDS_AFTER_STOP in self.defects:
             self._resend_after_stop.add(id(tx))
         self._wake.set()

@@ -158,6 +158,7 @@ class MeteringMixin(ChargerRoom):
                         tx: Transaction | None) -> list[dict[str, Any]]:
         """The meter's readings as SampledValue objects (§7.43), for the configured measurands."""
         d = self.defects
+        # Variant "kw-units" (allowed by MV-2): energy in kWh, power in kW.
         kw = DefectName.KW_UNITS in d
         out: list[dict[str, Any]] = []
 
@@ -182,6 +183,7 @@ class MeteringMixin(ChargerRoom):
         # Firmware bug "power-mismatch-energy": power from the line-to-line voltage (400 V) instead of 230 V.
         if DefectName.POWER_MISMATCH_ENERGY in d:
             power = power * math.sqrt(3)
+        # Defect "no-power-measurand" (breaks MV-1): the meter driver reports energy only.
         meter_can_power = not (DefectName.NO_POWER_MEASURAND in d)
 
         for m in measurands:
@@ -190,6 +192,7 @@ class MeteringMixin(ChargerRoom):
                 # Firmware bug "energy-decreasing": sign error, meterStart minus the energy delivered.
                 if DefectName.ENERGY_DECREASING in d and tx is not None and context == spec16.CONTEXT_PERIODIC:
                     wh = tx.meter_start_wh - (wh - tx.meter_start_wh)
+                # Defect "wrong-energy-units" (breaks MV-2): the kWh number labelled Wh.
                 if DefectName.WRONG_ENERGY_UNITS in d:
                     add(m, f"{wh / 1000:.3f}", "Wh")  # the kWh number, labelled Wh
                 elif kw:

@@ -399,6 +399,7 @@ class ChargePointModel:
             return (spec16.UNAVAILABLE if self.cp_unavailable else spec16.AVAILABLE), spec16.NO_ERROR
         c = self.connector(connector_id)
         fault = c.fault or self.cp_fault
+        # Defect "never-faulted" (breaks ST-3): a fault never shows Faulted.
         if fault is not None and DefectName.NEVER_FAULTED not in d:
             return spec16.FAULTED, fault
         if c.unavailable or self.cp_unavailable:
@@ -414,8 +415,10 @@ class ChargePointModel:
                 status = spec16.SUSPENDED_EV
             else:
                 status = spec16.CHARGING
+            # Defect "never-suspended" (breaks ST-4): Charging while suspended.
             if DefectName.NEVER_SUSPENDED in d and status in (spec16.SUSPENDED_EV, spec16.SUSPENDED_EVSE):
                 status = spec16.CHARGING
+            # Defect "never-charging-status" (breaks ST-2): SuspendedEV while the EV draws power.
             if DefectName.NEVER_CHARGING_STATUS in d and status == spec16.CHARGING:
                 status = spec16.SUSPENDED_EV
             return status, spec16.NO_ERROR

@@ -211,6 +211,7 @@ class TransactionsMixin(ChargerRoom):
         if profile is not None:
             if profile.get("chargingProfilePurpose") != "TxProfile":
                 return {"status": "Rejected"}, None  # §5.11: only a TxProfile may come with RemoteStart
+            # Variant "cpmax-only" (allowed by SC-1): TxProfile Rejected (one in RemoteStart ignored).
             if DefectName.CPMAX_ONLY in self.defects:
                 profile = None  # this charger does smart charging through ChargePointMaxProfile only
 
