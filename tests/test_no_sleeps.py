@@ -36,16 +36,16 @@ ALLOWED: dict[tuple[str, str], str] = {
     # --- the reference charger's own timers: it is a charger, and these are its clocks ---------
     ("harness/sim/charger.py", "ReferenceCharger._power_cycle"):
         "the charger's boot time: from power-on to its first connection attempt (SimConfig.power_on_delay)",
-    ("harness/sim/charger.py", "ReferenceCharger._sleep_unless_network_returns"):
+    ("harness/sim/link.py", "LinkMixin._sleep_unless_network_returns"):
         "the charger's reconnection backoff (bounded exponential, with jitter) between connection attempts; "
         "it ends early when the network comes back",
     ("harness/sim/charger.py", "ReferenceCharger._handle_call"):
         "the 'slow-responses' defect (a negative control): a charger that answers every request late",
-    ("harness/sim/charger.py", "ReferenceCharger._update_firmware"):
+    ("harness/sim/transfers.py", "TransfersMixin._update_firmware"):
         "UpdateFirmware timers (OCPP 1.6 §5.19): wait until retrieveDate, retryInterval between download "
         "attempts, and the charger's installation time (SimConfig.install_time); the 'installs-after-failed-download' "
         "defect's delay (SimConfig.late_defect_delay)",
-    ("harness/sim/charger.py", "ReferenceCharger._upload_diagnostics"):
+    ("harness/sim/transfers.py", "TransfersMixin._upload_diagnostics"):
         "GetDiagnostics retryInterval between upload attempts (OCPP 1.6 §5.9)",
     # --- outside the reference charger ---------------------------------------------------------
     ("harness/drivers/manual.py", "_LineReader.line"):

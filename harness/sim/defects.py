@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,86 @@ class Defect:
     requirement_id: str  # the requirement a correct harness fails (defects) or exercises (variants)
     description: str
     conformant: bool = False  # True: a conformant variant the harness must pass
+
+
+class DefectName(StrEnum):
+    """Every catalogue name, for the check sites in harness/sim (a StrEnum: equal to, and hashed as, its
+    `--sim-defect` string, so `DefectName.X in config.defects` works on the frozenset of names). The
+    comment says the requirement each breaks (defects) or exercises (variants); the catalogue below keeps
+    the text. tests/sim/test_defects.py checks the two stay in step."""
+
+    TLS13_ONLY = "tls13-only"  # breaks TLS-1
+    NON_POLICY_CIPHERS = "non-policy-ciphers"  # breaks TLS-1
+    PLAIN_WS = "plain-ws"  # breaks TLS-2
+    NO_CERT_CHECK = "no-cert-check"  # breaks TLS-3
+    STALE_CLOCK = "stale-clock"  # breaks TLS-3
+    TRUSTS_INTERMEDIATE_ONLY = "trusts-intermediate-only"  # variant TLS-3
+    NO_BASIC_AUTH = "no-basic-auth"  # breaks AUTH-1
+    BASIC_AUTH_WRONG_USER = "basic-auth-wrong-user"  # breaks AUTH-1
+    BASIC_AUTH_WRONG_KEY = "basic-auth-wrong-key"  # breaks AUTH-1
+    GIVES_UP_AFTER_401 = "gives-up-after-401"  # breaks AUTH-1
+    BOOT_BAD_SCHEMA = "boot-bad-schema"  # breaks CORE-1
+    NO_HEARTBEAT = "no-heartbeat"  # breaks CORE-1
+    HEARTBEAT_IGNORES_INTERVAL = "heartbeat-ignores-interval"  # breaks CORE-1
+    HEARTBEAT_TOO_OFTEN = "heartbeat-too-often"  # breaks CORE-1
+    NO_STATUS_AFTER_BOOT = "no-status-after-boot"  # breaks CORE-1
+    SENDS_BEFORE_ACCEPTED = "sends-before-accepted"  # breaks CORE-1
+    UNPLUG_REASON_LOCAL = "unplug-reason-local"  # breaks CORE-1
+    FALLS_SILENT = "falls-silent"  # breaks CORE-1
+    NO_HEARTBEAT_AFTER_RECONNECT = "no-heartbeat-after-reconnect"  # breaks CORE-1
+    NO_POWER_MEASURAND = "no-power-measurand"  # breaks MV-1
+    CURRENT_WITHOUT_VOLTAGE = "current-without-voltage"  # breaks MV-1
+    REJECTS_SAMPLED_DATA = "rejects-sampled-data"  # breaks CFG-1
+    IGNORES_SAMPLE_INTERVAL = "ignores-sample-interval"  # breaks CFG-2
+    REJECTS_SAMPLE_INTERVAL = "rejects-sample-interval"  # breaks CFG-2
+    ENERGY_DECREASING = "energy-decreasing"  # breaks MV-2
+    WRONG_ENERGY_UNITS = "wrong-energy-units"  # breaks MV-2
+    METER_STOP_BELOW_START = "meter-stop-below-start"  # breaks MV-2
+    POWER_NOT_ZERO_WHEN_SUSPENDED = "power-not-zero-when-suspended"  # breaks MV-3
+    POWER_MISMATCH_ENERGY = "power-mismatch-energy"  # breaks MV-3
+    NEVER_AVAILABLE_AFTER_UNPLUG = "never-available-after-unplug"  # breaks ST-1
+    NEVER_CHARGING_STATUS = "never-charging-status"  # breaks ST-2
+    NEVER_FAULTED = "never-faulted"  # breaks ST-3
+    NEVER_SUSPENDED = "never-suspended"  # breaks ST-4
+    ILLEGAL_TRANSITION = "illegal-transition"  # breaks ST-1
+    RESERVED_AFTER_UNPLUG = "reserved-after-unplug"  # breaks ST-1
+    CHARGING_UNDER_ZERO_LIMIT = "charging-under-zero-limit"  # breaks ST-4
+    REJECTS_ALL_PROFILES = "rejects-all-profiles"  # breaks SC-1
+    PROFILE_NO_EFFECT = "profile-no-effect"  # breaks SC-2
+    REJECTS_REMOTE_START = "rejects-remote-start"  # breaks SC-2
+    TRIGGER_BOOT_SILENT = "trigger-boot-silent"  # breaks RT-1
+    TRIGGER_STATUS_SILENT = "trigger-status-silent"  # breaks RT-2
+    FIRMWARE_UPDATE_SILENT = "firmware-update-silent"  # breaks FW-1
+    INSTALLS_AFTER_FAILED_DOWNLOAD = "installs-after-failed-download"  # breaks FW-1
+    NO_DIAGNOSTICS_UPLOAD = "no-diagnostics-upload"  # breaks FW-1
+    NEVER_RECONNECTS = "never-reconnects"  # breaks NF-2
+    LOSES_OFFLINE_STOP = "loses-offline-stop"  # breaks NF-2
+    NO_OFFLINE_QUEUE = "no-offline-queue"  # breaks NF-2
+    RESENDS_AFTER_STOP = "resends-after-stop"  # breaks NF-2
+    LOSES_IN_FLIGHT_MESSAGE = "loses-in-flight-message"  # breaks NF-2
+    CRASHES_ON_MALFORMED = "crashes-on-malformed"  # breaks ADV-1
+    WRONG_ERROR_CODES = "wrong-error-codes"  # breaks ADV-1
+    IGNORES_NEW_AUTHORIZATION_KEY = "ignores-new-authorization-key"  # breaks ADV-2
+    CURRENT_VOLTAGE = "current-voltage"  # variant MV-1
+    TXPROFILE_ONLY = "txprofile-only"  # variant SC-1
+    CPMAX_ONLY = "cpmax-only"  # variant SC-1
+    KW_UNITS = "kw-units"  # variant MV-2
+    SLOW_RESPONSES = "slow-responses"  # variant CORE-1
+    SLOW_HARDWARE = "slow-hardware"  # variant SC-2
+    TWO_CONNECTORS = "two-connectors"  # variant CORE-1
+    SINGLE_PHASE = "single-phase"  # variant MV-1
+    FINISHING_ON_UNPLUG = "finishing-on-unplug"  # variant ST-1
+    LOCAL_REASON_OMITTED = "local-reason-omitted"  # variant CORE-1
+    WAITS_FOR_BOOT_ACCEPTED = "waits-for-boot-accepted"  # variant CORE-1
+    MINUS_ONE_ERROR_ID = "minus-one-error-id"  # variant ADV-1
+    STRING_ERROR_DETAILS = "string-error-details"  # variant ADV-1
+    BASIC_AUTH_DECODED_KEY = "basic-auth-decoded-key"  # variant AUTH-1
+    KEY_CHANGE_NOT_SUPPORTED = "key-change-not-supported"  # variant ADV-2
+    KEY_CHANGE_REBOOT_REQUIRED = "key-change-reboot-required"  # variant ADV-2
+    REJECTS_KEY_REUSE = "rejects-key-reuse"  # variant ADV-2
+    RIG_WITHOUT_EV = "rig-without-ev"  # variant ST-4
+    LATE_QUEUE_FLUSH = "late-queue-flush"  # variant NF-2
+    POWER_RATE_UNIT = "power-rate-unit"  # variant SC-2
 
 
 def _d(name: str, req: str, text: str) -> Defect:

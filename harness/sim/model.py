@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import spec16
+from harness.sim.defects import DefectName
 
 log = logging.getLogger("harness.sim.model")
 
@@ -280,7 +281,7 @@ class ChargePointModel:
         c.ev = None
         c.authorized_tag = None
         # Firmware bug "never-available-after-unplug": the session-finished flag is not cleared.
-        if "never-available-after-unplug" not in self.defects:
+        if DefectName.NEVER_AVAILABLE_AFTER_UNPLUG not in self.defects:
             c.finished = False
 
     def ev_pause(self, connector_id: int, paused: bool, now: float) -> None:
@@ -398,7 +399,8 @@ class ChargePointModel:
             return (spec16.UNAVAILABLE if self.cp_unavailable else spec16.AVAILABLE), spec16.NO_ERROR
         c = self.connector(connector_id)
         fault = c.fault or self.cp_fault
-        if fault is not None and "never-faulted" not in d:
+        # Defect "never-faulted" (breaks ST-3): a fault never shows Faulted.
+        if fault is not None and DefectName.NEVER_FAULTED not in d:
             return spec16.FAULTED, fault
         if c.unavailable or self.cp_unavailable:
             return spec16.UNAVAILABLE, spec16.NO_ERROR
@@ -407,20 +409,22 @@ class ChargePointModel:
                 status = spec16.SUSPENDED_EVSE
                 # Firmware bug "charging-under-zero-limit": the status logic does not count a smart-charging
                 # limit below the minimum current as a suspension (it stays Charging at 0 W).
-                if "charging-under-zero-limit" in d and c.limit_amps is not None and c.limit_amps < MIN_PILOT_CURRENT:
+                if DefectName.CHARGING_UNDER_ZERO_LIMIT in d and c.limit_amps is not None and c.limit_amps < MIN_PILOT_CURRENT:
                     status = spec16.CHARGING
             elif c.ev is None or not c.ev.wants_power:
                 status = spec16.SUSPENDED_EV
             else:
                 status = spec16.CHARGING
-            if "never-suspended" in d and status in (spec16.SUSPENDED_EV, spec16.SUSPENDED_EVSE):
+            # Defect "never-suspended" (breaks ST-4): Charging while suspended.
+            if DefectName.NEVER_SUSPENDED in d and status in (spec16.SUSPENDED_EV, spec16.SUSPENDED_EVSE):
                 status = spec16.CHARGING
-            if "never-charging-status" in d and status == spec16.CHARGING:
+            # Defect "never-charging-status" (breaks ST-2): SuspendedEV while the EV draws power.
+            if DefectName.NEVER_CHARGING_STATUS in d and status == spec16.CHARGING:
                 status = spec16.SUSPENDED_EV
             return status, spec16.NO_ERROR
         if c.finished:
             # Firmware bug "illegal-transition": a plugged, idle connector is "Preparing", even right after a session.
-            if "illegal-transition" in d and c.plugged:
+            if DefectName.ILLEGAL_TRANSITION in d and c.plugged:
                 return spec16.PREPARING, spec16.NO_ERROR
             return spec16.FINISHING, spec16.NO_ERROR
         if c.plugged or c.authorized_tag is not None:

@@ -832,7 +832,7 @@ def test_transport_defects_are_where_firmware_keeps_them(certs_dir: Path) -> Non
 
 
 def test_frames_are_logged_without_the_authorization_key() -> None:
-    from harness.sim.charger import _redact
+    from harness.sim.common import _redact
 
     text = '[2,"1","ChangeConfiguration",{"key":"AuthorizationKey","value":"s3cr3t-0123456789"}]'
     assert "s3cr3t" not in _redact(text) and '"value":"***"' in _redact(text)
