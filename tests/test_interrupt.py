@@ -240,4 +240,9 @@ def test_ctrl_c_with_xdist_ends_the_run_within_2_s_with_an_interrupted_report(tm
     assert run.process.returncode == 2, run.output
     report = _report(reports)
     assert report["overall"] == "incomplete" and "Ctrl-C" in report["overall_reason"], report["overall_reason"]
-    assert _tests(report)["test_second_waits"]["verdict"] == "incomplete"
+    # The test a worker was running when the signal came: its record crosses from the worker to the controller only
+    # if the worker gets to send it before the controller shuts down (a race pytest-xdist decides; seen both ways on
+    # a loaded machine). When it arrives it must say incomplete, never pass or fail; the run's verdict above holds
+    # either way, and a single-process run (the other tests here) always keeps it.
+    waiting = _tests(report).get("test_second_waits")
+    assert waiting is None or waiting["verdict"] == "incomplete", waiting
