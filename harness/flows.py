@@ -13,6 +13,7 @@ from typing import Any
 from ocpp.v16 import call
 from ocpp.v16.enums import RemoteStartStopStatus
 
+from harness.errors import CallErrorReceived
 from harness.session import ChargerSession, ReceivedCall
 
 
@@ -21,6 +22,20 @@ from harness.session import ChargerSession, ReceivedCall
 #: commonly use 60 s; 120 s gives such a timer a whole second period (docs/rules-offline.md). Late is not lost; a
 #: charger that delivers at once costs nothing (every wait is event-driven).
 LATE_DELIVERY = 120.0
+
+
+async def configured_value(charger: ChargerSession, key: str) -> str | None:
+    """The value the charger reports for one configuration key (GetConfiguration, §5.8; keys compared without
+    case); None when it does not report the key, reports it without a value, or answers with a CALLERROR."""
+    try:
+        answer = await charger.call(call.GetConfiguration(key=[key]))
+    except CallErrorReceived:
+        return None
+    for entry in answer.configuration_key or []:
+        if isinstance(entry, dict) and str(entry.get("key", "")).lower() == key.lower():
+            value = entry.get("value")
+            return None if value is None else str(value)
+    return None
 
 
 @dataclass

@@ -37,6 +37,7 @@ from ocpp.v16.enums import (
 
 from harness import meter, ocppj, spec16
 from harness.errors import CallErrorReceived, ExpectationTimeout, NoAnswer
+from harness.flows import configured_value
 from harness.session import ChargerSession, ReceivedCall
 from harness.settings import Settings
 
@@ -713,13 +714,9 @@ async def rate_units(charger: ChargerSession) -> tuple[tuple[str, ...], str]:
     A charger that does not report the key: A first (the platform works in A)."""
     if charger.id in _RATE_UNITS:
         return _RATE_UNITS[charger.id]
-    raw: str | None = None
     try:
-        answer = await charger.call(call.GetConfiguration(key=["ChargingScheduleAllowedChargingRateUnit"]))
-        for entry in answer.configuration_key or []:
-            if isinstance(entry, dict) and str(entry.get("key", "")).lower() == "chargingscheduleallowedchargingrateunit":
-                raw = None if entry.get("value") is None else str(entry.get("value"))
-    except (CallErrorReceived, NoAnswer):
+        raw = await configured_value(charger, "ChargingScheduleAllowedChargingRateUnit")
+    except NoAnswer:
         raw = None
     declared = {_RATE_WORDS.get(w.strip().lower(), w.strip().upper()) for w in (raw or "").split(",") if w.strip()}
     declared &= {AMPS, WATTS}

@@ -41,7 +41,7 @@ from ocpp.v16.enums import ConfigurationStatus, MessageTrigger, TriggerMessageSt
 
 from harness import meter, ocppj, spec16
 from harness.errors import CallErrorReceived, ExpectationTimeout
-from harness.flows import Charging, start_charging, stop_charging
+from harness.flows import Charging, configured_value, start_charging, stop_charging
 from harness.session import ChargerSession, ReceivedCall
 from harness.settings import Settings
 
@@ -193,18 +193,6 @@ async def change_configuration(charger: ChargerSession, key: str, value: str) ->
     except CallErrorReceived as exc:
         return f"CALLERROR {exc.code}"
     return str(answer.status)
-
-
-async def configured_value(charger: ChargerSession, key: str) -> str | None:
-    try:
-        answer = await charger.call(call.GetConfiguration(key=[key]))
-    except CallErrorReceived:
-        return None
-    for entry in answer.configuration_key or []:
-        if isinstance(entry, dict) and str(entry.get("key", "")).lower() == key.lower():
-            value = entry.get("value")
-            return None if value is None else str(value)
-    return None
 
 
 async def _record(charger: ChargerSession, settings: Settings, nodeid: str) -> Recording:

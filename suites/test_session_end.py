@@ -43,7 +43,7 @@ from ocpp.v16.enums import ConfigurationStatus, RemoteStartStopStatus
 from harness import meter, ocppj, spec16
 from harness.drivers.base import RigError
 from harness.errors import CallErrorReceived, ChargerFailure, ExpectationTimeout, NoAnswer
-from harness.flows import LATE_DELIVERY, Charging, start_charging
+from harness.flows import LATE_DELIVERY, Charging, configured_value, start_charging
 from harness.session import ChargerSession, ReceivedCall
 from harness.settings import Settings
 
@@ -141,21 +141,9 @@ _MINIMUM_STATUS_DURATION: weakref.WeakKeyDictionary[ChargerSession, int] = weakr
 async def _status_bound(charger: ChargerSession) -> float:
     """STATUS_WITHIN plus the charger's MinimumStatusDuration (§9.1, optional: shorter states may go unreported)."""
     if charger not in _MINIMUM_STATUS_DURATION:
-        value = await _configured(charger, "MinimumStatusDuration")
+        value = await configured_value(charger, "MinimumStatusDuration")
         _MINIMUM_STATUS_DURATION[charger] = int(value) if value and value.strip().isdigit() else 0
     return STATUS_WITHIN + _MINIMUM_STATUS_DURATION[charger]
-
-
-async def _configured(charger: ChargerSession, key: str) -> str | None:
-    try:
-        answer = await charger.call(call.GetConfiguration(key=[key]))
-    except CallErrorReceived:
-        return None
-    for entry in answer.configuration_key or []:
-        if isinstance(entry, dict) and str(entry.get("key", "")).lower() == key.lower():
-            value = entry.get("value")
-            return None if value is None else str(value)
-    return None
 
 
 async def _unplug_ends_transactions(charger: ChargerSession) -> str | None:
@@ -164,7 +152,7 @@ async def _unplug_ends_transactions(charger: ChargerSession) -> str | None:
     §9.1 StopTransactionOnEVSideDisconnect: "When set to true, the Charge Point SHALL administratively stop
     the transaction when the cable is unplugged from the EV." With false the transaction goes on (§4.10), so
     an unplug is no end of the session: the key is set to true for the test (the fixture restores it)."""
-    value = await _configured(charger, "StopTransactionOnEVSideDisconnect")
+    value = await configured_value(charger, "StopTransactionOnEVSideDisconnect")
     if value is None or value.strip().lower() != "false":
         return None
     try:
