@@ -408,8 +408,9 @@ def _printable_longrepr(report: pytest.TestReport) -> None:
         report.longrepr = (path, line, printable(str(reason)))
         return
     text = str(longrepr)
-    if printable(text) != text:
-        report.longrepr = printable(text)
+    shown = printable(text)
+    if shown != text:  # only then: pytest keeps its structured longrepr (crash line, sections) otherwise
+        report.longrepr = shown
 
 
 def _judge_report(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> pytest.TestReport:
