@@ -48,6 +48,7 @@ from harness import session as session_mod
 from harness.progress import StatusLine
 from harness.session import ChargerSession, SessionSettings
 from harness.settings import Settings
+from harness.stash import SETTINGS
 
 try:  # the report collector (its own module; the plugin works without it)
     from harness.report.collector import (
@@ -76,7 +77,6 @@ except ImportError:  # pragma: no cover - while the report package is absent
     def clean_reason(text: str) -> str:  # type: ignore[misc]
         return text
 
-SETTINGS = pytest.StashKey[Settings]()
 STATE = pytest.StashKey["RunState"]()
 TEST_START = pytest.StashKey[int]()
 NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()

@@ -37,6 +37,7 @@ from harness.drivers.base import RigError
 from harness.printable import printable
 from harness.requirements import requirement_ids
 from harness.settings import REPORT_DIR_ENV
+from harness.stash import SETTINGS
 from . import model
 from .render import write_report
 
@@ -548,10 +549,6 @@ class ReportCollector:
         return info
 
     def _settings(self) -> Any:
-        try:
-            from harness.plugin import SETTINGS
-        except ImportError:  # pragma: no cover
-            return None
         return self.config.stash.get(SETTINGS, None)
 
     def _report_dir(self) -> Path:
