@@ -36,7 +36,6 @@ from harness.endpoint.attempts import (
 )
 from harness.endpoint.auth import BasicAuth
 from harness.endpoint.config import MAX_FRAME, OCPP_SUBPROTOCOL, EndpointConfig
-from harness.endpoint.handshake import _AlertingSSLProtocol  # harness/fileserver's HTTPS server uses it too
 from harness.endpoint.server import Endpoint
 
 __all__ = [

@@ -12,7 +12,7 @@ import ssl
 from collections.abc import Callable
 
 
-class _AlertingSSLProtocol(asyncio.sslproto.SSLProtocol):
+class AlertingSSLProtocol(asyncio.sslproto.SSLProtocol):
     """asyncio's TLS protocol, plus the fatal alert OpenSSL wrote for the peer when the handshake fails.
 
     CPython's asyncio (3.11 here; python/cpython#98078, fixed upstream by PR #153620) force-closes the
@@ -32,6 +32,9 @@ class _AlertingSSLProtocol(asyncio.sslproto.SSLProtocol):
         super()._fatal_error(exc, message)
 
 
+_AlertingSSLProtocol = AlertingSSLProtocol  # the old private name, for code written against it
+
+
 # The private hooks the fix overrides; if a future asyncio lacks them, the stock path is used (no alert).
 _ALERTS_SUPPORTED = all(hasattr(asyncio.sslproto.SSLProtocol, name) for name in ("_fatal_error", "_process_outgoing"))
 
@@ -40,15 +43,15 @@ async def _tls_handshake(
     protocol_factory: Callable[[], asyncio.Protocol], sock: socket.socket, context: ssl.SSLContext, timeout: float
 ) -> asyncio.BaseTransport:
     """Server-side TLS on an accepted socket, like loop.connect_accepted_socket(ssl=...), but a refused
-    handshake sends its TLS alert (see _AlertingSSLProtocol). Raises what the handshake raised."""
+    handshake sends its TLS alert (see AlertingSSLProtocol). Raises what the handshake raised."""
     loop = asyncio.get_running_loop()
     if not _ALERTS_SUPPORTED:  # pragma: no cover - guards an asyncio internals change
         transport, _ = await loop.connect_accepted_socket(
             protocol_factory, sock, ssl=context, ssl_handshake_timeout=timeout)
         return transport
     waiter: asyncio.Future[None] = loop.create_future()
-    tls_protocol = _AlertingSSLProtocol(loop, protocol_factory(), context, waiter, server_side=True,
-                                        ssl_handshake_timeout=timeout)  # type: ignore[arg-type]  # typeshed says int
+    tls_protocol = AlertingSSLProtocol(loop, protocol_factory(), context, waiter, server_side=True,
+                                       ssl_handshake_timeout=timeout)  # type: ignore[arg-type]  # typeshed says int
     raw, _ = await loop.connect_accepted_socket(lambda: tls_protocol, sock)
     try:
         await waiter  # set by the protocol: handshake done, failed, or timed out

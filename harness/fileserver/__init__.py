@@ -40,7 +40,7 @@ from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from harness import tls
-from harness.endpoint import _AlertingSSLProtocol
+from harness.endpoint.handshake import AlertingSSLProtocol
 from harness.fileserver.ftp import FtpServer
 from harness.fileserver.records import MAX_BODY, BodyError, TransferRecord, Upload, normalise
 
@@ -301,7 +301,7 @@ class FileServer:
         return [(posixpath.basename(name), body)], len(body)
 
 
-class _PeerNoted(_AlertingSSLProtocol):
+class _PeerNoted(AlertingSSLProtocol):
     """The endpoint's server-side TLS (it sends the alert of a refused handshake), knowing its peer for the record."""
 
     peer = "?"
