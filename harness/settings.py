@@ -202,6 +202,10 @@ class Settings:
         return "\n".join(lines)
 
 
+#: The run's Settings, once loaded (harness/plugin.py's pytest_configure): `config.stash[SETTINGS]`.
+SETTINGS = pytest.StashKey[Settings]()
+
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("ev-energy", "ev.energy OCPP 1.6J certification")
     for option in OPTIONS:

@@ -85,7 +85,7 @@ def test_a_missing_profile_is_a_usage_error(tmp_path: Path) -> None:
 
 SHOW_SETTINGS = """
     import json
-    from harness.plugin import RUN_INFO
+    from harness.report.collector import RUN_INFO
 
     def test_show(harness_settings, pytestconfig):
         s = harness_settings

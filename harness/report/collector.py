@@ -549,7 +549,7 @@ class ReportCollector:
 
     def _settings(self) -> Any:
         try:
-            from harness.plugin import SETTINGS
+            from harness.settings import SETTINGS
         except ImportError:  # pragma: no cover
             return None
         return self.config.stash.get(SETTINGS, None)
