@@ -267,7 +267,7 @@ def pytest_unconfigure(config: Any) -> None:
         return
     _marks["unconfigure"] = time.monotonic()
     try:
-        settings = config.stash[__import__("harness.stash", fromlist=["SETTINGS"]).SETTINGS]
+        settings = config.stash[__import__("harness.settings", fromlist=["SETTINGS"]).SETTINGS]
         intervals = {"meter_sample_interval": settings.meter_sample_interval,
                      "heartbeat_interval": settings.heartbeat_interval, "mode": settings.mode}
     except Exception:  # noqa: BLE001

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 from pathlib import Path
@@ -21,24 +20,24 @@ import pytest
 
 from harness import __version__, tls
 from harness import profile as profile_mod
+from harness.profile import KEY_ENV
 from harness.printable import printable
 from harness.endpoint import CONNECTED, ConnectionAttempt, Endpoint, EndpointConfig
 from harness.platform import PlatformSettings
 
 
-#: Where `serve` (and the README's set-up) looks for the key when neither the command line nor the profile gives it.
-KEY_ENV = "CHARGER_AUTHORIZATION_KEY"
-
-
 def _serve_settings(args: argparse.Namespace) -> None:
     """Fill what the command line left open from the charger profile, then the environment; the command
-    line wins, as for `pytest suites/`. ValueError names what is missing. The key never reaches the output."""
+    line wins, as for `pytest suites/`. The key: profile.authorization_key, the resolver `pytest suites/` uses,
+    with KEY_ENV last. ValueError names what is missing. The key never reaches the output."""
     values: dict[str, Any] = {}
+    profile: profile_mod.ChargerProfile | None = None
     if args.charger_profile:
         try:
-            values = profile_mod.load(args.charger_profile).values
+            profile = profile_mod.load(args.charger_profile)
         except pytest.UsageError as exc:
             raise ValueError(str(exc)) from None
+        values = profile.values
     if args.charger_id is None:
         args.charger_id = values.get("charger_id")
     if args.charger_id is None:
@@ -50,17 +49,9 @@ def _serve_settings(args: argparse.Namespace) -> None:
     if args.csms_port is None:
         port = values.get("csms_port") or 0
         args.csms_port = int(port) if port else 8443
-    args.key_source = "--authorization-key on the command line"
-    if args.authorization_key is None and "authorization_key" in values:
-        args.authorization_key, args.key_source = values["authorization_key"], f"{args.charger_profile} [charger] authorization_key"
-    elif args.authorization_key is None and "authorization_key_env" in values:
-        name = values["authorization_key_env"]
-        args.authorization_key = os.environ.get(name) or None
-        args.key_source = f"the environment variable {name} (named by {args.charger_profile})"
-        if args.authorization_key is None:
-            raise ValueError(f"the environment variable {name}, named by {args.charger_profile}, is not set")
-    elif args.authorization_key is None and os.environ.get(KEY_ENV):
-        args.authorization_key, args.key_source = os.environ[KEY_ENV], f"the environment variable {KEY_ENV}"
+    args.authorization_key, args.key_source = profile_mod.authorization_key(
+        args.authorization_key, "--authorization-key on the command line", profile, fallback_env=KEY_ENV
+    )
     if args.security_profile == 2 and not args.authorization_key:
         raise ValueError(
             f"security profile 2 needs the charger's AuthorizationKey: export {KEY_ENV} (read -rs {KEY_ENV} && "

@@ -12,11 +12,14 @@ Every field is checked: an unknown table or key, a wrong type or a value out of 
 pytest.UsageError naming the file, the field and the valid values. This module knows the file's tables
 and keys and names them; the valid values of each setting live in harness/values.py (the command line's
 and the ini file's values are checked there too). Command-line options and ini
-values override the profile (harness.settings applies the precedence).
+values override the profile (harness.settings applies the precedence). `authorization_key` is the one
+resolver of the charger's AuthorizationKey, for `pytest suites/` (harness/settings.py) and
+`python -m harness serve` (harness/__main__.py) alike.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +30,14 @@ import pytest
 
 from harness.values import ACT_PLACEHOLDERS, BACKENDS, HOOK_PLACEHOLDERS, VALUES, toml
 
-__all__ = ["ACT_PLACEHOLDERS", "BACKENDS", "HOOK_PLACEHOLDERS", "ChargerProfile", "ProfileError", "load"]
+__all__ = [
+    "ACT_PLACEHOLDERS", "BACKENDS", "HOOK_PLACEHOLDERS", "KEY_ENV", "ChargerProfile", "ProfileError", "authorization_key",
+    "load",
+]
+
+#: Where `python -m harness serve` (and the README's set-up) looks for the key when neither the command line nor
+#: the profile gives it.
+KEY_ENV = "CHARGER_AUTHORIZATION_KEY"
 
 
 class ProfileError(pytest.UsageError):  # type: ignore[misc]  # a UsageError that names the profile
@@ -145,3 +155,37 @@ def _walk(profile: ChargerProfile, table: str, data: Mapping[str, Any]) -> None:
             profile.values[spec.setting] = checked
             profile.where[spec.setting] = where
 
+
+def authorization_key(
+    given: str | None,
+    given_from: str,
+    profile: ChargerProfile | None,
+    *,
+    fallback_env: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[str | None, str]:
+    """The charger's AuthorizationKey and where it came from, the first of: `given` (the command line or the ini
+    file; `given_from` names it), the profile's authorization_key, the environment variable its
+    authorization_key_env names, the environment variable `fallback_env` (`serve`: KEY_ENV). (None, "") when
+    none gives one. ValueError when the variable the profile names is not set.
+
+    The source is for messages, which never name the key itself; a key on a command line is visible to every
+    user of the machine (`ps`), so the profile and the environment are the documented ways."""
+    environ = os.environ if environ is None else environ
+    if given is not None:
+        return given, given_from
+    if profile is not None and "authorization_key" in profile.values:
+        return str(profile.values["authorization_key"]), profile.field_name("authorization_key")
+    if profile is not None and "authorization_key_env" in profile.values:
+        name = profile.values["authorization_key_env"]
+        value = environ.get(name)
+        if not value:
+            raise ValueError(
+                f"charger profile: {profile.field_name('authorization_key_env')} = {name!r}: "
+                f"the environment variable {name} is not set (export it with the charger's AuthorizationKey, "
+                "or give --authorization-key)"
+            )
+        return value, f"the environment variable {name} (named by {profile.field_name('authorization_key_env')})"
+    if fallback_env is not None and environ.get(fallback_env):
+        return environ[fallback_env], f"the environment variable {fallback_env}"
+    return None, ""

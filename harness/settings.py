@@ -202,6 +202,10 @@ class Settings:
         return "\n".join(lines)
 
 
+#: The run's Settings, once loaded (harness/plugin.py's pytest_configure): `config.stash[SETTINGS]`.
+SETTINGS = pytest.StashKey[Settings]()
+
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("ev-energy", "ev.energy OCPP 1.6J certification")
     for option in OPTIONS:
@@ -454,25 +458,17 @@ def _reference_hardware(settings: Settings) -> None:
 
 
 def _authorization_key(settings: Settings, src: _Sources) -> None:
-    """The key, and where it came from (messages name the source, never the key)."""
+    """The key, and where it came from (messages name the source, never the key): profile.authorization_key
+    resolves it, as for `python -m harness serve`; the reference charger gets a key made up for the run."""
     raw = src.get("authorization_key")
-    profile = src.profile
-    if raw.given:
-        settings.authorization_key = str(raw.value)
-        settings.authorization_key_source = (
-            f"{raw.label} on the command line" if raw.source == "cli" else raw.label
+    given = str(raw.value) if raw.source in ("cli", "ini") else None  # the profile's: the resolver reads it
+    given_from = f"{raw.label} on the command line" if raw.source == "cli" else raw.label
+    try:
+        settings.authorization_key, settings.authorization_key_source = profile_mod.authorization_key(
+            given, given_from, src.profile
         )
-    elif profile is not None and "authorization_key_env" in profile.values:
-        name = profile.values["authorization_key_env"]
-        value = os.environ.get(name)
-        if not value:
-            raise pytest.UsageError(
-                f"charger profile: {profile.field_name('authorization_key_env')} = {name!r}: "
-                f"the environment variable {name} is not set (export it with the charger's AuthorizationKey, "
-                "or give --authorization-key)"
-            )
-        settings.authorization_key = value
-        settings.authorization_key_source = f"the environment variable {name} (named by {profile.field_name('authorization_key_env')})"
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     if settings.authorization_key is None and settings.security_profile == 2:
         if settings.charger != "sim":
             raise pytest.UsageError(

@@ -48,7 +48,7 @@ from harness import tls
 from harness.drivers.base import RigError
 from harness.endpoint import CONNECTED, PROBE_USER_AGENT, UNAUTHORIZED, BasicAuth, ConnectionAttempt, Endpoint
 from harness.errors import CallErrorReceived, ChargerFailure, ExpectationTimeout
-from harness.plugin import _tell
+from harness.run_state import tell
 from harness.session import ChargerSession
 from harness.settings import Settings
 
@@ -459,7 +459,7 @@ def _bench_not_restored(charger: ChargerSession, rotation: _Rotation, problem: s
                "it for the rest of this run")
     else:
         now = f"the charger's key is {held.value}"
-    _tell(config, f"bench not restored: {problem}; {now}. Re-provision the charger's AuthorizationKey before the next run.")
+    tell(config, f"bench not restored: {problem}; {now}. Re-provision the charger's AuthorizationKey before the next run.")
     charger.note(
         f"BENCH NOT RESTORED: {problem}; {now}. Before the next run, set the charger's AuthorizationKey back to the "
         "key you configured for this run (the way you provisioned it: its web interface, tool or configuration file)."

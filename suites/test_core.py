@@ -22,7 +22,7 @@ from ocpp.v16.enums import (
 from harness import ocppj
 from harness.endpoint import CONNECTED, Endpoint
 from harness.errors import CallErrorReceived, ChargerFailure, ExpectationTimeout, NoAnswer
-from harness.plugin import ChargerNeverConnected
+from harness.fixtures import ChargerNeverConnected
 from harness.platform import utc_now
 from harness.session import ChargerSession, ReceivedCall
 from harness.settings import Settings

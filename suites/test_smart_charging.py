@@ -17,7 +17,8 @@ evidence (details["readings"]) lists the readings used and those ignored as too 
 ST-4's job, so a charger that reports the wrong status under a 0 limit fails ST-4 only. The limit goes in
 as a TxProfile when the charger takes one, else as a ChargePointMaxProfile on connector 0.
 
-The meter and limit helpers it shares with the status suite (ST-2, ST-4) are in harness/limits.py.
+The meter and limit helpers it shares with the status suite (ST-2, ST-4) are in harness/limits.py (the acts),
+harness/judges.py and harness/readings.py (sans-I/O).
 """
 
 from __future__ import annotations
@@ -39,13 +40,20 @@ from ocpp.v16.enums import (
 from harness import ocppj
 from harness.errors import CallErrorReceived
 from harness.flows import Charging, start_charging, stop_charging
+from harness.judges import (
+    MIN_PILOT_CURRENT,
+    NOMINAL_VOLTAGE,
+    RULES,
+    judge_off,
+    judge_on,
+    judge_six_amps,
+    six_amp_expectation,
+    zero_floor,
+)
 from harness.limits import (
     CP_MAX_PROFILE,
     CP_MAX_PROFILE_ID,
-    MIN_PILOT_CURRENT,
-    NOMINAL_VOLTAGE,
     PROBE_LIMIT_A,
-    RULES,
     TX_PROFILE,
     TX_PROFILE_ID,
     WATTS,
@@ -53,20 +61,15 @@ from harness.limits import (
     LimitRefused,
     NoPowerData,
     ProfileAnswer,
-    Reading,
     apply_limit,
     configure_meter,
-    judge_off,
-    judge_on,
-    judge_six_amps,
     lift_limit,
     reading_bound,
     set_limit,
-    six_amp_expectation,
     wait_observed,
     wait_reading,
-    zero_floor,
 )
+from harness.readings import Reading
 from harness.session import ChargerSession
 from harness.settings import Settings
 

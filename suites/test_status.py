@@ -40,23 +40,25 @@ from harness.errors import ExpectationTimeout
 from harness.flows import start_charging, stop_charging
 from harness.session import ChargerSession, ReceivedCall
 from harness.settings import Settings
-from harness.limits import (
+from harness.judges import (
     RULES,
+    Outcome,
+    State,
+    judge_off,
+    judge_on,
+    zero_floor,
+)
+from harness.limits import (
     Electrical,
     LimitRefused,
     NoPowerData,
-    Outcome,
-    Reading,
-    State,
     apply_limit,
     configure_meter,
-    judge_off,
-    judge_on,
     reading_bound,
     wait_observed,
     wait_reading,
-    zero_floor,
 )
+from harness.readings import Reading
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -27,7 +27,7 @@ from harness.endpoint import (
     ConnectionAttempt,
     Endpoint,
 )
-from harness.plugin import ChargerNeverConnected
+from harness.fixtures import ChargerNeverConnected
 from harness.settings import Settings
 
 PROBE_ID = "harness-plain-ws-probe"  # the harness's own ws:// probe, not the charger

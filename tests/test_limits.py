@@ -1,4 +1,4 @@
-"""harness/limits.py's judgement of readings (SC-2, ST-4), with synthetic MeterValues: no charger.
+"""harness/judges.py's judgement of readings (SC-2, ST-4; read by harness/readings.py), with synthetic MeterValues: no charger.
 
 Each case is a reading series a careful engineer judges by hand from the frames; the rules are in
 docs/rules-metering.md.
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from harness import limits, meter
-from harness.limits import State
+from harness import judges, limits, meter, readings
+from harness.judges import State
 from harness.session import ReceivedCall
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
@@ -46,10 +46,10 @@ def power(w: float | None = None, wh: float | None = None, amps: tuple[float, ..
     return values
 
 
-def observe(series: list[tuple[float, list[dict[str, Any]]]], judge: limits.Judge, *, phases: int | None = None,
-            answered: float = 0.0, settle: float = limits.SETTLE, **kw: Any) -> limits.Observation:
-    readings = [limits.read(_call(i + 1, at, values, **kw), phases) for i, (at, values) in enumerate(series)]
-    return limits.evaluate(readings, judge, answered=MONO0 + answered, settle=settle, what="test")
+def observe(series: list[tuple[float, list[dict[str, Any]]]], judge: judges.Judge, *, phases: int | None = None,
+            answered: float = 0.0, settle: float = limits.SETTLE, **kw: Any) -> judges.Observation:
+    found = [readings.read(_call(i + 1, at, values, **kw), phases) for i, (at, values) in enumerate(series)]
+    return judges.evaluate(found, judge, answered=MONO0 + answered, settle=settle, what="test")
 
 
 # --- the settling window --------------------------------------------------------------------------
@@ -57,7 +57,7 @@ def observe(series: list[tuple[float, list[dict[str, Any]]]], judge: limits.Judg
 
 def test_a_reading_taken_6_ms_after_the_limit_decides_nothing() -> None:
     """The harness used to judge "on" from a reading taken 6 ms after lifting the limit."""
-    seen = observe([(0.006, power(w=7000)), (1.0, power(w=7000))], limits.judge_on())
+    seen = observe([(0.006, power(w=7000)), (1.0, power(w=7000))], judges.judge_on())
     assert seen.result is None and seen.state is State.UNKNOWN
     assert [r.call.seq for r in seen.early] == [1, 2] and seen.used == []
     evidence = seen.evidence()
@@ -65,7 +65,7 @@ def test_a_reading_taken_6_ms_after_the_limit_decides_nothing() -> None:
 
 
 def test_the_first_settled_reading_decides_and_the_clock_offset_is_the_chargers_own() -> None:
-    seen = observe([(2.0, power(w=7000)), (5.2, power(w=0)), (6.2, power(w=0))], limits.judge_off(Decimal(100)))
+    seen = observe([(2.0, power(w=7000)), (5.2, power(w=0)), (6.2, power(w=0))], judges.judge_off(Decimal(100)))
     assert seen.result is not None and seen.result.call.seq == 2
     assert seen.offset == pytest.approx(-CLOCK_AHEAD + 0.05, abs=0.01)
     assert [r.call.seq for r in seen.early] == [1]
@@ -75,18 +75,18 @@ def test_a_queued_sample_measured_before_the_window_is_too_early_even_if_it_arri
     """Measured at 1 s, sent at 7 s (queued): its timestamp says it is too early."""
     fresh = _call(2, 7.5, power(w=0, wh=5000))
     queued = _call(1, 1.0, power(w=7000, wh=5000), lag=6.0)
-    readings = [limits.read(queued), limits.read(fresh)]
-    seen = limits.evaluate(readings, limits.judge_off(Decimal(100)), answered=MONO0, settle=5.0, what="test")
+    found = [readings.read(queued), readings.read(fresh)]
+    seen = judges.evaluate(found, judges.judge_off(Decimal(100)), answered=MONO0, settle=5.0, what="test")
     assert [r.call.seq for r in seen.early] == [1]
 
 
 def test_whole_second_timestamps_are_taken_early_by_their_resolution() -> None:
     # measured at 5.5 s but stamped 12:10:05 (truncated): may have been 5.0 s; with the resolution off, 4.0 s.
     call = _call(1, 5.5, power(w=0), stamp=(T0 + dt.timedelta(seconds=5 + CLOCK_AHEAD)).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    reading = limits.read(call)
+    reading = readings.read(call)
     assert reading.stamp_step == 1.0
-    offset = limits.clock_offset([reading])
-    assert limits.measured_at(reading, offset) < MONO0 + 5.0
+    offset = readings.clock_offset([reading])
+    assert readings.measured_at(reading, offset) < MONO0 + 5.0
 
 
 # --- 0 limit --------------------------------------------------------------------------------------
@@ -95,40 +95,40 @@ def test_whole_second_timestamps_are_taken_early_by_their_resolution() -> None:
 def test_energy_rising_at_36_kw_under_a_zero_limit_without_power_is_a_failure() -> None:
     """Only the register (kWh, 15 s apart), rising at 36 kW: SC-2 fails; not "not tested"."""
     series = [(float(t), power(wh=1_000_000 + 10 * t, kwh=True)) for t in range(0, 61, 15)]
-    seen = observe(series, limits.judge_off(Decimal(100)))
+    seen = observe(series, judges.judge_off(Decimal(100)))
     assert seen.state is State.NO
     assert "the energy kept rising" in seen.used[-1][1].why
 
 
 def test_energy_rising_while_the_power_reads_zero_is_a_failure() -> None:
     series = [(6.0, power(w=0, wh=10_000)), (7.0, power(w=0, wh=10_010))]
-    seen = observe(series, limits.judge_off(Decimal(100)))
+    seen = observe(series, judges.judge_off(Decimal(100)))
     assert seen.state is State.NO and "energy kept rising" in seen.used[-1][1].why
 
 
 def test_power_zero_with_a_flat_register_passes_on_the_second_settled_reading() -> None:
     series = [(6.0, power(w=0, wh=10_000)), (7.0, power(w=0, wh=10_000))]
-    seen = observe(series, limits.judge_off(Decimal(100)))
+    seen = observe(series, judges.judge_off(Decimal(100)))
     assert seen.used[0][1].state is State.UNKNOWN
     assert seen.result is not None and seen.result.call.seq == 2
 
 
 def test_a_register_only_charger_is_off_once_the_span_can_tell() -> None:
     flat_short = [(6.0, power(wh=10_000)), (8.0, power(wh=10_000))]
-    seen = observe(flat_short, limits.judge_off(Decimal(441)))
+    seen = observe(flat_short, judges.judge_off(Decimal(441)))
     assert seen.state is State.UNKNOWN and seen.used[-1][1].more_time > 0
     flat_long = flat_short + [(16.0, power(wh=10_000))]
-    assert observe(flat_long, limits.judge_off(Decimal(441))).state is State.YES
+    assert observe(flat_long, judges.judge_off(Decimal(441))).state is State.YES
 
 
 def test_current_per_phase_without_voltage_still_judges_a_zero_limit() -> None:
-    assert observe([(6.0, power(amps=(0.1, 0.0, 0.0)))], limits.judge_off(Decimal(100))).state is State.YES
-    assert observe([(6.0, power(amps=(16.0, 16.0, 16.0)))], limits.judge_off(Decimal(100))).state is State.NO
+    assert observe([(6.0, power(amps=(0.1, 0.0, 0.0)))], judges.judge_off(Decimal(100))).state is State.YES
+    assert observe([(6.0, power(amps=(16.0, 16.0, 16.0)))], judges.judge_off(Decimal(100))).state is State.NO
 
 
 def test_nothing_about_power_is_unknown() -> None:
     only_soc = [{"value": "50", "measurand": "SoC", "unit": "Percent"}]
-    seen = observe([(6.0, only_soc), (7.0, only_soc)], limits.judge_off(Decimal(100)))
+    seen = observe([(6.0, only_soc), (7.0, only_soc)], judges.judge_off(Decimal(100)))
     assert seen.state is State.UNKNOWN and not any(r.has_evidence for r, _ in seen.used)
 
 
@@ -136,47 +136,47 @@ def test_nothing_about_power_is_unknown() -> None:
 
 
 def test_on_from_current_voltage_or_energy() -> None:
-    assert observe([(6.0, power(amps=(16.0,), volts=230))], limits.judge_on()).state is State.YES
+    assert observe([(6.0, power(amps=(16.0,), volts=230))], judges.judge_on()).state is State.YES
     energy = [(6.0, power(wh=10_000)), (21.0, power(wh=10_030))]  # 7.2 kW
-    assert observe(energy, limits.judge_on()).state is State.YES
+    assert observe(energy, judges.judge_on()).state is State.YES
 
 
 def test_phase_less_current_counts_on_the_declared_phases_and_is_never_guessed() -> None:
     values = power(overall_amps=16.0, volts=230)
-    assert limits.read(_call(1, 6.0, values), phases=3).watts == Decimal(3 * 16 * 230)
-    unknown = limits.read(_call(1, 6.0, values), phases=None)
+    assert readings.read(_call(1, 6.0, values), phases=3).watts == Decimal(3 * 16 * 230)
+    unknown = readings.read(_call(1, 6.0, values), phases=None)
     assert unknown.watts is None and unknown.currents == {"": Decimal(16)}
     assert meter.power_w(meter.samples([{"sampledValue": values}]), phases=1)[0] == Decimal(16 * 230)
 
 
 def test_six_amps_per_phase_current_or_power_with_declared_phases() -> None:
-    per_phase = limits.six_amp_expectation(None, None, None)
-    assert observe([(6.0, power(amps=(6.0, 6.0, 0.0)))], limits.judge_six_amps(per_phase)).state is State.YES
-    assert observe([(6.0, power(amps=(16.0, 16.0, 16.0)))], limits.judge_six_amps(per_phase)).state is State.NO
+    per_phase = judges.six_amp_expectation(None, None, None)
+    assert observe([(6.0, power(amps=(6.0, 6.0, 0.0)))], judges.judge_six_amps(per_phase)).state is State.YES
+    assert observe([(6.0, power(amps=(16.0, 16.0, 16.0)))], judges.judge_six_amps(per_phase)).state is State.NO
     # Power only: the phases come from the profile (single phase: 1380 W), never from the power.
-    single = limits.six_amp_expectation(None, 1, 230.0)
+    single = judges.six_amp_expectation(None, 1, 230.0)
     assert single.target_w == Decimal(1380)
-    assert observe([(6.0, power(w=1350))], limits.judge_six_amps(single)).state is State.YES
-    assert observe([(6.0, power(w=4140))], limits.judge_six_amps(single)).state is State.NO
+    assert observe([(6.0, power(w=1350))], judges.judge_six_amps(single)).state is State.YES
+    assert observe([(6.0, power(w=4140))], judges.judge_six_amps(single)).state is State.NO
     # Power only and no phases anywhere: not judged (the profile must declare them).
-    assert observe([(6.0, power(w=4140))], limits.judge_six_amps(per_phase)).state is State.UNKNOWN
+    assert observe([(6.0, power(w=4140))], judges.judge_six_amps(per_phase)).state is State.UNKNOWN
     # An overall current: 6 A per phase, or the sum over the declared phases.
-    three = limits.six_amp_expectation(None, 3, None)
-    assert observe([(6.0, power(overall_amps=18.0))], limits.judge_six_amps(three)).state is State.YES
-    assert observe([(6.0, power(overall_amps=6.1))], limits.judge_six_amps(three)).state is State.YES
-    assert observe([(6.0, power(overall_amps=12.0))], limits.judge_six_amps(three)).state is State.NO
+    three = judges.six_amp_expectation(None, 3, None)
+    assert observe([(6.0, power(overall_amps=18.0))], judges.judge_six_amps(three)).state is State.YES
+    assert observe([(6.0, power(overall_amps=6.1))], judges.judge_six_amps(three)).state is State.YES
+    assert observe([(6.0, power(overall_amps=12.0))], judges.judge_six_amps(three)).state is State.NO
 
 
 def test_phases_come_from_the_readings_before_the_profile() -> None:
-    unlimited = limits.read(_call(1, 0.0, power(w=7360, amps=(32.0, 0.0, 0.0), volts=230)))
-    expected = limits.six_amp_expectation(unlimited, 3, None)
+    unlimited = readings.read(_call(1, 0.0, power(w=7360, amps=(32.0, 0.0, 0.0), volts=230)))
+    expected = judges.six_amp_expectation(unlimited, 3, None)
     assert expected.phases == 1 and expected.target_w == Decimal(1380)
     assert "readings" in expected.phases_from
 
 
 def test_a_w_limit_is_the_target_itself() -> None:
-    expected = limits.six_amp_expectation(None, 3, 230.0, limit_w=Decimal(4140))
-    assert observe([(6.0, power(w=4000))], limits.judge_six_amps(expected)).state is State.YES
+    expected = judges.six_amp_expectation(None, 3, 230.0, limit_w=Decimal(4140))
+    assert observe([(6.0, power(w=4000))], judges.judge_six_amps(expected)).state is State.YES
 
 
 def test_electrical_values_of_a_limit() -> None:
@@ -206,19 +206,19 @@ def test_what_arrived_names_measurands_units_and_cadence() -> None:
 def test_a_slow_register_rise_is_seen_over_the_settled_span() -> None:
     """1.4 kW with a 1 Wh register sampled each second: one step per 2.6 s; the whole span shows it."""
     series = [(6.0 + t, power(wh=10_000 + int(1400 * t / 3600))) for t in range(0, 31, 1)]
-    seen = observe(series, limits.judge_on())
+    seen = observe(series, judges.judge_on())
     assert seen.state is State.YES and seen.result_watts is not None and seen.result_watts > 100
 
 
 def test_a_reading_showing_the_change_right_after_the_answer_decides_at_once() -> None:
     """Power flowing before the 0 limit, ≈ 0 in a reading 1 s after the answer: that is the change itself."""
-    readings = [(-2.0, power(w=7000)), (-1.0, power(w=7000)), (1.0, power(w=0)), (2.0, power(w=0))]
-    seen = observe(readings, limits.judge_off(Decimal(100)))
+    series = [(-2.0, power(w=7000)), (-1.0, power(w=7000)), (1.0, power(w=0)), (2.0, power(w=0))]
+    seen = observe(series, judges.judge_off(Decimal(100)))
     assert seen.state is State.YES and seen.result is not None
-    assert limits.measured_at(seen.result, seen.offset) < MONO0 + 5.0  # decided inside the settling window
+    assert readings.measured_at(seen.result, seen.offset) < MONO0 + 5.0  # decided inside the settling window
 
 
 def test_a_reading_not_showing_the_change_inside_the_window_is_never_held_against_the_charger() -> None:
-    readings = [(-1.0, power(w=7000)), (0.5, power(w=7000)), (3.0, power(w=7000))]
-    seen = observe(readings, limits.judge_off(Decimal(100)))
+    series = [(-1.0, power(w=7000)), (0.5, power(w=7000)), (3.0, power(w=7000))]
+    seen = observe(series, judges.judge_off(Decimal(100)))
     assert seen.state is State.UNKNOWN and not seen.used

@@ -85,7 +85,7 @@ def test_a_missing_profile_is_a_usage_error(tmp_path: Path) -> None:
 
 SHOW_SETTINGS = """
     import json
-    from harness.plugin import RUN_INFO
+    from harness.report.collector import RUN_INFO
 
     def test_show(harness_settings, pytestconfig):
         s = harness_settings
@@ -299,3 +299,24 @@ def test_a_bench_charger_may_have_more_connectors_than_the_reference_charger(pyt
     sim = pytester.runpytest("--charger-profile", "charger.toml", "--charger", "sim")
     assert sim.ret == pytest.ExitCode.USAGE_ERROR
     assert "[charger] connectors = 12 is not valid: a whole number from 1 to 8" in sim.stderr.str()
+
+
+def test_one_key_resolver_for_pytest_and_serve(tmp_path: Path) -> None:
+    """profile.authorization_key: the command line (or ini), then the profile's key, then the variable it names,
+    then (serve only) CHARGER_AUTHORIZATION_KEY; the source is named, the key never is."""
+    key, other = "ab" * 20, "cd" * 20
+    by_env = profile_mod.load(write(tmp_path, '[charger]\nauthorization_key_env = "BENCH_KEY"\n'))
+    in_file = profile_mod.load(write(tmp_path, f'[charger]\nauthorization_key = "{key}"\n', "inline.toml"))
+    resolve = profile_mod.authorization_key
+    env = {"BENCH_KEY": key, profile_mod.KEY_ENV: other}
+    assert resolve(other, "--authorization-key on the command line", by_env, environ=env) == (
+        other, "--authorization-key on the command line")
+    assert resolve(None, "", in_file, environ=env) == (key, "inline.toml [charger] authorization_key")
+    assert resolve(None, "", by_env, environ=env) == (
+        key, "the environment variable BENCH_KEY (named by charger.toml [charger] authorization_key_env)")
+    assert resolve(None, "", None, environ=env) == (None, ""), "pytest: no fallback variable"
+    assert resolve(None, "", None, fallback_env=profile_mod.KEY_ENV, environ=env) == (
+        other, f"the environment variable {profile_mod.KEY_ENV}")
+    with pytest.raises(ValueError, match="BENCH_KEY is not set") as missing:
+        resolve(None, "", by_env, fallback_env=profile_mod.KEY_ENV, environ={profile_mod.KEY_ENV: other})
+    assert other not in str(missing.value)

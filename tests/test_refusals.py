@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from harness.endpoint import PLAIN_WS, PROBE_USER_AGENT, TLS_FAILED, UNAUTHORIZED, ConnectionAttempt
-from harness.plugin import refusal_text
+from harness.fixtures import refusal_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -36,8 +36,7 @@ from harness import interrupt
 from harness.drivers.base import RigError
 from harness.printable import printable
 from harness.requirements import requirement_ids
-from harness.settings import REPORT_DIR_ENV
-from harness.stash import SETTINGS
+from harness.settings import REPORT_DIR_ENV, SETTINGS
 from . import model
 from .render import write_report
 
