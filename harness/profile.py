@@ -30,7 +30,9 @@ from harness.values import ACT_PLACEHOLDERS, BACKENDS, HOOK_PLACEHOLDERS, VALUES
 __all__ = ["ACT_PLACEHOLDERS", "BACKENDS", "HOOK_PLACEHOLDERS", "ChargerProfile", "ProfileError", "load"]
 
 
-class ProfileError(pytest.UsageError):  # type: ignore[misc]  # a UsageError that names the profile
+# pytest marks UsageError @final; subclassed all the same so that pytest reports a bad profile as a usage error
+# (exit 4) while the harness can still tell it apart.
+class ProfileError(pytest.UsageError):  # type: ignore[misc]  # UsageError is @final (see above)
     """An invalid charger profile: names the file, the field and the valid values."""
 
 
