@@ -313,7 +313,7 @@ def _profile_path(config: pytest.Config) -> Path | None:
     return None
 
 
-def load(config: pytest.Config, known_defects: Callable[[], dict[str, Any]] | None = None) -> Settings:
+def load(config: pytest.Config, known_defects: Callable[[], Mapping[str, object]] | None = None) -> Settings:
     path = _profile_path(config)
     profile = profile_mod.load(path) if path is not None else None
     src = _Sources(config, profile)
