@@ -71,7 +71,8 @@ class StatusLine:
     _shown: bool = False  # a transient line is on the terminal
     _last_log: float = -math.inf
     _ticker: asyncio.TimerHandle | None = None
-    _saved: tuple[Path | str | int | None, str, int] = (None, "", 0)  # pytest's progress line before the status line went below it
+    # pytest's progress line (its file, text, column) before the status line went below it
+    _saved: tuple[Path | str | int | None, str, int] = (None, "", 0)
 
     @property
     def enabled(self) -> bool:
