@@ -43,7 +43,7 @@ _EXIT_MEANING = {
 COLOUR_CIS = ("GITHUB_ACTIONS", "GITLAB_CI")
 
 
-def colour_wanted(config: Any, environ: Mapping[str, str] | None = None) -> bool:
+def colour_wanted(config: pytest.Config, environ: Mapping[str, str] | None = None) -> bool:
     """Colour under CI output: what the user asked for (--color=yes/no, NO_COLOR, PY_COLORS, FORCE_COLOR:
     pytest's switches), else only on a CI whose log renders ANSI colours (GitHub Actions, GitLab CI)."""
     env = os.environ if environ is None else environ
@@ -84,7 +84,7 @@ def _failed_requirements(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return sorted(rows, key=lambda r: _LISTED.index(str(r.get("verdict"))))
 
 
-def _one_line(text: Any, limit: int = 240) -> str:
+def _one_line(text: object, limit: int = 240) -> str:
     line = " ".join(str(text or "").split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
@@ -198,7 +198,7 @@ class CIOutput:
         if self.ci:
             plain_terminal(self.config)
 
-    def _collector(self) -> Any:
+    def _collector(self) -> Any:  # harness.report's ReportCollector, read by duck typing: ci.py does not import it
         return self.config.pluginmanager.get_plugin("ev-energy-report")
 
     @pytest.hookimpl(trylast=True)

@@ -65,7 +65,7 @@ async def start_charging(
         )
     else:
         await rig.authorize(id_tag, connector)
-    start = await charger.expect(
+    start: ReceivedCall = await charger.expect(
         "StartTransaction", where={"connectorId": connector}, within=within, since=since,
         describe=f"a StartTransaction on connector {connector}",
     )
@@ -90,7 +90,8 @@ async def stop_charging(
         )
     else:
         await charger.rig.authorize(charger.platform.id_tag, session.connector)
-    stop = await charger.expect(
+    # Annotated: ChargerSession.expect's decorator (session._observed) hides its return type from mypy.
+    stop: ReceivedCall = await charger.expect(
         "StopTransaction", where={"transactionId": session.transaction_id}, within=within, since=since,
         describe=f"a StopTransaction for transaction {session.transaction_id}",
     )

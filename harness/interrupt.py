@@ -28,9 +28,12 @@ from typing import Any
 #: pytest's exit status for an interrupted run.
 EXIT_INTERRUPTED = 2
 
+#: What signal.getsignal() gives back and signal.signal() takes (typeshed's private signal._HANDLER).
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
 _requested: str | None = None
 _count = 0
-_stack: list[dict[int, Any]] = []  # the handlers each install() replaced (nested in-process runs)
+_stack: list[dict[signal.Signals, _Handler]] = []  # the handlers each install() replaced (nested in-process runs)
 _second: list[Callable[[], None]] = []
 
 _NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}

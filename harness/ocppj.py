@@ -18,10 +18,11 @@ import importlib.resources
 import json
 import re
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 import decimal
 from decimal import Decimal
-from typing import Any, Union
+from typing import Any, NoReturn, Union
 
 import jsonschema
 from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
@@ -101,7 +102,7 @@ class UnknownMessageType(FrameError):
     """OCPP-J §4.1.3: a message type number other than 2, 3, 4. Receivers ignore it."""
 
 
-def _no_constants(name: str) -> Any:
+def _no_constants(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
@@ -110,7 +111,7 @@ def decode_json(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
 
 
-def _json_default(value: Any) -> Any:
+def _json_default(value: object) -> object:
     if isinstance(value, Decimal):
         # Within 30 digits an integral value is written as an integer; beyond that (a charger's 1E+999999) int()
         # would build a million-digit number and json refuses to write it, so a float, or, past a float's range,
@@ -126,11 +127,11 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def encode_json(value: Any) -> str:
+def encode_json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
 
 
-def _unique_id(raw: Any) -> str:
+def _unique_id(raw: object) -> str:
     if not isinstance(raw, str):
         raise FrameError("FormationViolation", f"unique id must be a string, got {type(raw).__name__} {raw!r}")
     if not raw:
@@ -205,7 +206,7 @@ def _parse_typed(kind: int, data: list[Any]) -> Frame:
     raise UnknownMessageType("ProtocolError", f"unknown message type {kind} (OCPP-J knows 2, 3 and 4)", unique_id)
 
 
-def _json_type(value: Any) -> str:
+def _json_type(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -262,9 +263,12 @@ def parse_datetime(value: str) -> dt.datetime:
 FORMAT_CHECKER = jsonschema.FormatChecker(formats=())
 
 
-@FORMAT_CHECKER.checks("date-time")
 def _check_datetime(instance: object) -> bool:
     return not isinstance(instance, str) or is_rfc3339(instance)
+
+
+# Registered by a call, not as a decorator: without jsonschema's stubs the decorator is untyped to mypy --strict.
+FORMAT_CHECKER.checks("date-time")(_check_datetime)
 
 
 # OCPP-J §4.2.3: which 1.6 code fits which kind of schema violation.
@@ -301,7 +305,9 @@ def _json_path(error: jsonschema.ValidationError) -> str:
 _MULTIPLE_OF_PRECISION = 400  # digits: enough for any number a sane charger sends, bounded for an insane one
 
 
-def _multiple_of(validator: Any, divisor: Any, instance: Any, schema: Any) -> Any:
+def _multiple_of(
+    validator: jsonschema.protocols.Validator, divisor: object, instance: object, schema: object
+) -> Iterator[jsonschema.ValidationError]:
     """`multipleOf` in exact decimal arithmetic that never raises on the charger's number.
 
     jsonschema's own does `instance % divisor` in the default 28-digit context, so a value like 1e27 against
@@ -351,7 +357,7 @@ class SchemaRegistry:
                 self._validators[name] = _Validator(schema, format_checker=FORMAT_CHECKER)
         return self._validators[name]
 
-    def _problems(self, name: str, payload: Any) -> list[SchemaProblem]:
+    def _problems(self, name: str, payload: object) -> list[SchemaProblem]:
         validator = self._validator(name)
         if validator is None:
             return [SchemaProblem("$", f"no OCPP 1.6 schema named {name}", "unknown")]
@@ -359,10 +365,10 @@ class SchemaRegistry:
         errors = sorted(found, key=lambda e: list(map(str, e.absolute_path)))
         return [SchemaProblem(_json_path(e), e.message, str(e.validator)) for e in errors]
 
-    def request_problems(self, action: str, payload: Any) -> list[SchemaProblem]:
+    def request_problems(self, action: str, payload: object) -> list[SchemaProblem]:
         return self._problems(action, payload)
 
-    def response_problems(self, action: str, payload: Any) -> list[SchemaProblem]:
+    def response_problems(self, action: str, payload: object) -> list[SchemaProblem]:
         return self._problems(f"{action}Response", payload)
 
 
@@ -387,9 +393,11 @@ def payload_of(message: object) -> dict[str, Any]:
     payload = snake_to_camel_case(remove_nones(serialize_as_dict(message)))
     # Enums and datetimes to JSON values. Floats stay floats (no parse_float=Decimal here): a limit of 16.0 goes on
     # the wire as 16.0, the same frame a hand-built dict gives, and the harness's own record of it stays float.
-    return json.loads(encode_json(payload))  # type: ignore[no-any-return]
+    wire: dict[str, Any] = json.loads(encode_json(payload))  # a JSON object: serialize_as_dict gave a dict
+    return wire
 
 
+# The `ocpp` package ships no type information (no py.typed): its dataclasses are Any to mypy, and so are these.
 def _build(cls: type, payload: dict[str, Any]) -> Any:
     data = camel_to_snake_case(payload) if isinstance(payload, dict) else {}
     fields = dataclasses.fields(cls)

@@ -40,7 +40,9 @@ __all__ = [
 KEY_ENV = "CHARGER_AUTHORIZATION_KEY"
 
 
-class ProfileError(pytest.UsageError):  # type: ignore[misc]  # a UsageError that names the profile
+# pytest marks UsageError @final; subclassed all the same so that pytest reports a bad profile as a usage error
+# (exit 4) while the harness can still tell it apart.
+class ProfileError(pytest.UsageError):  # type: ignore[misc]  # UsageError is @final (see above)
     """An invalid charger profile: names the file, the field and the valid values."""
 
 

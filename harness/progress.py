@@ -18,9 +18,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # the session registers this observer; no import at run time
+    from harness.session import ChargerSession
 
 #: Seconds a wait must last (and be bounded beyond) before a log line is printed for it.
 LONG_WAIT = 5.0
@@ -67,7 +71,8 @@ class StatusLine:
     _shown: bool = False  # a transient line is on the terminal
     _last_log: float = -math.inf
     _ticker: asyncio.TimerHandle | None = None
-    _saved: tuple[Any, str, int] = (None, "", 0)  # pytest's progress line before the status line went below it
+    # pytest's progress line (its file, text, column) before the status line went below it
+    _saved: tuple[Path | str | int | None, str, int] = (None, "", 0)
 
     @property
     def enabled(self) -> bool:
@@ -80,7 +85,7 @@ class StatusLine:
 
     # --- the observer ---------------------------------------------------------------------------
 
-    def __call__(self, session: Any, what: str, seconds: float) -> Callable[[], None] | None:
+    def __call__(self, session: ChargerSession, what: str, seconds: float) -> Callable[[], None] | None:
         if not self.enabled or seconds <= (1.0 if self.in_place else LONG_WAIT):
             return None
         now = time.monotonic()
@@ -121,7 +126,7 @@ class StatusLine:
 
     # --- the terminal ---------------------------------------------------------------------------
 
-    def _terminal(self) -> Any:
+    def _terminal(self) -> contextlib.AbstractContextManager[object]:
         """pytest's output capture off (fd 1 is captured during a test): the lines reach the terminal."""
         capture = self.config.pluginmanager.get_plugin("capturemanager")
         return capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()

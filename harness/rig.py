@@ -10,6 +10,8 @@ A rig that fails is not a charger that fails (docs/rules-verdicts.md):
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import pytest
 
 from harness import bounds
@@ -26,13 +28,13 @@ class Rig:
         self.suspended: set[int] = set()
         self.offline = False
 
-    async def _act(self, name: str, act: str, coro: object) -> None:
+    async def _act(self, name: str, act: str, coro: Awaitable[None]) -> None:
         """Perform one act. `name` says it for people ("plug EV into connector 1"), `act` is the control
         API's name for it ("plugin", "ev", ...), used when the backend does not name it itself."""
         self.session.trace.event(f"rig: {name}")
         try:
             async with bounds.not_counted(self.backend.act_allowance):
-                await coro  # type: ignore[misc]
+                await coro
         except ActNotSupported as exc:
             which = exc.act or act
             detail = str(exc.args[0]) if exc.args else ""

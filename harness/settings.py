@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,7 +306,7 @@ def report_dir(config: pytest.Config, src: _Sources | None = None) -> Path:
 def _profile_path(config: pytest.Config) -> Path | None:
     value = config.getoption("charger_profile", default=None)
     if value:
-        return Path(config.invocation_params.dir) / value
+        return Path(config.invocation_params.dir) / str(value)
     try:
         value = config.getini("charger_profile")
     except ValueError:
@@ -317,7 +317,7 @@ def _profile_path(config: pytest.Config) -> Path | None:
     return None
 
 
-def load(config: pytest.Config, known_defects: Callable[[], dict[str, Any]] | None = None) -> Settings:
+def load(config: pytest.Config, known_defects: Callable[[], Mapping[str, object]] | None = None) -> Settings:
     path = _profile_path(config)
     profile = profile_mod.load(path) if path is not None else None
     src = _Sources(config, profile)
@@ -407,7 +407,7 @@ def load(config: pytest.Config, known_defects: Callable[[], dict[str, Any]] | No
 CI_TRUE = ("true", "1", "yes")
 
 
-def ci_from_environment(environ: Any = None) -> bool:
+def ci_from_environment(environ: Mapping[str, str] | None = None) -> bool:
     value = (os.environ if environ is None else environ).get("CI", "")
     return str(value).strip().lower() in CI_TRUE
 

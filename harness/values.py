@@ -44,7 +44,7 @@ HOOK_PLACEHOLDERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def toml(value: Any) -> str:
+def toml(value: object) -> str:
     """A value as TOML writes it (how a profile's message quotes it)."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -58,13 +58,15 @@ def toml(value: Any) -> str:
 @dataclass(frozen=True)
 class Value:
     """One setting's valid values. `convert` checks a typed value and returns it (raising ValueError(valid));
-    `parse` turns command-line / ini text into the typed value it then checks (ValueError: not parseable)."""
+    `parse` turns command-line / ini text into the typed value it then checks (ValueError: not parseable).
+    The checked value is Any here: one table (VALUES) holds every setting's, of different types, and each lands
+    in its typed Settings field; the checkers themselves say what they give back."""
 
     convert: Callable[[Any], Any]
-    parse: Callable[[str], Any] = str
+    parse: Callable[[str], object] = str
     text_valid: str = ""  # what the command line's message says is valid ("": the profile's words)
 
-    def typed(self, value: Any) -> Any:
+    def typed(self, value: object) -> Any:
         """A profile's (TOML) value, checked."""
         return self.convert(value)
 
@@ -76,14 +78,14 @@ class Value:
             raise ValueError(self.text_valid or str(exc)) from None
 
 
-def choice(*choices: Any, text_valid: str = "") -> Value:
-    def convert(value: Any) -> Any:
+def choice(*choices: object, text_valid: str = "") -> Value:
+    def convert(value: object) -> object:
         # bool is an int in Python: `security_profile = true` must not pass as 1.
         if isinstance(value, bool) or value not in choices:
             raise ValueError("use one of " + ", ".join(toml(c) for c in choices))
         return value
 
-    def parse(text: str) -> Any:
+    def parse(text: str) -> object:
         for c in choices:
             if str(c) == text:
                 return c
@@ -98,9 +100,10 @@ def number(low: float, high: float, *, integer: bool = False, low_open: bool = F
         f" {'up to' if low_open else 'to'} {high:g}" if math.isfinite(high) else ""
     )
 
-    def convert(value: Any) -> Any:
-        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok_type:
+    kinds: tuple[type[int] | type[float], ...] = (int,) if integer else (int, float)
+
+    def convert(value: object) -> float:  # an int when `integer`
+        if isinstance(value, bool) or not isinstance(value, kinds):
             raise ValueError(valid)
         if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
             raise ValueError(valid)
@@ -110,7 +113,7 @@ def number(low: float, high: float, *, integer: bool = False, low_open: bool = F
 
 
 def text(check: Callable[[str], bool] = lambda s: bool(s.strip()), valid: str = "a non-empty string") -> Value:
-    def convert(value: Any) -> Any:
+    def convert(value: object) -> str:
         if not isinstance(value, str) or not check(value):
             raise ValueError(valid)
         return value
@@ -118,25 +121,25 @@ def text(check: Callable[[str], bool] = lambda s: bool(s.strip()), valid: str = 
     return Value(convert)
 
 
-def _bool(value: Any) -> Any:
+def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError("use true or false (TOML booleans, without quotes)")
     return value
 
 
-def _url(value: Any) -> Any:
+def _url(value: object) -> str:
     if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
         raise ValueError("an http:// or https:// URL, e.g. \"http://192.168.1.30:8701\"")
     return value.rstrip("/")
 
 
-def _charger_id(value: Any) -> Any:
+def _charger_id(value: object) -> str:
     if not isinstance(value, str) or not value or len(value) > 48 or "/" in value:
         raise ValueError("a string of 1 to 48 characters, without '/'")
     return value
 
 
-def _id_tags(value: Any) -> Any:
+def _id_tags(value: object) -> tuple[str, ...]:
     # OCPP 1.6 IdToken: CiString20Type.
     if (not isinstance(value, (list, tuple)) or not value
             or not all(isinstance(t, str) and 1 <= len(t) <= 20 and t.isprintable() for t in value)):
@@ -148,7 +151,7 @@ def _comma_separated(value: str) -> tuple[str, ...]:
     return tuple(t for t in (t.strip() for t in value.split(",")) if t)
 
 
-def _env_name(value: Any) -> Any:
+def _env_name(value: object) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
         raise ValueError("the name of an environment variable, e.g. \"CHARGER_AUTHORIZATION_KEY\"")
     return value
@@ -158,7 +161,7 @@ def command(placeholders: tuple[str, ...]) -> Value:
     allowed = (*placeholders, "charger_id")
     valid = "a shell command (string); placeholders: " + ", ".join("{" + p + "}" for p in allowed)
 
-    def convert(value: Any) -> Any:
+    def convert(value: object) -> str:
         if not isinstance(value, str) or not value.strip():
             raise ValueError(valid)
         try:

@@ -27,7 +27,7 @@ import signal
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 from harness.drivers.base import ActNotSupported, ChargerBackend, EndpointInfo, RigError, refuse_if_interrupted
 from harness.timing import DEFAULT_COMMAND_TIMEOUT
@@ -35,7 +35,7 @@ from harness.timing import DEFAULT_COMMAND_TIMEOUT
 MAX_OUTPUT = 16 * 1024  # bytes of a command's output kept for the error message
 
 
-def _word(value: Any) -> str:
+def _word(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -104,7 +104,7 @@ class CommandBackend(ChargerBackend):
 
     # --- running one command -------------------------------------------------------------------
 
-    def command_for(self, act: str, values: Mapping[str, Any]) -> str:
+    def command_for(self, act: str, values: Mapping[str, object]) -> str:
         template = self.commands.get(act)
         if not template:
             raise ActNotSupported(act, f"the charger profile has no [rig.command] {act} command")
@@ -116,7 +116,7 @@ class CommandBackend(ChargerBackend):
             raise RigError(f"[rig.command] {act} = {template!r}: bad placeholder {exc}", act=act) from None
 
     async def _run(
-        self, act: str, values: Mapping[str, Any], *, extra_env: Mapping[str, str] | None = None, secret: str | None = None
+        self, act: str, values: Mapping[str, object], *, extra_env: Mapping[str, str] | None = None, secret: str | None = None
     ) -> None:
         if act not in ("start", "stop"):  # the hooks still run (bounded): `stop` may shut an emulator down
             refuse_if_interrupted(act)
@@ -167,7 +167,7 @@ class CommandBackend(ChargerBackend):
                 )
 
 
-def _read(output: Any) -> bytes:
+def _read(output: IO[bytes]) -> bytes:
     output.seek(0)
     return output.read(MAX_OUTPUT + 1)
 

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from harness.drivers.base import ActNotSupported, ChargerBackend, EndpointInfo, RigError, refuse_if_interrupted
 from harness.timing import DEFAULT_PROMPT_TIMEOUT
@@ -108,7 +108,7 @@ class PytestConsole(Console):
         self._transient = False
 
     @property
-    def _reporter(self) -> Any:
+    def _reporter(self) -> pytest.TerminalReporter | None:
         return self.config.pluginmanager.get_plugin("terminalreporter")
 
     @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from harness.drivers.base import ChargerBackend, EndpointInfo, RigError
@@ -15,7 +15,7 @@ class SimBackend(ChargerBackend):
 
     name = "sim"
 
-    def __init__(self, *, defects: Any = (), connectors: int = 1, phases: int = 3, **knobs: Any) -> None:
+    def __init__(self, *, defects: Iterable[str] = (), connectors: int = 1, phases: int = 3, **knobs: Any) -> None:
         self.defects = validate(defects)
         self.connectors = connectors
         self.phases = phases

@@ -34,9 +34,9 @@ import ssl
 import urllib.parse
 from collections.abc import Callable
 from time import monotonic as _monotonic
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from aiohttp import BodyPartReader, hdrs, web
+from aiohttp import BodyPartReader, StreamReader, hdrs, web
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from harness import tls
@@ -312,7 +312,7 @@ class _PeerNoted(AlertingSSLProtocol):
         super().connection_made(transport)
 
 
-async def _bounded(source: Any, limit: int) -> bytes:
+async def _bounded(source: StreamReader | BodyPartReader, limit: int) -> bytes:
     """All of a body (an aiohttp StreamReader or BodyPartReader), or 413 beyond `limit` bytes."""
     chunks: list[bytes] = []
     total = 0

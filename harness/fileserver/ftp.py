@@ -12,7 +12,7 @@ import io
 import os
 import posixpath
 import stat
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -122,7 +122,11 @@ class FtpServer(aioftp.Server):
              "opts": self.opts}
         )
 
-    async def parse_command(self, stream: Any, censor_commands: tuple[str] = ("pass",)) -> Any:
+    # aioftp declares tuple[str, str], but its connection loop also takes a bool from this task (False: the session
+    # ends), which is what this override returns when the client is gone.
+    async def parse_command(  # type: ignore[override]  # returns False too (see above)
+        self, stream: aioftp.StreamIO, censor_commands: tuple[str] = ("pass",)
+    ) -> tuple[str, str] | bool:
         """The next command; False (end of the session) when the client closed the control connection or went
         silent. aioftp raises there, and after QUIT nobody retrieves it ("Task exception was never retrieved")."""
         try:
@@ -133,9 +137,11 @@ class FtpServer(aioftp.Server):
     def _where(self, connection: aioftp.Connection, rest: str | PurePosixPath) -> str:
         return normalise(str(self.get_paths(connection, rest)[1]))
 
-    def _record(self, connection: aioftp.Connection, method: str, path: str, status: int, **more: Any) -> None:
+    def _record(self, connection: aioftp.Connection, method: str, path: str, status: int, *,
+                bytes_sent: int = 0, bytes_received: int = 0, detail: str = "") -> None:
         user = connection.user.login if connection.future.user.done() else None
-        self.owner._record(TransferRecord("ftp", method, path, _ftp_peer(connection), status, user=user, **more))
+        self.owner._record(TransferRecord("ftp", method, path, _ftp_peer(connection), status, user=user,
+                                          bytes_sent=bytes_sent, bytes_received=bytes_received, detail=detail))
 
     # --- data connections: passive as aioftp does it, or active (the client's PORT/EPRT address) ---
 
@@ -187,7 +193,7 @@ class FtpServer(aioftp.Server):
         connection.response("425", "use PASV, EPSV, PORT or EPRT first")
         return None
 
-    def _transfer(self, connection: aioftp.Connection, work: Any) -> None:
+    def _transfer(self, connection: aioftp.Connection, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         connection.extra_workers.add(task)
 

@@ -24,8 +24,8 @@ import datetime as dt
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from ocpp.v16.enums import Action
 from websockets.asyncio.client import ClientConnection
@@ -60,6 +60,7 @@ from harness.sim.transfers import TransfersMixin
 __all__ = ["ReferenceCharger", "SimConfig"]  # SimConfig lives in common.py; importers take it from here
 
 log = logging.getLogger("harness.sim.charger")
+_T = TypeVar("_T")  # what a spawned task or an awaited predicate gives back
 
 
 class ReferenceCharger(LinkMixin, MeteringMixin, TransactionsMixin, HandlersMixin, TransfersMixin):
@@ -184,8 +185,8 @@ class ReferenceCharger(LinkMixin, MeteringMixin, TransactionsMixin, HandlersMixi
         for handle in self._connection_timers.values():
             handle.cancel()
 
-    def _spawn(self, coro: Awaitable[Any], name: str = "") -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name or None)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, _T], name: str = "") -> asyncio.Task[_T]:
+        task = asyncio.get_running_loop().create_task(coro, name=name or None)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -319,9 +320,9 @@ class ReferenceCharger(LinkMixin, MeteringMixin, TransactionsMixin, HandlersMixi
                 async with asyncio.timeout(2):
                     await self._disconnected.wait()
 
-    def _spawn_detached(self, coro: Awaitable[Any]) -> None:
+    def _spawn_detached(self, coro: Coroutine[Any, Any, object]) -> None:
         """A task outside the firmware's task set (it survives the power cycle it causes)."""
-        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(coro)
         _DETACHED.add(task)
         task.add_done_callback(_DETACHED.discard)
 
@@ -484,7 +485,7 @@ class ReferenceCharger(LinkMixin, MeteringMixin, TransactionsMixin, HandlersMixi
     # inspection (tests, control server)
     # ============================================================================================
 
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    async def wait_for(self, predicate: Callable[[], _T], timeout: float = 10.0) -> _T:
         """Wait until predicate() is true, re-checked whenever the charger makes progress (bounded)."""
         async with asyncio.timeout(timeout):
             while not (result := predicate()):

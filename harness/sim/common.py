@@ -11,7 +11,7 @@ import re
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.ocppj import CallError
 from harness.sim import defects as defects_mod
@@ -19,7 +19,7 @@ from harness.sim.defects import DefectName
 
 if TYPE_CHECKING:  # ChargerRoom's declarations only; these modules never import the charger or its rooms
     import itertools
-    from collections.abc import Awaitable
+    from collections.abc import Coroutine
 
     from websockets.asyncio.client import ClientConnection
 
@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # ChargerRoom's declarations only; these modules never import
     from harness.sim.model import ChargePointModel, Snapshot, StatusChange, Transaction
     from harness.sim.offline import TransactionQueue, TxRef
     from harness.sim.smart_charging import ChargingProfileStore
+
+_T = TypeVar("_T")  # what a spawned task or an awaited predicate gives back
 
 SUBPROTOCOL = "ocpp1.6"
 # Cipher suites of the "non-policy-ciphers" defect: TLS 1.2 suites outside ELBSecurityPolicy-TLS-1-2-Ext-2018-06.
@@ -196,15 +198,15 @@ class ChargerRoom:
 
         # --- methods one room calls in another -----------------------------------------------
         def _variant(self, name: DefectName) -> bool: ...  # charger.py
-        def _spawn(self, coro: Awaitable[Any], name: str = "") -> asyncio.Task[Any]: ...  # charger.py
+        def _spawn(self, coro: Coroutine[Any, Any, _T], name: str = "") -> asyncio.Task[_T]: ...  # charger.py
         async def _reboot(self, reason: str = "PowerLoss") -> None: ...  # charger.py
-        def _spawn_detached(self, coro: Awaitable[Any]) -> None: ...  # charger.py
+        def _spawn_detached(self, coro: Coroutine[Any, Any, object]) -> None: ...  # charger.py
         def _boot_payload(self) -> dict[str, Any]: ...  # charger.py
         async def _boot_procedure(self) -> None: ...  # charger.py
         async def _handle_call(self, call: Call) -> None: ...  # charger.py
         def _clock(self) -> dt.datetime: ...  # charger.py
         def _timestamp(self) -> str: ...  # charger.py
-        async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any: ...  # charger.py
+        async def wait_for(self, predicate: Callable[[], _T], timeout: float = 10.0) -> _T: ...  # charger.py
         @property
         def connected(self) -> bool: ...  # charger.py
         def _trust_store(self) -> tuple[str | None, bool]: ...  # link.py

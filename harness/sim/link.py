@@ -20,6 +20,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from harness.ocppj import (
     Call,
@@ -117,7 +118,7 @@ class LinkMixin(ChargerRoom):
         ws = await connect(
             url,
             ssl=self._ssl_context() if url.startswith("wss://") else None,
-            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            subprotocols=[Subprotocol(SUBPROTOCOL)],
             additional_headers=self._headers(),
             user_agent_header=f"{self.config.vendor}-{self.config.model}/{self.firmware_version}",
             open_timeout=self.config.open_timeout,
@@ -384,7 +385,11 @@ class LinkMixin(ChargerRoom):
                     async with asyncio.timeout(retry_in):
                         await self._wake.wait()
                 continue
-            lost = await self._send_queued(queued) if queued is not None else await self._send_outgoing(item)  # type: ignore[arg-type]
+            if queued is not None:
+                lost = await self._send_queued(queued)
+            else:
+                assert item is not None  # _next_message gives an item, a queued message, or neither (handled above)
+                lost = await self._send_outgoing(item)
             self._bump()
             # Firmware bug "falls-silent": once the status report after an Accepted boot is answered, the OCPP task
             # deadlocks: nothing is sent or handled any more, the connection stays open, until a power cycle.

@@ -16,6 +16,7 @@ Physics (IEC 61851-1 mode 3, simplified):
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -102,13 +103,13 @@ class Snapshot:
 class Transaction:
     """A transaction on a connector; `handle` is the charger's (e.g. its offline queue's TxRef)."""
 
-    handle: Any
+    handle: Any  # opaque to the model (any object in its tests); the charger's TxRef, whose fields it reads
     connector_id: int
     id_tag: str
     meter_start_wh: int
     started_mono: float
     begin: Snapshot
-    started_at: Any = None  # the charger's timestamp for it (datetime)
+    started_at: dt.datetime | None = None  # the charger's timestamp for it
     remote: bool = False
 
 

@@ -170,7 +170,7 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _number(value: Any, what: str) -> Decimal:
+def _number(value: object, what: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise _Rejected(f"{what} is not a number: {value!r}")
     number = value if isinstance(value, Decimal) else Decimal(str(value))
@@ -179,7 +179,7 @@ def _number(value: Any, what: str) -> Decimal:
     return number
 
 
-def _datetime(value: Any, what: str) -> datetime:
+def _datetime(value: object, what: str) -> datetime:
     if isinstance(value, datetime):
         try:
             return _utc(value, what)
@@ -373,7 +373,7 @@ class ChargingProfileStore:
             raw=copy.deepcopy(dict(profile)),
         )
 
-    def _parse_periods(self, raw_periods: Any) -> tuple[_Period, ...]:
+    def _parse_periods(self, raw_periods: object) -> tuple[_Period, ...]:
         # §7.13: chargingSchedulePeriod is 1..*; config key ChargingScheduleMaxPeriods bounds it.
         if not isinstance(raw_periods, (list, tuple)) or not raw_periods:
             raise _Rejected("chargingSchedulePeriod is empty")

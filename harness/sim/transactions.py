@@ -135,6 +135,7 @@ class TransactionsMixin(ChargerRoom):
                 # TxProfiles bound to the provisional id (e.g. from RemoteStart) move to the real one.
                 bound = [p["csChargingProfiles"] for p in self.profiles.profiles(cid)
                          if p["csChargingProfiles"].get("chargingProfilePurpose") == "TxProfile"]
+                assert tx.started_at is not None  # set with the transaction, before its StartTransaction was queued
                 self.profiles.transaction_started(cid, ref.transaction_id, tx.started_at)
                 for profile in bound:
                     self.profiles.set_profile(cid, profile, transaction_id=ref.transaction_id, now=self._clock())

@@ -100,7 +100,7 @@ class TransfersMixin(ChargerRoom):
             raise_for_status=True,
         )
 
-    def _ftp_client(self, parts: urllib.parse.SplitResult) -> Any:
+    def _ftp_client(self, parts: urllib.parse.SplitResult) -> contextlib.AbstractAsyncContextManager[aioftp.Client]:
         """An FTP session (aioftp) logged in with the URL's user (anonymous if none), as async context."""
         timeout = self.config.transfer_timeout
         return aioftp.Client.context(
