@@ -446,23 +446,24 @@ class ReportCollector:
             tr.write_sep("=", "ev.energy certification report: NOT WRITTEN", red=True, bold=True)
             tr.write_line(self.error)
             return
-        if not self.paths or not self.report:
+        report = self.typed  # the typed report: what was written, read here (never changed)
+        if not self.paths or report is None:
             return
-        overall = self.report["overall"]
-        findings = [f for r in self.report.get("advisory_requirements") or [] for f in r.get("findings") or []]
+        overall = report.overall
+        findings = [f for r in report.advisory_requirements for f in r.findings]
         if findings:
             tr.write_sep("-", "advisory findings (do not affect the verdict)", yellow=True)
             for f in findings:
-                first = (f.get("message") or "").strip().splitlines()
+                first = (f.message or "").strip().splitlines()
                 text = first[0] if first else ""
-                tr.write_line(printable(f"{f.get('requirement') or '?'} · {f.get('name')}: {text[:300]}", one_line=True), yellow=True)
+                tr.write_line(printable(f"{f.requirement or '?'} · {f.name}: {text[:300]}", one_line=True), yellow=True)
         colour = {
             model.CERTIFIED: {"green": True},
             model.REHEARSAL_PASSED: {"cyan": True},
             model.NOT_CERTIFIED: {"red": True},
         }.get(overall, {"yellow": True})
         tr.write_sep("-", "ev.energy certification report")
-        tr.write_line(f"overall: {overall.upper()}: {self.report['overall_reason']}", bold=True, **colour)
+        tr.write_line(f"overall: {overall.upper()}: {report.overall_reason}", bold=True, **colour)
         if self.exit_status is not None:
             tr.write_line(f"exit status: {self.exit_status} ({_exit_meaning(self.exit_status, overall)}; see the README)")
         tr.write_line(f"JSON: {self.paths[0]}")

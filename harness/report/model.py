@@ -68,7 +68,7 @@ __all__ = [
     "NOT_APPLICABLE", "NOT_CERTIFIED", "NOT_TESTED", "OVERALL_VERDICTS", "Outcome", "Overall", "PASS", "Party",
     "REDACTED", "REHEARSAL_PASSED", "Redactor", "SCHEMA_NAME", "SCHEMA_VERSION", "TestRecord", "VERDICTS", "Verdict",
     "aggregate", "build", "build_report", "canonical_json", "clean_reason", "compute_digest", "digest_ok",
-    "jsonable", "normalise_run_frames", "normalise_test", "now_iso", "test_verdict", "trim",
+    "jsonable", "normalise_run_frames", "normalise_test", "now_iso", "seal", "test_verdict", "trim",
 ]
 
 SCHEMA_NAME = "ev-energy-certification-report"
