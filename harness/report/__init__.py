@@ -1,7 +1,8 @@
 """The certification report: per-requirement verdicts with evidence, as JSON and HTML.
 
 * :func:`build_report` turns what a run observed into the report dictionary (the JSON schema is
-  documented in ``SCHEMA.md``, formalised in ``templates/certification.schema.json``);
+  documented in ``SCHEMA.md``, formalised in ``templates/certification.schema.json``); :func:`build`
+  makes the typed report (:mod:`harness.report.types`) that :func:`seal` serialises to that dictionary;
 * :func:`write_report` writes ``certification.json`` and ``certification.html``;
 * :func:`verify` checks a written report against its own SHA-256 digest
   (``python -m harness.report verify reports/certification.json``);
@@ -22,9 +23,11 @@ from .model import (
     REDACTED,
     SCHEMA_NAME,
     SCHEMA_VERSION,
+    build,
     build_report,
     canonical_json,
     compute_digest,
+    seal,
 )
 from .render import check, load_report, render_html, schema, verify, write_report
 
@@ -39,6 +42,7 @@ __all__ = [
     "REDACTED",
     "SCHEMA_NAME",
     "SCHEMA_VERSION",
+    "build",
     "build_report",
     "canonical_json",
     "check",
@@ -46,6 +50,7 @@ __all__ = [
     "load_report",
     "render_html",
     "schema",
+    "seal",
     "verify",
     "write_report",
 ]

@@ -406,8 +406,9 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
         m = _DATA_RE.search(text)
         if not m:
             raise ValueError("no embedded report data (<script id=\"report-data\">)")
-        return json.loads(m.group(1))
-    return json.loads(text)
+        text = m.group(1)
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
 
 
 def check(path: str | os.PathLike[str]) -> tuple[bool, list[str]]:
@@ -451,4 +452,5 @@ def verify(path: str | os.PathLike[str]) -> bool:
 
 def schema() -> dict[str, Any]:
     """The JSON Schema of the report (``templates/certification.schema.json``)."""
-    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    return loaded
