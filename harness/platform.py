@@ -184,7 +184,7 @@ class PlatformModel:
             )
             return True
         if call.action == "StopTransaction":
-            tx = self.transactions.get(call.get("transactionId"))  # type: ignore[arg-type]
+            tx = self.transactions.get(call.get("transactionId"))
             if tx is not None:
                 tx.stopped = call
                 return True

@@ -87,7 +87,10 @@ class _Part(Generic[T]):
     @overload
     def __get__(self, obj: object, objtype: type | None = None) -> T: ...
     def __get__(self, obj: object | None, objtype: type | None = None) -> T | _Part[T]:
-        return self if obj is None else getattr(getattr(obj, self.part), self.name)  # type: ignore[no-any-return]
+        if obj is None:
+            return self
+        value: T = getattr(getattr(obj, self.part), self.name)
+        return value
 
     def __set__(self, obj: object, value: T) -> None:
         setattr(getattr(obj, self.part), self.name, value)

@@ -1,4 +1,4 @@
-"""The waits of a Waits: what suites wait for, bounded and event-driven, and the findings they file.
+"""The waits of a ChargerSession: what suites wait for, bounded and event-driven, and the findings they file.
 
 `Waits` is the half of the asyncio session (harness/session.py) that suites wait with: `expect` (a CALL of the
 charger since a mark), `expect_none`, `wait_until` (a state change), `forbid` and `settle_watches` (harness/watches.py),
@@ -15,9 +15,9 @@ import datetime as dt
 import functools
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from harness import ocppj
 from harness.conversation import ReceivedCall
@@ -28,6 +28,9 @@ from harness.reconnect import ReconnectHeartbeat
 from harness.timing import Timing
 from harness.trace import Trace, format_frames
 from harness.watches import Watch, Watches, describe as _describe, matcher as _matcher
+
+if TYPE_CHECKING:  # the session is this module's subclass: no import at run time
+    from harness.session import ChargerSession
 
 _INBOX = 10_000
 
@@ -54,15 +57,18 @@ class SessionSettings:
 #: Observers of the session's waits (the plugin's live status line, harness/progress.py). Each is called as
 #: observer(session, what, seconds) when expect / wait_until / send_call starts waiting, and returns a callable
 #: called when that wait ends (or None).
-WAIT_OBSERVERS: list[Callable[[Waits, str, float], Callable[[], None] | None]] = []
+WAIT_OBSERVERS: list[Callable[[ChargerSession, str, float], Callable[[], None] | None]] = []
 
 
-def _observed(describe: Callable[..., tuple[str, float]]) -> Callable[[Any], Any]:
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _observed(describe: Callable[..., tuple[str, float]]) -> Callable[[F], F]:
     """Tell WAIT_OBSERVERS what the decorated wait waits for and for how long (describe(self, *args, **kwargs))."""
 
-    def decorate(method: Any) -> Any:
+    def decorate(method: F) -> F:
         @functools.wraps(method)
-        async def observed(self: Waits, *args: Any, **kwargs: Any) -> Any:
+        async def observed(self: ChargerSession, *args: Any, **kwargs: Any) -> Any:
             if not WAIT_OBSERVERS:
                 return await method(self, *args, **kwargs)
             try:
@@ -77,7 +83,7 @@ def _observed(describe: Callable[..., tuple[str, float]]) -> Callable[[Any], Any
                     if end is not None:
                         end()
 
-        return observed
+        return cast(F, observed)  # the same signature: it passes everything through
 
     return decorate
 

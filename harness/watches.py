@@ -108,7 +108,7 @@ def matcher(where: Where) -> Callable[[ReceivedCall], bool]:
     if callable(where):
         def safe(call: ReceivedCall) -> bool:
             try:
-                return bool(where(call))  # type: ignore[operator]
+                return bool(where(call))
             except Exception:  # noqa: BLE001 - a malformed payload simply does not match
                 return False
 
