@@ -22,10 +22,11 @@ import decimal
 import pytest
 from ocpp.v16 import call
 
+from harness import platform as platform_mod
 from harness import session as session_mod
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-REAL_ANSWER = session_mod.default_answer
+REAL_ANSWER = platform_mod.default_answer
 REAL_TRACK = session_mod.ChargerSession._track
 
 
@@ -41,7 +42,7 @@ async def test_platform_answer_breaks(charger, monkeypatch):
             raise ArithmeticError("injected: the platform's answer function broke")
         return REAL_ANSWER(session, received)
 
-    monkeypatch.setattr(session_mod, "default_answer", broken)
+    monkeypatch.setattr(platform_mod, "default_answer", broken)  # the platform's answers: harness/platform.py
     connections = charger.connections
     await charger.expect("Heartbeat", since=charger.mark())
     await charger.expect("Heartbeat", since=charger.mark())  # it goes on: it got an answer (a CALLERROR)
