@@ -266,7 +266,7 @@ async def charger(
     if state.never_connected:
         raise ChargerNeverConnected(state.never_connected)
     rig = Rig(charger_backend, session)
-    session.rig = rig  # type: ignore[attr-defined]
+    session.rig = rig
     try:
         # A silent charger (docs/rules-silence.md) is not waited for: the test fails at once with the one cause.
         session.fail_if_silent("the test's set-up did not wait for it")

@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import warnings
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeGuard, cast
 
 import pytest
 
 from harness import bounds, interrupt
 from harness.endpoint import Endpoint
 from harness.errors import AdvisoryFinding, ChargerFailure, ChargerSilent, HarnessError, ProtocolViolation
+from harness.findings import HarnessFault, Violation
 from harness.report.collector import EVIDENCE, FINDINGS, RUN_FRAMES, RUN_INFO
+from harness.report.stash import StashedEvidence
 from harness.requirements import ADVISORY, by_id, is_known, requirement_ids
 from harness.run_state import NEXT_ITEM, SILENT_AT_SETUP, STATE, TEST_START
 from harness.session import ChargerSession
@@ -33,7 +35,7 @@ from harness.settings import SETTINGS
 TEST_BOUND_MARKER = "test_bound"
 
 
-def guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any]:
+def guard(item: pytest.Function, test: Callable[..., Awaitable[object]]) -> Callable[..., Awaitable[None]]:
     @functools.wraps(test)
     async def guarded(*args: Any, **kwargs: Any) -> None:
         settings = item.config.stash[SETTINGS]
@@ -41,7 +43,7 @@ def guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any]
         own = item.get_closest_marker(TEST_BOUND_MARKER)
         if own is not None and own.args:
             bound = settings.timing.test_bound_at_least(float(own.args[0]))
-        session: ChargerSession | None = item.funcargs.get("charger")  # type: ignore[assignment]
+        session = cast(ChargerSession | None, item.funcargs.get("charger"))  # the charger fixture's (fixtures.py)
         endpoint = item.funcargs.get("csms")
         if session is None and isinstance(endpoint, Endpoint):
             session = endpoint.sessions.get(settings.charger_id)
@@ -101,13 +103,14 @@ def guard(item: pytest.Function, test: Callable[..., Any]) -> Callable[..., Any]
                 # A finding about another requirement (a §4.9 transition is ST-1's; a watch's is the requirement of
                 # the test that set it) is filed there, whichever test saw it (the test still fails).
                 about = {v.requirement for v in found}
-                refile = tuple(sorted(about)) if None not in about else ()  # type: ignore[type-var]
+                refile = tuple(sorted(r for r in about if r is not None)) if None not in about else ()
                 raise ProtocolViolation(_violations_text(found), requirements=refile)
 
     return guarded
 
 
-def take_faults(item: pytest.Item | None, session: ChargerSession, config: pytest.Config | None = None) -> list[Any]:
+def take_faults(item: pytest.Item | None, session: ChargerSession,
+                config: pytest.Config | None = None) -> list[HarnessFault]:
     """The harness faults (exceptions in the harness's own frame handling) not yet filed: they are filed in the
     run info (`run.harness_errors`, with the test they make an error, or none outside every test)."""
     cfg = item.config if item is not None else config
@@ -121,7 +124,7 @@ def take_faults(item: pytest.Item | None, session: ChargerSession, config: pytes
     return faults
 
 
-def _faults_text(faults: list[Any]) -> str:
+def _faults_text(faults: list[HarnessFault]) -> str:
     lines = [f"{len(faults)} exception(s) in the harness's own frame handling during this test (the harness's fault; "
              "the charger was not judged by this test; see the report's run.harness_errors):"]
     lines += [f"  - while {f.where} (trace seq {f.seq}): {f.error}" for f in faults[:10]]
@@ -130,7 +133,7 @@ def _faults_text(faults: list[Any]) -> str:
     return "\n".join(lines)
 
 
-def _file_advisories(item: pytest.Item, found: list[Any]) -> list[Any]:
+def _file_advisories(item: pytest.Item, found: list[Violation]) -> list[Violation]:
     """Keep the advisory findings (about an advisory requirement) apart: they never fail a test. What is
     left fails it."""
     failing = []
@@ -142,7 +145,7 @@ def _file_advisories(item: pytest.Item, found: list[Any]) -> list[Any]:
     return failing
 
 
-def is_advisory(requirement: str | None) -> bool:
+def is_advisory(requirement: str | None) -> TypeGuard[str]:
     return requirement is not None and is_known(requirement) and by_id(requirement).kind == ADVISORY
 
 
@@ -170,7 +173,7 @@ def _charger_test_follows(item: pytest.Item) -> bool:
     return following is not None and "charger" in getattr(following, "fixturenames", ())
 
 
-def _violations_text(found: list[Any]) -> str:
+def _violations_text(found: list[Violation]) -> str:
     if all(v.watched for v in found):
         lines = [f"the charger sent what a test had forbidden ({len(found)} finding(s); each names that test):"]
     else:
@@ -186,10 +189,11 @@ def _keep_evidence(item: pytest.Item, session: ChargerSession | None, start: int
         return
     state = item.config.stash[STATE]
     end = session.trace.next_seq
-    item.stash[EVIDENCE] = {
+    evidence: StashedEvidence = {
         "frames": [e.as_dict() for e in session.trace.since(start) if e.seq < end],
         "details": dict(session.details),
     }
+    item.stash[EVIDENCE] = evidence
     state.accounted = max(state.accounted, end)
     _update_run_info(item.config, session)
 

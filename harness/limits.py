@@ -151,7 +151,7 @@ async def observe(
     last_nudge = float("-inf")
 
     def mine(call: ReceivedCall) -> bool:
-        return call.get("connectorId") == connector
+        return bool(call.get("connectorId") == connector)  # bool(): the payload is Any to mypy
 
     # The last readings before the change: never evidence of its effect, but they show what held before it, so a
     # reading after the answer that shows the opposite can decide without waiting out the window (evaluate).
@@ -194,7 +194,7 @@ async def wait_reading(
 ) -> Reading:
     """`wait_observed`'s deciding reading."""
     return (await wait_observed(charger, connector, judge, since=since, answered=answered, settle=settle,
-                                within=within, what=what, phases=phases, patient=patient)).result  # type: ignore[return-value]
+                                within=within, what=what, phases=phases, patient=patient)).result  # type: ignore[return-value]  # only a decided one (result set) returns
 
 
 async def wait_observed(
@@ -331,7 +331,7 @@ class ProfileAnswer:
 
     @property
     def accepted(self) -> bool:
-        return self.status == ChargingProfileStatus.accepted
+        return bool(self.status == ChargingProfileStatus.accepted)  # bool(): ocpp's enums are Any to mypy
 
     def describe(self) -> str:
         return f"{self.purpose} on connector {self.connector}: " + "; ".join(self.tried)

@@ -204,7 +204,7 @@ class PlatformModel:
         if (action == "ChangeConfiguration" and payload.get("key") == "HeartbeatInterval"
                 and answer.get("status") == "Accepted"):
             with contextlib.suppress(KeyError, TypeError, ValueError):
-                self.heartbeat_interval = float(payload.get("value"))  # type: ignore[arg-type]
+                self.heartbeat_interval = float(payload["value"])
 
     # --- a test's overrides ------------------------------------------------------------------------------
 

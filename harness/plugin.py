@@ -229,7 +229,7 @@ def _judge_report(item: pytest.Item, call: pytest.CallInfo[None], report: pytest
     if kind is not None:
         # The rig or the harness broke: not a finding about the charger. The terminal shows it as an
         # error (pytest_report_teststatus below), the report as verdict "incomplete".
-        report.ev_energy_error = kind  # type: ignore[attr-defined]
+        report.ev_energy_error = kind  # type: ignore[attr-defined]  # our attribute (xdist ships a report's __dict__)
         return report
     advisory = advisory_only(item)
     refiled = [r for r in getattr(call.excinfo.value, "requirements", ()) or () if not is_advisory(str(r))]
@@ -245,7 +245,7 @@ def _judge_report(item: pytest.Item, call: pytest.CallInfo[None], report: pytest
         record_advisory(item, advisory[0], message, None)
         report.outcome = "passed"
         report.longrepr = None
-        report.ev_energy_advisory = message  # type: ignore[attr-defined]
+        report.ev_energy_advisory = message  # type: ignore[attr-defined]  # our attribute, as ev_energy_error
     return report
 
 

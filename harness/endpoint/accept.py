@@ -26,7 +26,7 @@ from harness.endpoint.room import EndpointRoom
 try:  # imported now: once descriptors run out, an import (which opens files) fails
     import resource
 except ImportError:  # pragma: no cover - not POSIX
-    resource = None  # type: ignore[assignment]
+    resource = None  # type: ignore[assignment]  # not POSIX: the users check for None
 
 log = logging.getLogger("harness.endpoint")
 
@@ -136,7 +136,7 @@ class AcceptMixin(EndpointRoom):
 
         def tagged() -> ServerConnection:
             connection = factory()
-            connection.harness_attempt = attempt  # type: ignore[attr-defined]
+            connection.harness_attempt = attempt  # type: ignore[attr-defined]  # our tag, read back in upgrade.py
             connection.connection_lost_waiter.add_done_callback(
                 lambda _lost: self._lost_before_upgrade(attempt, connection, timeout)
             )

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import Server, ServerConnection
 
 from harness import tls
 from harness.endpoint.accept import AcceptMixin
@@ -46,7 +46,7 @@ class Endpoint(AcceptMixin, UpgradeMixin):
         self._listen: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._ws_server: Any = None
+        self._ws_server: Server | None = None
         self._ws_factory: Callable[[], ServerConnection] | None = None
         self.port = config.port
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import http
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from harness import tls
 from harness.endpoint.attempts import CONNECTED, NO_SUBPROTOCOL, UNAUTHORIZED, UNKNOWN_CHARGER, ConnectionAttempt, _now
@@ -26,7 +27,7 @@ from harness.session import ChargerSession
 
 
 class UpgradeMixin(EndpointRoom):
-    async def _websockets_server(self) -> tuple[Any, Callable[[], ServerConnection]]:
+    async def _websockets_server(self) -> tuple[Server, Callable[[], ServerConnection]]:
         """websockets' server, minus its listener: we accept and do TLS ourselves, it does the rest.
 
         `serve` on a socket that never listens (start_serving=False) builds the connection factory
@@ -38,7 +39,7 @@ class UpgradeMixin(EndpointRoom):
             sock=dummy,
             start_serving=False,
             process_request=self._process_request,
-            subprotocols=[OCPP_SUBPROTOCOL],  # type: ignore[list-item]
+            subprotocols=[_OCPP16],
             select_subprotocol=_select_ocpp16,
             max_size=self.config.max_frame,
             ping_interval=self.config.ping_interval,
@@ -172,8 +173,11 @@ class _ListenerShim:
         return getattr(self._inner, name)
 
 
-def _select_ocpp16(connection: ServerConnection, subprotocols: Any) -> Any:
-    return OCPP_SUBPROTOCOL if OCPP_SUBPROTOCOL in subprotocols else None
+_OCPP16 = Subprotocol(OCPP_SUBPROTOCOL)
+
+
+def _select_ocpp16(connection: ServerConnection, subprotocols: Sequence[Subprotocol]) -> Subprotocol | None:
+    return _OCPP16 if _OCPP16 in subprotocols else None
 
 
 # Close codes websockets sends when the peer broke the WebSocket protocol, as violation kinds.

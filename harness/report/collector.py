@@ -108,7 +108,7 @@ class ReportCollector:
         if not hasattr(config, "workerinput") and not config.pluginmanager.has_plugin("ev-energy-junit-requirements"):
             config.pluginmanager.register(JUnitRequirements(config), "ev-energy-junit-requirements")
         self.is_worker = hasattr(config, "workerinput")
-        self.worker_id = config.workerinput.get("workerid") if self.is_worker else None  # type: ignore[attr-defined]
+        self.worker_id = config.workerinput.get("workerid") if self.is_worker else None  # type: ignore[attr-defined]  # xdist's
         self.started = _now()
         self._t0 = time.monotonic()
         self._tests: dict[str, TestRecord] = {}

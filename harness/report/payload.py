@@ -76,7 +76,7 @@ def evidence_payload(item: pytest.Item) -> dict[str, Any] | None:
             f = {"text": f}
         frames.append({"seq": f.get("seq", i), "direction": f.get("direction"), "time": f.get("time"),
                        "mono": f.get("mono"), "text": f.get("text"), "note": f.get("note")})
-    return jsonable({"frames": frames, "details": dict(evidence.get("details") or {})})  # type: ignore[no-any-return]
+    return {"frames": jsonable(frames), "details": jsonable(dict(evidence.get("details") or {}))}
 
 
 def _failed(report: pytest.TestReport, call: pytest.CallInfo[None], payload: dict[str, Any]) -> Verdict:

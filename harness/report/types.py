@@ -435,7 +435,7 @@ class RunInfo:
         for key in RUN_EXTRAS:
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
-        return jsonable(out)  # type: ignore[no-any-return]
+        return {key: jsonable(value) for key, value in out.items()}
 
 
 @dataclass

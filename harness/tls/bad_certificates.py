@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Final
 
 import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from harness.tls.certificates import (
     _BACKDATE,
@@ -26,6 +25,7 @@ from harness.tls.certificates import (
     _issue_intermediate,
     _issue_leaf,
     _key_pem,
+    _load_private_key,
     _now,
     _PrivateKey,
     _write_private_key,
@@ -110,8 +110,8 @@ class BadCertificates:
         if kind == "untrusted-ca":
             throwaway = trustme.CA(key_type=trustme.KeyType.RSA, organization_name="untrusted throwaway CA")
             root_cert = x509.load_pem_x509_certificate(throwaway.cert_pem.bytes())
-            root_key = serialization.load_pem_private_key(throwaway.private_key_pem.bytes(), password=None)
-            issuer_cert, issuer_key = _issue_intermediate(root_cert, root_key,  # type: ignore[arg-type]
+            root_key = _load_private_key(throwaway.private_key_pem.bytes())
+            issuer_cert, issuer_key = _issue_intermediate(root_cert, root_key,
                                                           organization="untrusted throwaway CA", now=now)
         else:
             issuer_cert, issuer_key = self._intermediate()

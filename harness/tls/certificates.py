@@ -21,6 +21,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # --------------------------------------------------------------------------------------------------
@@ -47,6 +48,23 @@ _SERVER_KINDS: Final[dict[str, tuple[str, str, trustme.KeyType, type]]] = {
     "ec": ("server-ec.pem", "server-ec.key", trustme.KeyType.ECDSA, ec.EllipticCurvePublicKey),
 }
 _PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+_PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+def _load_private_key(pem: bytes) -> _PrivateKey:
+    """A PEM private key of a CA the harness issues with: RSA or EC (what _new_key and trustme make)."""
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise TypeError(f"expected an RSA or EC private key, found {type(key).__name__}")
+    return key
+
+
+def _issuer_public_key(cert: x509.Certificate) -> _PublicKey:
+    """The public key of a CA the harness issues with (RSA or EC), for an AuthorityKeyIdentifier."""
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise TypeError(f"expected an RSA or EC CA key, found {type(key).__name__}")
+    return key
 
 
 def _new_key(kind: str) -> _PrivateKey:
@@ -94,7 +112,7 @@ def _issue_intermediate(root_cert: x509.Certificate, root_key: _PrivateKey, *, o
         .add_extension(_key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            root_cert.public_key()), critical=False)  # type: ignore[arg-type]
+            _issuer_public_key(root_cert)), critical=False)
         .sign(root_key, hashes.SHA256())
     )
     return cert, key
@@ -134,7 +152,7 @@ def _issue_leaf(issuer_cert: x509.Certificate, issuer_key: _PrivateKey, kind: st
         .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            issuer_cert.public_key()), critical=False)  # type: ignore[arg-type]
+            _issuer_public_key(issuer_cert)), critical=False)
         .sign(issuer_key, hashes.SHA256())
     )
     return cert, key
@@ -243,8 +261,8 @@ def _public_key_of(key_pem: bytes) -> bytes:
     return _spki(key.public_key())
 
 
-def _spki(key: object) -> bytes:
-    return key.public_bytes(  # type: ignore[attr-defined, no-any-return]
+def _spki(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 

@@ -35,7 +35,9 @@ from harness.tls.certificates import (
     _dedupe,
     _issue_intermediate,
     _issue_leaf,
+    _issuer_public_key,
     _key_pem,
+    _load_private_key,
     _now,
     _PrivateKey,
     _public_key_of,
@@ -51,7 +53,7 @@ from harness.tls.policy import POLICY_GROUPS, POLICY_NAME, _policy_server_contex
 try:  # POSIX only: serialises CertStore.ensure() across processes (pytest-xdist workers, `serve`).
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # no fcntl on Windows: _locked checks for None
 
 _CLIENT_CAS: Final[tuple[str, ...]] = ("harness", "untrusted")
 
@@ -167,16 +169,15 @@ class CertStore(BadCertificates):
                     and cert.not_valid_before_utc <= _now()
                     and cert.not_valid_after_utc - _now() > _RENEW_WITHIN + _SERVER_LIFETIME):
                 return cert
-        root_key = serialization.load_pem_private_key(self._ca_key.read_bytes(), password=None)
-        cert, new_key = _issue_intermediate(ca_cert, root_key, organization=_ORG, now=_now())  # type: ignore[arg-type]
+        root_key = _load_private_key(self._ca_key.read_bytes())
+        cert, new_key = _issue_intermediate(ca_cert, root_key, organization=_ORG, now=_now())
         _write_private_key(key, _key_pem(new_key))
         _write_public(pem, _cert_pem(cert))
         return cert
 
     def _intermediate(self) -> tuple[x509.Certificate, _PrivateKey]:
         cert = x509.load_pem_x509_certificate(self.intermediate_pem.read_bytes())
-        key = serialization.load_pem_private_key(self._intermediate_key.read_bytes(), password=None)
-        return cert, key  # type: ignore[return-value]
+        return cert, _load_private_key(self._intermediate_key.read_bytes())
 
     def _read_server_cert(self, kind: str) -> x509.Certificate | None:
         pem, _ = self._server_paths(kind)
@@ -284,7 +285,7 @@ class CertStore(BadCertificates):
         issuer = self._harness_ca() if ca == "harness" else trustme.CA(
             key_type=trustme.KeyType.RSA, organization_name="untrusted throwaway CA")
         issuer_cert = x509.load_pem_x509_certificate(issuer.cert_pem.bytes())
-        issuer_key = serialization.load_pem_private_key(issuer.private_key_pem.bytes(), password=None)
+        issuer_key = _load_private_key(issuer.private_key_pem.bytes())
         # Built with cryptography rather than trustme.issue_cert: given only a CN, trustme writes
         # an empty critical subjectAltName, which RFC 5280 §4.2.1.6 forbids and strict stacks
         # reject; a charger's client certificate needs no SAN, only CN (and O).
@@ -309,8 +310,8 @@ class CertStore(BadCertificates):
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                issuer_cert.public_key()), critical=False)  # type: ignore[arg-type]
-            .sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+                _issuer_public_key(issuer_cert)), critical=False)
+            .sign(issuer_key, hashes.SHA256())
         )
         out = Path(directory) if directory is not None else self.directory
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
