@@ -1,3 +1,4 @@
+# Over ~500 lines on purpose (#15): the composition root the rooms plug into (state, life cycle, acts, boot, actions).
 """The reference charger: a conformant OCPP 1.6J AC charge point with EVs, meters and smart charging.
 
 It behaves as a good real charger does under OCPP 1.6 edition 2, OCPP-J 1.6 and the security
