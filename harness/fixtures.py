@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
@@ -303,7 +303,7 @@ async def charger(
             await put_back(session, rig, state)
 
 
-async def _bounded_if_interrupted(step: Any, bound: float) -> None:
+async def _bounded_if_interrupted(step: Awaitable[object], bound: float) -> None:
     """Await a tear-down step; after Ctrl-C/SIGTERM give it at most `bound` seconds (the run ends in 2 s)."""
     if not interrupt.requested():
         await step

@@ -192,7 +192,8 @@ def _uses_harness(item: pytest.Item) -> bool:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if not _uses_harness(item):  # the harness's own unit tests and other projects' tests: pytest's usual rules
         return report
@@ -250,7 +251,8 @@ def _judge_report(item: pytest.Item, call: pytest.CallInfo[None], report: pytest
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config
+                             ) -> tuple[str, str, str | tuple[str, dict[str, bool]]] | None:
     if report.when != "call":
         return None
     if report.passed and getattr(report, "ev_energy_advisory", None):

@@ -35,7 +35,7 @@ import pytest
 from harness import interrupt
 from harness.printable import printable
 from harness.requirements import requirement_ids
-from harness.settings import REPORT_DIR_ENV, SETTINGS
+from harness.settings import REPORT_DIR_ENV, SETTINGS, Settings
 from . import model
 from .history import DEFAULT_HISTORY, HISTORY_DIR, keep_in_history
 from .junit import JUnitRequirements, junit_name
@@ -330,7 +330,7 @@ class ReportCollector:
         info["command"] = "pytest " + " ".join(str(a) for a in args)
         return info
 
-    def _settings(self) -> Any:
+    def _settings(self) -> Settings | None:
         return self.config.stash.get(SETTINGS, None)
 
     def _report_dir(self) -> Path:
@@ -436,7 +436,7 @@ class ReportCollector:
             if session.exitstatus == 0:
                 session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker:
             return
         tr = terminalreporter

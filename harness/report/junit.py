@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Generator, Mapping
 
 import pytest
 
@@ -28,7 +27,7 @@ class JUnitRequirements:
         self.config = config
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Any:
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
         result = yield
         payload = getattr(report, PAYLOAD_ATTR, None)
         marked = list(payload.get("marked") or []) if isinstance(payload, Mapping) else []
