@@ -289,6 +289,7 @@ class ChargerSession(Waits):
             interval = self.heartbeat_interval or float(self.platform.heartbeat_interval)
             self.reconnect_heartbeat = ReconnectHeartbeat(connected.seq, connected.mono, interval,
                                                           self.settings.timing.factor)
+            self.reconnect_checks.append(self.reconnect_heartbeat)
             self._arm_heartbeat_timer()
         self._notify()
         return previous
