@@ -328,7 +328,69 @@ def _claim(waits: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def analyse(data: dict[str, Any], process_start: float, process_end: float) -> dict[str, Any]:
+#: Short names of the floor categories, for the critical-path chain.
+SHORT = {SAMPLE: "sample", HEARTBEAT: "heartbeat", BOOT_RETRY: "Pending", BACKOFF: "backoff",
+         PROTOCOL_WINDOW: "offline window"}
+
+
+def sum_of_waits(waits: list[dict[str, Any]], evidence: dict[str, float]) -> dict[str, Any]:
+    """The sum-of-waits floor: every protocol wait counted in full, overlaps not merged (what the run would take if
+    every wait happened one after another), plus the protocol time each requirement's evidence covered when a test
+    took it from the run's record instead of waiting (`evidence`: requirement -> seconds)."""
+    parts = {c: sum(w["end"] - w["start"] for w in waits if w["category"] == c and w["end"] > w["start"]) for c in FLOOR}
+    return {"total": sum(parts.values()) + sum(evidence.values()), "waits": parts, "evidence_windows": evidence}
+
+
+def critical_path(waits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The chain of protocol waits the run sat through one after another: the floor waits merged where they
+    overlap (the charger has one link and one connector, so overlapping waits were one wait), in time order.
+    Each link is named by the category that claims most of it; consecutive links of one category are one step."""
+    floor_waits = [w for w in waits if w["category"] in FLOOR and w["end"] > w["start"]]
+    links: list[dict[str, Any]] = []
+    for start, end in _union((w["start"], w["end"]) for w in floor_waits):
+        inside = [w for w in floor_waits if w["start"] < end and w["end"] > start]
+        share = _claim(inside)
+        category = max(FLOOR, key=lambda c: share.get(c, 0.0))
+        links.append({"start": start, "end": end, "seconds": end - start, "category": category,
+                      "tests": sorted({w["test"] for w in inside})})
+    steps: list[dict[str, Any]] = []
+    for link in links:
+        if steps and steps[-1]["category"] == link["category"]:
+            steps[-1]["seconds"] += link["seconds"]
+            steps[-1]["links"] += 1
+            steps[-1]["end"] = link["end"]
+        else:
+            steps.append({"category": link["category"], "seconds": link["seconds"], "links": 1,
+                          "start": link["start"], "end": link["end"]})
+    text = " → ".join(f"{SHORT[s['category']]} {_seconds(s['seconds'])}" + (f" (×{s['links']})" if s["links"] > 1 else "")
+                      for s in steps)
+    return {"total": sum(link["seconds"] for link in links), "steps": steps, "links": len(links), "text": text}
+
+
+def _seconds(value: float) -> str:
+    """A duration for the chain: whole seconds from 10 s, two decimals below, '<0.01 s' for an instant."""
+    if value >= 10:
+        return f"{value:.0f} s"
+    if value >= 0.01:
+        return f"{value:.2f}".rstrip("0").rstrip(".") + " s"
+    return "<0.01 s"
+
+
+def evidence_windows(report: dict[str, Any] | None) -> dict[str, float]:
+    """Per requirement, the protocol seconds its tests' evidence covered when taken from the run's record without
+    waiting: each test may put {"seconds": …, "source": "record"} in its details["evidence_window"]."""
+    out: dict[str, float] = defaultdict(float)
+    for requirement in (report or {}).get("requirements", []):
+        for test in requirement.get("tests", []):
+            window = (test.get("details") or {}).get("evidence_window")
+            if isinstance(window, dict) and window.get("source") == "record":
+                with contextlib.suppress(TypeError, ValueError):
+                    out[requirement["id"]] += float(window.get("seconds") or 0.0)
+    return dict(out)
+
+
+def analyse(data: dict[str, Any], process_start: float, process_end: float,
+            report: dict[str, Any] | None = None) -> dict[str, Any]:
     """Wall, floor and where the rest went, from the plugin's records."""
     waits = data["waits"]
     per_category = _claim(waits)
@@ -353,10 +415,17 @@ def analyse(data: dict[str, Any], process_start: float, process_end: float) -> d
         summary.append({"test": name, "seconds": seconds, "floor": sum(parts[c] for c in FLOOR),
                         "waits": {c: round(v, 3) for c, v in parts.items() if v > 0.0005}})
     charger_waits = floor + per_category[REACTION] + per_category[STARTUP]
+    path = critical_path(waits)
     return {
         "wall": wall,
         "floor": floor,
         "ratio": wall / floor if floor else None,
+        # #16: the floor if every wait were sat through one after another (plus the evidence taken from the record),
+        # the chain the run actually sat through, and wall / that chain.
+        "sum_of_waits_floor": sum_of_waits(waits, evidence_windows(report)),
+        "critical_path_floor": path["total"],
+        "critical_path": path,
+        "ratio_critical_path": wall / path["total"] if path["total"] else None,
         # the floor plus what the charger itself took to react (control delay, firmware install, reboots, answers)
         "floor_with_charger": charger_waits,
         "ratio_with_charger": wall / charger_waits if charger_waits else None,
@@ -396,13 +465,14 @@ def run_certification(mode: str, timeout: float, work: Path, extra: list[str], c
     result: dict[str, Any] = {"mode": mode, "finished": finished, "exit_status": code, "wall": end - start,
                               "timeout": timeout, "summary": _last_line(output)}
     report = report_dir / "certification.json"
+    data: dict[str, Any] | None = None
     if report.exists():
         data = json.loads(report.read_text(encoding="utf-8"))
         result["overall"] = data.get("overall")
         result["report_tests"] = data.get("summary", {}).get("tests")
         result["session_duration"] = data.get("run", {}).get("duration")
     if waits.exists():
-        result.update(analyse(json.loads(waits.read_text(encoding="utf-8")), start, end))
+        result.update(analyse(json.loads(waits.read_text(encoding="utf-8")), start, end, data))
     if code not in (0, None):
         result["output_tail"] = output[-3000:]
     return result
@@ -633,6 +703,18 @@ def _print_run(title: str, r: dict[str, Any]) -> None:
     for c, v in r["floor_parts"].items():
         if v:
             print(f"      {c:40s} {v:7.2f} s")
+    sums = r["sum_of_waits_floor"]
+    print(f"   sum-of-waits floor (every protocol wait in full, overlaps not merged): {sums['total']:.2f} s")
+    for c, v in sums["waits"].items():
+        if v:
+            print(f"      {c:40s} {v:7.2f} s")
+    for requirement, v in sorted(sums["evidence_windows"].items()):
+        print(f"      {'evidence from the record, ' + requirement:40s} {v:7.2f} s")
+    path = r["critical_path"]
+    print(f"   critical-path floor (the waits sat through one after another, {path['links']} link(s)): "
+          f"{r['critical_path_floor']:.2f} s  →  wall / critical path = "
+          + (f"{r['ratio_critical_path']:.3f}" if r.get("ratio_critical_path") else "n/a"))
+    print(f"      {path['text'] or '(none)'}")
     print(f"   floor + the charger's own reaction times: {r['floor_with_charger']:.2f} s  →  wall / that = "
           + (f"{r['ratio_with_charger']:.3f}" if r.get("ratio_with_charger") else "n/a"))
     print("   the rest of the wall time:")

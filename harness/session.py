@@ -200,9 +200,15 @@ class ChargerSession(Waits):
             except TimeoutError:
                 # The first CALL left unanswered since the charger was last heard. Only a registered charger must
                 # answer: while Pending (or Rejected) it may ignore requests (§4.2; docs/rules-frames.md).
+                earlier = self._unanswered is not None
                 if self._unanswered is None and self.registration == "Accepted":
                     self._unanswered = (frame.action, frame.unique_id, sent_at, bound)
                 timed_out = True
+                if earlier:
+                    # An earlier CALL is unanswered too, and the charger may have been silent for the bound by now:
+                    # that is the one cause to name, not this CALL's timeout (docs/rules-silence.md), whenever the
+                    # test happened to start.
+                    self.fail_if_silent(f"{frame.action} got no answer within {bound:g} s either")
                 raise NoAnswer(
                     f"the charger did not answer {frame.action} (message id {frame.unique_id}) within {bound:g} s.\n"
                     f"Frames since the request:\n{format_frames(self.trace.since(mark))}"
@@ -289,6 +295,7 @@ class ChargerSession(Waits):
             interval = self.heartbeat_interval or float(self.platform.heartbeat_interval)
             self.reconnect_heartbeat = ReconnectHeartbeat(connected.seq, connected.mono, interval,
                                                           self.settings.timing.factor)
+            self.reconnect_checks.append(self.reconnect_heartbeat)
             self._arm_heartbeat_timer()
         self._notify()
         return previous

@@ -123,6 +123,7 @@ class Waits:
         self.cancelled_wait: str | None = None  # the last wait that was cancelled (a test's bound fired during it)
         # CORE-1: Heartbeats after a reconnect without BootNotification (harness/reconnect.py), per connection.
         self.reconnect_heartbeat: ReconnectHeartbeat | None = None
+        self.reconnect_checks: deque[ReconnectHeartbeat] = deque(maxlen=200)  # every one of the run, oldest first
         self._heartbeat_timer: asyncio.TimerHandle | None = None
 
     @property

@@ -127,6 +127,7 @@ class ReferenceCharger(LinkMixin, MeteringMixin, TransactionsMixin, HandlersMixi
         self._config_event = asyncio.Event()
         self._call_lock = asyncio.Lock()
         self._pending: tuple[str, str, asyncio.Future[dict[str, Any]]] | None = None
+        self._last_call_at = 0.0  # loop time of its last request to the central system (§4.6: skipping Heartbeats)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tx_state: dict[int, _TxState] = {}
         self._boot_sample_interval = self.configuration.int("MeterValueSampleInterval")
@@ -374,10 +375,14 @@ class ReferenceCharger(LinkMixin, MeteringMixin, TransactionsMixin, HandlersMixi
             async with asyncio.timeout(seconds):
                 await self._boot_now.wait()  # a TriggerMessage BootNotification (Pending only)
 
-    def _registered(self, interval: int) -> None:
+    def _heartbeat_interval_from_boot(self, interval: int) -> None:
+        """§4.2: the interval of an Accepted BootNotification.conf is the HeartbeatInterval (any boot, triggered too)."""
         # Firmware bug "heartbeat-ignores-interval": the interval of BootNotification.conf is dropped.
         if interval > 0 and DefectName.HEARTBEAT_IGNORES_INTERVAL not in self.defects:
             self.configuration.set("HeartbeatInterval", str(interval))
+
+    def _registered(self, interval: int) -> None:
+        self._heartbeat_interval_from_boot(interval)
         self.registration = "Accepted"
         self._accepted.set()
         # Statuses queued before Accepted are superseded by the full report that follows every boot.
@@ -411,6 +416,11 @@ class ReferenceCharger(LinkMixin, MeteringMixin, TransactionsMixin, HandlersMixi
                 continue  # a configuration change: see whether it was the interval
             except TimeoutError:
                 pass
+            # Variant "skips-heartbeat-while-busy" (§4.6 MAY): a request sent within the interval stands in for the
+            # Heartbeat; the next one is due an interval after that request.
+            if self._variant(DefectName.SKIPS_HEARTBEAT_WHILE_BUSY) and loop.time() - self._last_call_at < interval:
+                last = self._last_call_at
+                continue
             last = max(last + interval, loop.time() - interval)  # keep the cadence, but never catch up in bursts
             # Firmware bugs "no-heartbeat": the heartbeat timer fires but nothing is sent; "no-heartbeat-after-reconnect":
             # likewise once the connection was lost and re-established without a reboot.

@@ -188,6 +188,7 @@ class ChargerRoom:
         _progress: asyncio.Event
         _call_lock: asyncio.Lock
         _pending: tuple[str, str, asyncio.Future[dict[str, Any]]] | None
+        _last_call_at: float
         _tx_state: dict[int, _TxState]
         _boot_sample_interval: int
         _connections: int
@@ -202,6 +203,7 @@ class ChargerRoom:
         async def _reboot(self, reason: str = "PowerLoss") -> None: ...  # charger.py
         def _spawn_detached(self, coro: Coroutine[Any, Any, object]) -> None: ...  # charger.py
         def _boot_payload(self) -> dict[str, Any]: ...  # charger.py
+        def _heartbeat_interval_from_boot(self, interval: int) -> None: ...  # charger.py
         async def _boot_procedure(self) -> None: ...  # charger.py
         async def _handle_call(self, call: Call) -> None: ...  # charger.py
         def _clock(self) -> dt.datetime: ...  # charger.py

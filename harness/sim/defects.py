@@ -91,12 +91,14 @@ class DefectName(StrEnum):
     FINISHING_ON_UNPLUG = "finishing-on-unplug"  # variant ST-1
     LOCAL_REASON_OMITTED = "local-reason-omitted"  # variant CORE-1
     WAITS_FOR_BOOT_ACCEPTED = "waits-for-boot-accepted"  # variant CORE-1
+    SKIPS_HEARTBEAT_WHILE_BUSY = "skips-heartbeat-while-busy"  # variant CORE-1
     MINUS_ONE_ERROR_ID = "minus-one-error-id"  # variant ADV-1
     STRING_ERROR_DETAILS = "string-error-details"  # variant ADV-1
     BASIC_AUTH_DECODED_KEY = "basic-auth-decoded-key"  # variant AUTH-1
     KEY_CHANGE_NOT_SUPPORTED = "key-change-not-supported"  # variant ADV-2
     KEY_CHANGE_REBOOT_REQUIRED = "key-change-reboot-required"  # variant ADV-2
     REJECTS_KEY_REUSE = "rejects-key-reuse"  # variant ADV-2
+    KEEPS_CONNECTION_AFTER_KEY_CHANGE = "keeps-connection-after-key-change"  # variant ADV-2
     RIG_WITHOUT_EV = "rig-without-ev"  # variant ST-4
     LATE_QUEUE_FLUSH = "late-queue-flush"  # variant NF-2
     POWER_RATE_UNIT = "power-rate-unit"  # variant SC-2
@@ -230,6 +232,9 @@ _ALL: tuple[Defect, ...] = (
     _v("waits-for-boot-accepted", "CORE-1",
        "Ignores (never answers) every request of the central system until its BootNotification is answered "
        "Accepted (before the answer, and while Pending), and while a triggered BootNotification awaits its answer."),
+    _v("skips-heartbeat-while-busy", "CORE-1",
+       "Skips a Heartbeat when it sent another request within the HeartbeatInterval (OCPP 1.6 §4.6 MAY): while it "
+       "sends MeterValues or statuses, no Heartbeat; the next one is due an interval after its last request."),
     _v("minus-one-error-id", "ADV-1",
        "Answers a frame it cannot read a message id from (not JSON, not an array) with CALLERROR id \"-1\"."),
     _v("string-error-details", "ADV-1", "Every CALLERROR it sends has a string errorDetails instead of an object."),
@@ -242,6 +247,9 @@ _ALL: tuple[Defect, ...] = (
        "boot on (OCPP 1.6 §7.13)."),
     _v("rejects-key-reuse", "ADV-2",
        "Refuses an AuthorizationKey it has held before (Rejected): a rotated key cannot be set back to the old one."),
+    _v("keeps-connection-after-key-change", "ADV-2",
+       "Stores a new AuthorizationKey (Accepted) but keeps its open connection: it uses the new key from its next "
+       "connection on, not by reconnecting at once (the whitepaper expects the reconnect: an ADV-2 finding only)."),
     _v("rig-without-ev", "ST-4",
        "The bench's rig has no EV that can pause: the control API answers 501 for `ev` (the sim backend refuses it "
        "the same way). The tests that need the act are \"not tested\" naming it; nothing fails; the run is incomplete."),

@@ -63,6 +63,9 @@ class HandlersMixin(ChargerRoom):
         self._active_key = self.configuration.value("AuthorizationKey")
         if self.config.security_profile == 3:
             return  # profile 3 does not use the key
+        # Variant "keeps-connection-after-key-change": the new key is used from the next connection on.
+        if self._variant(DefectName.KEEPS_CONNECTION_AFTER_KEY_CHANGE):
+            return
         # Whitepaper: reconnect with the new key once the answer is out.
         self._spawn(self._reconnect_now(), "reconnect-new-key")
 
@@ -188,8 +191,8 @@ class HandlersMixin(ChargerRoom):
 
             def on_boot(response: dict[str, Any]) -> None:
                 interval = response.get("interval")
-                if response.get("status") == "Accepted" and isinstance(interval, int) and interval > 0:
-                    self.configuration.set("HeartbeatInterval", str(interval))
+                if response.get("status") == "Accepted" and isinstance(interval, int):
+                    self._heartbeat_interval_from_boot(interval)
 
             self._enqueue("BootNotification", self._boot_payload(), triggered=True, on_result=on_boot)
         elif requested == "Heartbeat":

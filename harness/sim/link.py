@@ -308,6 +308,7 @@ class LinkMixin(ChargerRoom):
                     await ws.send(text)
                 except ConnectionClosed as exc:
                     raise NotConnected(str(exc)) from None
+                self._last_call_at = asyncio.get_running_loop().time()
                 async with asyncio.timeout(self.config.call_timeout):
                     return await future
             finally:

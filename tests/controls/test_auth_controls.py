@@ -29,6 +29,10 @@ CONFORMANT: dict[str | None, tuple[str, ...]] = {
     "key-change-not-supported": ("ADV-2 finding: key rotation over OCPP not supported", "NotSupported"),
     "key-change-reboot-required": ("RebootRequired", "after Reset Hard it connected with the new key",
                                    "old key is refused (HTTP 401)"),
+    # Accepted, but reconnects with the new key only when the platform closes the connection: an ADV-2 finding only.
+    "keeps-connection-after-key-change": ("Accepted", "ADV-2 finding: answered Accepted but did not disconnect by itself",
+                                          "it used the new key when the platform closed the connection",
+                                          "old key is refused (HTTP 401)"),
     # Accepted and kept the old key: an ADV-2 finding only, AUTH-1 passes.
     "ignores-new-authorization-key": ("ADV-2 finding: answered Accepted to the new AuthorizationKey but kept the old key",
                                       "would lock itself out once the platform switched keys"),

@@ -70,7 +70,17 @@ KNOWN_LEAKS: dict[str, str] = {}  # defects whose failure still spreads to anoth
 #: ignores every request until its boot is Accepted: the platform must answer BootNotification before it asks
 #: anything (after the power-on, the reboots of the firmware and Pending tests); its silence while Pending is a
 #: SHOULD, so an advisory finding, never a CORE-1 failure.
-VARIANTS = ("slow-responses", "two-connectors", "slow-hardware", "waits-for-boot-accepted")
+VARIANTS = ("slow-responses", "two-connectors", "slow-hardware", "waits-for-boot-accepted", "skips-heartbeat-while-busy")
+
+#: CORE-1's heartbeat tests run late (the suite order puts them last) and judge from the run's record: the same
+#: defects fail CORE-1 only when the evidence comes from the record (docs/rules-heartbeat.md), and a charger that
+#: skips Heartbeats while it sends other requests (§4.6 MAY) passes. Files in this order: the record is long first.
+RECORD_ORDER = [CORE, OFFLINE, BOOT]
+RECORD_ROWS: dict[str | None, set[str]] = {
+    None: set(), "skips-heartbeat-while-busy": set(),
+    "no-heartbeat": {"CORE-1"}, "heartbeat-ignores-interval": {"CORE-1"}, "heartbeat-too-often": {"CORE-1"},
+    "no-heartbeat-after-reconnect": {"CORE-1"},
+}
 
 
 def test_every_defect_of_these_requirements_has_a_control() -> None:
@@ -113,6 +123,21 @@ def test_conformant_charger_passes(variant: str | None, tmp_path: Path, certs_di
     assert groups["AUTH"]["verdict"] == "pass" and groups["AUTH"]["held"] == ["AUTH-1"], run.explain()
     fw = next(r for r in run.report["requirements"] if r["id"] == "FW-1")
     assert fw["declaration"]["value"] is True, run.explain()
+
+
+@pytest.mark.parametrize("charger", list(RECORD_ROWS), ids=[c or "reference" for c in RECORD_ROWS])
+def test_heartbeats_judged_from_the_record(charger: str | None, tmp_path: Path, certs_dir: Path) -> None:
+    run = run_suites(RECORD_ORDER, tmp_path, defects=(charger,) if charger else (), certs_dir=certs_dir)
+    assert run.failing() == RECORD_ROWS[charger], run.explain()
+    tests = {t["name"]: t for r in run.report["requirements"] for t in r["tests"]}
+    after = tests["test_heartbeats_continue_after_reconnect"]
+    # The NF-2 test's connection loss was a reconnect of the run: the CORE-1 test judged it, it did not make its own.
+    assert "the platform dropped the connection" not in " ".join(after["details"].get("notes", [])), after
+    if not RECORD_ROWS[charger]:
+        interval = tests["test_heartbeat_at_the_given_interval"]
+        notes = " ".join(interval["details"].get("notes", []))
+        assert "judged from the run's record" in notes or "waiting for Heartbeats" in notes, notes
+        assert "judged from" in " ".join(after["details"].get("notes", [])), after
 
 
 def test_charger_anchored_on_the_intermediate_passes_tls3(tmp_path: Path, certs_dir: Path) -> None:
