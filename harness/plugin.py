@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from harness import __version__, fixtures, interrupt, settings as settings_mod
+from harness import __version__, fixtures, interrupt, ordering, settings as settings_mod
 from harness.ci import CIOutput
 from harness.guard import TEST_BOUND_MARKER, account, advisory_only, guard, is_advisory, record_advisory, take_faults
 from harness.printable import printable
@@ -136,6 +136,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    ordering.by_critical_path(items)  # the certification suites by the run's critical path (harness/ordering.py)
     uses_harness = False
     for item in items:
         if not isinstance(item, pytest.Function) or "charger" not in getattr(item, "fixturenames", ()):

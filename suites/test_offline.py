@@ -4,7 +4,7 @@ OCPP 1.6 §3.7 (transaction-related messages: StartTransaction, StopTransaction 
 MeterValues of a transaction are queued while offline and delivered, in order, once the connection
 is back); §4.7, §4.10; OCTT TC_036_CS (connection loss during a transaction).
 
-The test charges, holds the platform's answer to a MeterValues of the transaction and cuts the
+The test (on the run's metered session, harness/metered_session.py) charges, holds the platform's answer to a MeterValues of the transaction and cuts the
 charger's network while that message is in flight (the rig's network act; when the rig cannot, the
 platform drops the socket and refuses reconnection by presenting a certificate the charger must not
 trust), lets the meter sample offline, ends the session at the charger (the driver's card, then the
@@ -22,23 +22,17 @@ watched for the same by the session (harness/reconnect.py).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
-import time
-from dataclasses import dataclass
 
 import pytest
-from ocpp.v16 import call
-from ocpp.v16.enums import ConfigurationStatus
 
 from harness import ocppj
-from harness.drivers.base import RigError
 from harness.endpoint import Endpoint
-from harness.errors import CallErrorReceived, ChargerFailure, ExpectationTimeout
-from harness.flows import LATE_DELIVERY, start_charging
+from harness.errors import ExpectationTimeout
+from harness.flows import LATE_DELIVERY
 from harness.heartbeats import Reconnect, decided_reconnects
-from harness.platform import default_answer
+from harness.metered_session import own_period, periodic_times, reconnect_bound, recorded_session
 from harness.reconnect import BOOT_GRACE, BOOTED, DISCONNECTED, HEARTBEAT, PENDING, SILENT, ReconnectHeartbeat
 from harness.session import ChargerSession, ReceivedCall
 from harness.settings import Settings
@@ -46,73 +40,14 @@ from harness.trace import EVENT, TX
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-PERIODIC = (None, "Sample.Periodic")
-
-
-#: LATE_DELIVERY (harness/flows.py): seconds after reconnecting within which what was queued offline must arrive
-#: (before the timeout factor), in every mode; shared with the session-end suite's offline way.
-
-#: The longest offline window (seconds): 2.5 of the charger's sampling periods, at most this.
-MAX_OFFLINE_WINDOW = 150.0
-#: The NF-2 test's own bound (plugin marker test_bound): online samples, the offline window, reconnecting and
-#: LATE_DELIVERY, in quick mode too.
+#: The NF-2 test's own bound (plugin marker test_bound): the metered session's online samples, the offline window,
+#: reconnecting and LATE_DELIVERY, in quick mode too.
 NF2_TEST_BOUND = 300.0
 
 
 def _reconnect_bound(settings: Settings) -> float:
     """How long the charger may take to come back once the network is back."""
-    return 15.0 if settings.quick else 180.0
-
-
-@dataclass
-class _Offline:
-    how: str  # "rig" or "refused"
-    cut_seq: int
-    cut_mono: float
-
-
-async def _sample_interval(charger: ChargerSession, wanted: int) -> int:
-    """Set MeterValueSampleInterval (the fixture restores it); the interval the charger samples at."""
-    try:
-        answer = await charger.call(call.ChangeConfiguration(key="MeterValueSampleInterval", value=str(wanted)))
-        if answer.status == ConfigurationStatus.accepted:
-            return wanted
-        charger.note(f"MeterValueSampleInterval={wanted} answered {answer.status}: using the charger's own")
-    except CallErrorReceived as exc:
-        charger.note(f"MeterValueSampleInterval={wanted}: CALLERROR {exc.code}: using the charger's own")
-    config = await charger.call(call.GetConfiguration(key=["MeterValueSampleInterval"]))
-    for entry in config.configuration_key or []:
-        if entry.get("key") == "MeterValueSampleInterval":
-            try:
-                return int(str(entry.get("value")))
-            except ValueError:
-                return 0
-    return 0
-
-
-async def _go_offline(charger: ChargerSession, csms: Endpoint) -> _Offline:
-    """Cut the network at the rig; if the rig cannot, refuse the charger at the platform instead."""
-    cut_seq, cut_mono = charger.trace.next_seq, time.monotonic()
-    try:
-        await charger.rig.network(False)
-        await charger.wait_disconnected(within=10)
-        return _Offline("rig", cut_seq, cut_mono)
-    except pytest.skip.Exception:
-        pass
-    # The platform side: a certificate the charger must refuse (TLS-3), then drop the socket.
-    csms.present(csms.certs.bad_server_context("untrusted-ca"))
-    charger.note("the rig cannot cut the network: the platform dropped the socket and refused reconnection")
-    if charger.connection is not None:
-        await charger.connection.close(1001, "harness: connection loss (NF-2)")
-    await charger.wait_disconnected(within=10)
-    return _Offline("refused", cut_seq, cut_mono)
-
-
-async def _go_online(charger: ChargerSession, csms: Endpoint, offline: _Offline) -> None:
-    if offline.how == "rig":
-        await charger.rig.network(True)
-    else:
-        csms.present(None)
+    return reconnect_bound(settings)
 
 
 def _stamps(call: ReceivedCall) -> set[str]:
@@ -148,32 +83,6 @@ def _disconnect_seq(charger: ChargerSession, since: int) -> int | None:
     return None
 
 
-def _own_period(times: list[dt.datetime]) -> float | None:
-    """The charger's own sampling period, from its periodic readings taken online (None: too few to tell)."""
-    ordered = sorted(set(times))
-    gaps = sorted((b - a).total_seconds() for a, b in zip(ordered, ordered[1:]))
-    return gaps[len(gaps) // 2] if gaps else None
-
-
-def _connected_mono(charger: ChargerSession) -> float:
-    """When the current connection began (the trace's connect event)."""
-    entries = charger.trace.since(charger.connected_seq)
-    return entries[0].mono if entries else time.monotonic()
-
-
-def _periodic_times(call: ReceivedCall) -> list[dt.datetime]:
-    """The timestamps of the periodic readings (context Sample.Periodic, or none given) in a MeterValues."""
-    times = []
-    for entry in call.payload.get("meterValue") or []:
-        values = entry.get("sampledValue") or []
-        if values and any(v.get("context") in PERIODIC for v in values):
-            try:
-                times.append(ocppj.parse_datetime(str(entry.get("timestamp"))))
-            except ValueError:
-                continue
-    return times
-
-
 @pytest.mark.requirement("NF-2")
 @pytest.mark.test_bound(NF2_TEST_BOUND)
 async def test_offline_transaction_messages_are_delivered(
@@ -182,100 +91,41 @@ async def test_offline_transaction_messages_are_delivered(
     """NF-2: connection loss during a transaction, with a MeterValues in flight: the charger reconnects by
     itself, and the message in flight, the MeterValues it produced offline and the StopTransaction arrive
     afterwards, in order, none lost, none duplicated; late (a flush timer) is not lost (OCPP 1.6 §3.7, §4.7,
-    §4.10; OCTT TC_036_CS; docs/rules-offline.md)."""
+    §4.10; OCTT TC_036_CS; docs/rules-offline.md). The transaction is the run's metered session
+    (harness/metered_session.py), which MV-1/2/3 and CFG-2 judge too."""
     settings = harness_settings
-    reconnect_bound = _reconnect_bound(settings)
-    interval = await _sample_interval(charger, settings.meter_sample_interval)
-    session = await start_charging(charger)
+    rec = await recorded_session(charger, settings, request, csms)
+    offline = rec.offline
+    if offline is None:
+        pytest.skip(f"not tested: the metered session was recorded by {rec.test} without the connection loss "
+                    "(the suites ran in another order than harness/ordering.py gives)")
+    for note in offline.notes:
+        charger.note(note)
+    if offline.error is not None:
+        raise offline.error
+    assert offline.reconnected is not None and offline.reconnected_seq is not None, "harness: no reconnect recorded"
+    session = rec.session
     tx = session.transaction_id
+    interval = offline.interval
+    in_flight = offline.in_flight
+    reconnected = offline.reconnected
 
     def of_tx(call: ReceivedCall) -> bool:
         return call.get("transactionId") == tx
 
-    # Online: a first MeterValues (answered), then the next one, whose answer the platform holds: it is in flight
-    # (sent, unanswered) when the link is cut. A charger that does not sample every `interval` s (CFG-2's
-    # finding, not NF-2's) is cut without a MeterValues in flight, and its offline MeterValues are judged
-    # against the period it does sample at.
-    online: list[ReceivedCall] = []
-    held: list[ReceivedCall] = []
-    wait = 2 * interval + 5
-
-    def hold(call: ReceivedCall) -> object:
-        # Not the first one: its answer may not be written yet when the hold begins (answers are tasks).
-        if of_tx(call) and not held and online and call.seq > online[-1].seq:
-            held.append(call)
-            return None  # no answer: the message stays in flight
-        return default_answer(charger, call)
-
-    # The hold lasts until the link is cut (answers are tasks: one written after the hold ended would release it).
-    with charger.answering("MeterValues", hold):
-        if interval > 0:
-            try:
-                online.append(await charger.expect(
-                    "MeterValues", where=of_tx, since=session.since, within=wait,
-                    describe=f"a MeterValues of transaction {tx} before the connection loss"))
-                await charger.expect(
-                    "MeterValues", where=lambda c: of_tx(c) and c.seq > online[-1].seq, since=online[-1].seq + 1,
-                    within=wait, describe=f"a second MeterValues of transaction {tx} (to be left in flight)")
-            except ExpectationTimeout:
-                charger.note(f"the charger sent fewer than two MeterValues of transaction {tx} within {wait:g} s each "
-                             f"(MeterValueSampleInterval {interval} s; its sampling cadence is CFG-2's): the link is cut "
-                             "without a MeterValues in flight")
-        else:
-            charger.note("the charger does not sample periodically: the link is cut without a MeterValues in flight")
-        offline = await _go_offline(charger, csms)
-    in_flight = held[0] if held else None
     earlier = [c for c in charger.received("MeterValues", since=session.since) if of_tx(c) and c.seq < offline.cut_seq]
-    before = sorted({t for c in earlier for t in _periodic_times(c)})
-    period = _own_period(before)
-    # 2.5 of the charger's own sampling periods (the configured interval if it could not be seen), capped.
-    window = min(MAX_OFFLINE_WINDOW, 2.5 * max(interval, period or 0))
-    restored = False
-    try:
-        # Offline for a while: the requirement is about what the charger produces in that time (a deliberate
-        # window, not a synchronisation): 2.5 of its own sampling periods give at least two offline samples. A
-        # charger that does not sample periodically produces nothing offline but the StopTransaction: no window then.
-        if interval > 0:
-            await asyncio.sleep(window)
-        if charger.connected:
-            if offline.how == "refused":
-                pytest.skip("not tested: the charger reconnected through a certificate it must refuse, so the platform "
-                            "cannot keep it offline (see TLS-3); the rig cannot cut its network either")
-            raise RigError("the rig reported the network cut, but the charger reconnected during the offline window")
-        # End the session at the charger: the driver's card, then the unplug (either ends it, §4.10).
-        await charger.rig.authorize(charger.platform.id_tag, session.connector)
-        await charger.rig.plugout(session.connector)
-        back_at = time.monotonic()
-        await _go_online(charger, csms, offline)
-        restored = True
-        try:
-            await charger.wait_connected(within=reconnect_bound)
-        except ChargerFailure:
-            raise ChargerFailure(
-                f"expected the charger to reconnect by itself within {settings.scaled(reconnect_bound):g} s after the "
-                f"network came back ({'rig network restored' if offline.how == 'rig' else 'good certificate presented again'}); "
-                "it did not. Attempts since: "
-                + ("; ".join(a.summary() for a in csms.attempts if a.mono >= back_at) or "none")
-            ) from None
-        reconnected = _connected_mono(charger)
-        charger.note(f"offline {back_at - offline.cut_mono:.1f} s ({offline.how}); "
-                     f"reconnected {reconnected - back_at:.2f} s after the network came back")
-    finally:
-        if not restored:
-            await _go_online(charger, csms, offline)
+    before = sorted({t for c in earlier for t in periodic_times(c)})
+    period = own_period(before)
 
-    reconnected_seq = charger.connected_seq
+    reconnected_seq = offline.reconnected_seq
     bound = settings.scaled(LATE_DELIVERY)
     problems: list[str] = []
-    stop: ReceivedCall | None = None
-    try:
-        stop = await charger.expect(
-            "StopTransaction", where=of_tx, since=offline.cut_seq, within=LATE_DELIVERY,
-            describe=f"the StopTransaction of transaction {tx}, produced while offline",
-        )
+    # The recording waited for it, LATE_DELIVERY after the reconnect (harness/metered_session.py).
+    stop: ReceivedCall | None = rec.stop
+    if stop is not None:
         charger.note(f"StopTransaction delivered {stop.mono - reconnected:.1f} s after reconnect "
                      f"(late-delivery bound {bound:g} s, docs/rules-offline.md)")
-    except ExpectationTimeout:
+    else:
         problems.append(
             f"the StopTransaction of transaction {tx}, produced while offline, was never delivered: not within "
             f"{bound:g} s of reconnecting (the late-delivery bound, docs/rules-offline.md): lost (the platform never "
@@ -330,13 +180,13 @@ async def test_offline_transaction_messages_are_delivered(
     after_stop = [c for c in delivered if stop is not None and c.seq > stop.seq]
     if after_stop:
         problems.append(f"{len(after_stop)} MeterValues of transaction {tx} arrived after its StopTransaction")
-    stamps = [t for c in delivered for t in _periodic_times(c)]
+    stamps = [t for c in delivered for t in periodic_times(c)]
     if stamps != sorted(stamps):
         problems.append("the offline MeterValues arrived out of order: " + ", ".join(t.isoformat() for t in stamps))
     # Lost offline readings: judged against the charger's OWN sampling period (seen online), never against the
     # configured interval (a cadence problem is CFG-2's). From the last reading taken online through the stop,
     # consecutive periodic readings are at most 1.5 periods apart: a missing one leaves a gap of two or more.
-    offline_samples = sorted({t for c in delivered for t in _periodic_times(c)} - set(before))
+    offline_samples = sorted({t for c in delivered for t in periodic_times(c)} - set(before))
     if period is not None and period > 0:
         chain = before[-1:] + offline_samples + ([stop_time] if stop_time is not None else [])
         limit = 1.5 * period + 0.5

@@ -1,0 +1,655 @@
+"""The run's metered charging session: one transaction whose frames MV-1, MV-2, MV-3, CFG-2 and NF-2 judge.
+
+Certification mode samples every 60 s, so evidence about sampling costs minutes. The requirements
+about what a charger samples (MV-1/2/3), how often (CFG-2) and whether it loses it offline (NF-2)
+are judged on the *same* transaction instead of one each (docs/rules-timing.md):
+
+1. MeterValuesSampledData = the platform's list (Energy + Power; a Current+Voltage charger may
+   reject it: then Energy + Current + Voltage). MeterValueSampleInterval = the mode's interval.
+2. The EV is plugged in and the driver's card presented: a transaction, the EV charging.
+3. The EV pauses at once (the rig's ev_suspend): once the charger reacts (SuspendedEV/SuspendedEVSE,
+   or SETTLE seconds) the platform asks for a reading (TriggerMessage MeterValues, OCPP 1.6 §5.17):
+   an instantaneous reading while suspended. A charger that refuses TriggerMessage is read from its
+   periodic samples instead (the first one after the pause may straddle it and is not judged). The EV
+   resumes: every periodic sample from then on is "while charging".
+4. Without NF-2: periodic samples while charging, then RemoteStopTransaction.
+   With NF-2 selected: the first periodic sample is answered, the next one is left unanswered and
+   the network is cut while it is in flight; the charger samples offline; the driver's card ends
+   the session at the charger; the network comes back; what the charger delivers is NF-2's evidence
+   (suites/test_offline.py) and its offline samples, with their timestamps, are MV's and CFG-2's
+   evidence too (§3.7: queued transaction messages keep the time they were produced).
+
+The first test to need the session records it; the others judge the same recording (its frames are in
+the evidence of the test that recorded it). When NF-2 is selected its test records (the suite order
+puts it first, harness/ordering.py): the offline window's watches then file their findings in NF-2's
+own test. A failure half-way (the charger never comes back) keeps what was recorded: each test judges
+what it can from it and says what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+import pytest
+from ocpp.v16 import call
+from ocpp.v16.enums import ConfigurationStatus, MessageTrigger, TriggerMessageStatus
+
+from harness import meter, ocppj, spec16
+from harness.drivers.base import RigError
+from harness.errors import CallErrorReceived, ChargerFailure, ExpectationTimeout
+from harness.flows import LATE_DELIVERY, Charging, configured_value, start_charging, stop_charging
+from harness.platform import default_answer
+from harness.session import ChargerSession, ReceivedCall
+from harness.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.endpoint import Endpoint
+
+POWER_LIST: Final = f"{meter.ENERGY},{meter.POWER}"
+CURRENT_VOLTAGE_LIST: Final = f"{meter.ENERGY},{meter.CURRENT},{meter.VOLTAGE}"
+
+SETTLE: Final = 1.5  # s a charger has to react to an act it reports no status for
+CHARGING_SAMPLES: Final = 3  # periodic samples while charging, without NF-2's offline window
+CHARGING: Final = "charging"
+SUSPENDED: Final = "suspended"
+SUSPENDED_STATUSES: Final = (spec16.SUSPENDED_EV, spec16.SUSPENDED_EVSE)
+NF2_NODE: Final = "test_offline.py::test_offline_transaction_messages_are_delivered"
+
+#: The offline window never exceeds this (seconds).
+MAX_OFFLINE_WINDOW: Final = 150.0
+
+
+def offline_window(period: float) -> float:
+    """How long the charger stays offline, from the cut to the end of the session at the charger.
+
+    Long enough for one sample taken offline *and* for its loss to show: NF-2's loss rule flags a gap of
+    more than 1.5 periods + 0.5 s between consecutive readings (docs/rules-offline.md), so the session ends
+    1.8 periods (at least 1.5 periods + 1 s) after the cut: a lost offline sample leaves a gap of 1.8 periods
+    from the reading in flight to the StopTransaction, a kept one two gaps of ≤ 1 period."""
+    return min(MAX_OFFLINE_WINDOW, max(1.8 * period, 1.5 * period + 1.0))
+
+
+@dataclass
+class Point:
+    """One metering instant: a `meterValue` entry of a MeterValues (entries with the same timestamp merged)."""
+
+    call: ReceivedCall
+    raw_timestamp: str | None
+    entries: list[dict[str, Any]]
+    phase: str = CHARGING
+    judged: bool = False
+    segment: int = 0  # which stretch of one state (the energy comparison never spans two)
+
+    @property
+    def timestamp(self) -> dt.datetime:
+        try:
+            return ocppj.parse_datetime(self.raw_timestamp) if isinstance(self.raw_timestamp, str) else self.call.wall
+        except ValueError:
+            return self.call.wall
+
+    @property
+    def contexts(self) -> set[str]:
+        return {sv.get("context") or spec16.CONTEXT_PERIODIC for e in self.entries for sv in e.get("sampledValue") or []}
+
+    @property
+    def periodic(self) -> bool:
+        return spec16.CONTEXT_PERIODIC in self.contexts
+
+    @property
+    def triggered(self) -> bool:
+        return spec16.CONTEXT_TRIGGER in self.contexts and not self.periodic
+
+    def samples(self, errors: list[meter.MeterFormatError] | None = None) -> list[meter.Sample]:
+        return meter.samples(self.entries, errors=errors)
+
+    def describe(self) -> str:
+        return f"{self.raw_timestamp or self.call.wall.isoformat()} ({'/'.join(sorted(self.contexts))}, frame #{self.call.seq})"
+
+
+@dataclass
+class Offline:
+    """NF-2's connection loss during the session, as it happened (suites/test_offline.py judges it)."""
+
+    how: str  # "rig" or "refused"
+    cut_seq: int
+    cut_mono: float
+    interval: int  # the interval the charger samples at (0: not periodically)
+    in_flight: ReceivedCall | None = None
+    window: float = 0.0
+    back_at: float | None = None  # when the network came back (monotonic)
+    reconnected: float | None = None  # when the charger's new connection began (monotonic)
+    reconnected_seq: int | None = None
+    error: BaseException | None = None  # why the episode stopped half-way (NF-2 raises it)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Stretch:
+    """One act of the session and the charger's reaction to it: from the reaction on, samples show `phase`."""
+
+    phase: str
+    act_seq: int
+    act_done: float  # monotonic: the rig's act returned
+    statuses: tuple[str, ...]
+    reaction: tuple[float, str] | None = None
+
+
+@dataclass
+class Recording:
+    test: str  # nodeid of the test that recorded it
+    connector: int
+    measurands_configured: str | None  # the alternative whose list was Accepted, or None
+    sampled_data: str | None  # MeterValuesSampledData as the charger reports it after the change
+    interval: int  # the interval the harness asked for
+    interval_status: str  # the charger's answer to it
+    interval_in_force: int | None  # as the charger reports it
+    session: Charging
+    stop: ReceivedCall | None = None
+    points: list[Point] = field(default_factory=list)
+    stretches: list[Stretch] = field(default_factory=list)
+    suspend_unsupported: str | None = None
+    triggered: int = 0
+    trigger_problem: str | None = None
+    notes: list[str] = field(default_factory=list)
+    first_seq: int = 0
+    last_seq: int = 0
+    sampled_data_at: float = 0.0  # monotonic time MeterValuesSampledData was answered (MV-1's grace starts there)
+    offline: Offline | None = None
+    error: BaseException | None = None  # the session ended half-way: why
+
+    @property
+    def transaction_id(self) -> int:
+        return self.session.transaction_id
+
+    @property
+    def charging_reaction(self) -> tuple[float, str]:
+        last = next((s for s in reversed(self.stretches) if s.phase == CHARGING and s.reaction), None)
+        return last.reaction if last is not None and last.reaction else (self.session.start.mono, "the start")
+
+    @property
+    def suspended_reaction(self) -> tuple[float, str] | None:
+        return next((s.reaction for s in self.stretches if s.phase == SUSPENDED), None)
+
+    def judged(self, phase: str | None = None) -> list[Point]:
+        return [p for p in self.points if p.judged and (phase is None or p.phase == phase)]
+
+    def sample_points(self) -> list[Point]:
+        """The points MV-1/MV-2 require readings in: the periodic ones (the triggered ones if none came)."""
+        periodic = [p for p in self.points if p.periodic]
+        return periodic or [p for p in self.points if p.triggered]
+
+    def window(self) -> str:
+        """The evidence window, for the report: frames and time."""
+        start = self.session.start
+        end = self.stop.mono if self.stop is not None else (self.points[-1].call.mono if self.points else start.mono)
+        return (f"transaction {self.transaction_id}, frames #{self.first_seq}..#{self.last_seq}, "
+                f"{end - start.mono:.1f} s from its StartTransaction"
+                + (f" (offline {self.offline.window:g} s of it, NF-2)" if self.offline is not None else ""))
+
+    def summary(self) -> list[dict[str, Any]]:
+        rows = []
+        for p in self.points:
+            found = p.samples(errors=[])
+            try:
+                energy = meter.energy_wh(found)
+            except meter.MeterFormatError as exc:
+                energy = f"unreadable: {exc}"
+            try:
+                watts, how = meter.power_w(found)
+            except meter.MeterFormatError as exc:
+                watts, how = None, f"unreadable: {exc}"
+            rows.append({
+                "timestamp": p.raw_timestamp, "contexts": sorted(p.contexts), "phase": p.phase, "judged": p.judged,
+                "energy_wh": None if energy is None else str(energy), "power_w": None if watts is None else str(watts),
+                "power_from": how, "transactionId": p.call.get("transactionId"), "seq": p.call.seq,
+            })
+        return rows
+
+
+_RECORDINGS: weakref.WeakKeyDictionary[ChargerSession, Recording | BaseException] = weakref.WeakKeyDictionary()
+
+
+def nf2_selected(request: pytest.FixtureRequest) -> bool:
+    """Whether NF-2's test runs in this session (then the session includes its connection loss)."""
+    return any(item.nodeid.endswith(NF2_NODE) for item in request.session.items)
+
+
+async def recorded_session(
+    charger: ChargerSession, settings: Settings, request: pytest.FixtureRequest, csms: Endpoint | None = None
+) -> Recording:
+    """The metered session of this run (recorded now if no test recorded it yet)."""
+    found = _RECORDINGS.get(charger)
+    if found is None:
+        with_offline = csms is not None and nf2_selected(request)
+        try:
+            found = await _record(charger, settings, request.node.nodeid, csms if with_offline else None)
+        except BaseException as exc:  # noqa: BLE001 - every test of the session reports the same cause
+            if not isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                _RECORDINGS[charger] = exc  # a failed or skipped recording: the other tests say the same
+            raise
+        _RECORDINGS[charger] = found
+        charger.note(f"this test recorded the metered session that MV-1/2/3, CFG-2 and NF-2 judge: {found.window()}")
+    elif isinstance(found, BaseException):
+        raise found
+    else:
+        charger.note(f"judged on the metered session recorded during {found.test}: {found.window()}")
+    charger.details["meter_readings"] = found.summary()
+    charger.details["evidence_window"] = found.window()
+    for note in found.notes:
+        charger.note(note)
+    return found
+
+
+async def change_configuration(charger: ChargerSession, key: str, value: str) -> str:
+    """ChangeConfiguration's status, or "CALLERROR <code>"."""
+    try:
+        answer = await charger.call(call.ChangeConfiguration(key=key, value=value))
+    except CallErrorReceived as exc:
+        return f"CALLERROR {exc.code}"
+    return str(answer.status)
+
+
+async def _record(charger: ChargerSession, settings: Settings, nodeid: str, csms: Endpoint | None) -> Recording:
+    notes: list[str] = []
+    # 1. What to sample, and how often.
+    configured: str | None = None
+    answers = []
+    for alternative, value in (("Power.Active.Import", POWER_LIST), ("Current.Import+Voltage", CURRENT_VOLTAGE_LIST)):
+        status = await change_configuration(charger, "MeterValuesSampledData", value)
+        answers.append(f"{value!r}: {status}")
+        if status == ConfigurationStatus.accepted:
+            configured = alternative
+            break
+    sampled_data_at = time.monotonic()
+    sampled_data = await configured_value(charger, "MeterValuesSampledData")
+    if configured is None:
+        notes.append(
+            f"MeterValuesSampledData was not accepted ({'; '.join(answers)}; see CFG-1): the session ran "
+            f"with the charger's own list {sampled_data!r}"
+        )
+    elif configured != "Power.Active.Import":
+        notes.append(f"MeterValuesSampledData: {'; '.join(answers)}")
+    interval = settings.meter_sample_interval
+    status = await change_configuration(charger, "MeterValueSampleInterval", str(interval))
+    raw_interval = await configured_value(charger, "MeterValueSampleInterval")
+    in_force = int(raw_interval.strip()) if raw_interval and raw_interval.strip().isdigit() else None
+    if status != ConfigurationStatus.accepted:
+        notes.append(
+            f"MeterValueSampleInterval={interval} was answered {status} (see CFG-2); the charger reports {raw_interval!r}"
+        )
+
+    # 2. Charge.
+    session = await start_charging(charger)
+    rec = Recording(nodeid, session.connector, configured, sampled_data, interval, status, in_force, session,
+                    notes=notes, first_seq=session.since, sampled_data_at=sampled_data_at)
+    rec.stretches.append(Stretch(CHARGING, session.since, session.start.mono, (spec16.CHARGING,)))
+    sampler = _Sampler(charger, rec, settings)
+    try:
+        # 3. A reading while the EV is suspended, then charging again.
+        await sampler.suspended_reading()
+        # 4. Periodic samples while charging, and the end of the session (offline for NF-2).
+        if csms is not None:
+            await _with_connection_loss(charger, csms, settings, rec, sampler)
+        else:
+            await sampler.collect(CHARGING, CHARGING_SAMPLES)
+            try:
+                rec.stop = await stop_charging(charger, session, remote=True)
+            except (AssertionError, CallErrorReceived):
+                notes.append("RemoteStopTransaction did not stop the session: stopped with the driver's card")
+                rec.stop = await stop_charging(charger, session, remote=False)
+    finally:
+        # MeterValues queued before the stop may still be in flight: take what arrived.
+        sampler.take_arrived()
+        sampler.classify()
+        rec.last_seq = charger.trace.next_seq - 1
+    if rec.triggered:
+        notes.append(
+            f"{rec.triggered} sample(s) while charging were requested with TriggerMessage MeterValues: no periodic "
+            f"sample came within {interval * 1.5 + 1:g} s at MeterValueSampleInterval={interval}"
+        )
+    return rec
+
+
+class _Sampler:
+    """Collects the connector's MeterValues; asks for one with TriggerMessage when the periodic one does not come."""
+
+    def __init__(self, charger: ChargerSession, rec: Recording, settings: Settings) -> None:
+        self.charger = charger
+        self.rec = rec
+        self.settings = settings
+        self.cursor = rec.session.since
+        self.trigger_usable = True
+        self.seen: set[str] = set()
+
+    def _mine(self, call: ReceivedCall) -> bool:
+        return call.action == "MeterValues" and call.get("connectorId") == self.rec.connector
+
+    def _add(self, call: ReceivedCall) -> None:
+        for entry in call.get("meterValue") or []:
+            if not isinstance(entry, dict):
+                continue
+            stamp = entry.get("timestamp")
+            # A reading sent again (the message in flight at NF-2's connection loss, an at-least-once retry) is one
+            # reading: the same timestamp and the same values.
+            key = json.dumps(entry, sort_keys=True, default=str)
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            last = self.rec.points[-1] if self.rec.points else None
+            if (last is not None and stamp is not None and last.raw_timestamp == stamp
+                    and not _quantities([entry]) & _quantities(last.entries)):
+                last.entries.append(entry)  # one instant reported in several entries or messages
+            else:
+                self.rec.points.append(Point(call, stamp if isinstance(stamp, str) else None, [entry]))
+
+    def take_arrived(self) -> None:
+        for call in self.charger.received("MeterValues", since=self.cursor):
+            if self._mine(call):
+                self._add(call)
+        self.cursor = self.charger.trace.next_seq
+
+    async def _wait(self, within: float) -> bool:
+        try:
+            await self.charger.expect("MeterValues", where=self._mine, within=within, since=self.cursor,
+                                      describe=f"a MeterValues for connector {self.rec.connector}")
+        except ExpectationTimeout:
+            return False
+        self.take_arrived()
+        return True
+
+    async def _trigger(self) -> bool:
+        """Ask for a reading now (TriggerMessage MeterValues); False when the charger will not give one."""
+        if not self.trigger_usable:
+            return False
+        rec = self.rec
+        try:
+            answer = await self.charger.call(
+                call.TriggerMessage(requested_message=MessageTrigger.meter_values, connector_id=rec.connector)
+            )
+            status = str(answer.status)
+        except CallErrorReceived as exc:
+            status = f"CALLERROR {exc.code}"
+        if status == TriggerMessageStatus.accepted:
+            if await self._wait(10):
+                return True
+            status = "Accepted, but no MeterValues followed within 10 s"
+        self.trigger_usable = False
+        rec.trigger_problem = f"TriggerMessage MeterValues: {status}"
+        rec.notes.append(f"TriggerMessage MeterValues was answered {status}: periodic samples only")
+        return False
+
+    async def next_sample(self) -> bool:
+        """Wait for the next MeterValues; False if none came even when asked for."""
+        rec = self.rec
+        if await self._wait(rec.interval * 1.5 + 1):
+            return True
+        if await self._trigger():
+            rec.triggered += 1
+            return True
+        longer = rec.interval_in_force
+        if longer is not None and longer > rec.interval:
+            return await self._wait(longer * 1.5 + 1)
+        return False
+
+    async def collect(self, phase: str, wanted: int) -> None:
+        for _ in range(wanted + 4):
+            self.classify()
+            if len(self.rec.judged(phase)) >= wanted:
+                return
+            if not await self.next_sample():
+                return
+        self.classify()
+
+    async def _act(self, phase: str, suspended: bool, statuses: tuple[str, ...]) -> Stretch:
+        act_seq = self.charger.trace.next_seq
+        await self.charger.rig.ev_suspend(suspended, self.rec.connector)
+        stretch = Stretch(phase, act_seq, time.monotonic(), statuses)
+        self.rec.stretches.append(stretch)
+        return stretch
+
+    async def _reacted(self, stretch: Stretch) -> None:
+        """Until the charger reacted to the act: its StatusNotification, or SETTLE seconds (bounded wait)."""
+        with contextlib.suppress(ExpectationTimeout):
+            await self.charger.expect(
+                "StatusNotification", since=stretch.act_seq, within=SETTLE,
+                where=lambda c: c.get("connectorId") == self.rec.connector and c.get("status") in stretch.statuses,
+                describe=f"a {'/'.join(stretch.statuses)} StatusNotification",
+            )
+
+    async def suspended_reading(self) -> None:
+        """The EV pauses; a reading while suspended (asked for, or the periodic ones); the EV resumes."""
+        rec = self.rec
+        try:
+            stretch = await self._act(SUSPENDED, True, SUSPENDED_STATUSES)
+        except pytest.skip.Exception as exc:
+            rec.suspend_unsupported = str(exc)
+            rec.notes.append(f"the EV could not be paused ({exc}): power while suspended not tested")
+            return
+        await self._reacted(stretch)
+        self.take_arrived()
+        if not await self._trigger():
+            await self.collect(SUSPENDED, 1)  # periodic: the first after the pause may straddle it
+        self.take_arrived()
+        resume = await self._act(CHARGING, False, (spec16.CHARGING,))
+        await self._reacted(resume)
+
+    def _reaction(self, stretch: Stretch) -> tuple[float, str]:
+        """When the charger had reacted to an act: its StatusNotification, or SETTLE seconds after the act."""
+        for call in self.charger.received("StatusNotification", since=stretch.act_seq):
+            if call.get("connectorId") == self.rec.connector and call.get("status") in stretch.statuses:
+                return max(call.mono, stretch.act_done), f"{call.get('status')} StatusNotification (frame #{call.seq})"
+        return (stretch.act_done + self.settings.scaled(SETTLE),
+                f"{SETTLE:g} s after the act (no {'/'.join(stretch.statuses)} status)")
+
+    def classify(self) -> None:
+        """Label each point charging/suspended and judged or not (see the module docstring).
+
+        A point belongs to the last act before it arrived (no act happens while offline but the end of the
+        session, so a reading delivered late belongs to the stretch it was taken in). It is judged once the charger
+        had reacted to that act, except the first periodic one while suspended, which may have been measured over
+        an interval that straddles the change (averaging meters)."""
+        rec = self.rec
+        for stretch in rec.stretches:
+            stretch.reaction = self._reaction(stretch)
+        straddled: set[int] = set()
+        for p in rec.points:
+            index = max((i for i, s in enumerate(rec.stretches) if s.act_done <= p.call.mono), default=0)
+            stretch = rec.stretches[index]
+            p.segment = index
+            p.phase = stretch.phase
+            reaction = stretch.reaction
+            p.judged = False
+            if not (p.periodic or p.triggered) or reaction is None or p.call.mono < reaction[0]:
+                continue
+            if p.phase == SUSPENDED and p.periodic and index not in straddled:
+                straddled.add(index)  # may have been measured across the change
+                continue
+            p.judged = True
+
+
+def _quantities(entries: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    """What the entries measure (measurand, phase, location): two readings of one quantity are two instants."""
+    return {
+        (sv.get("measurand") or meter.ENERGY, sv.get("phase"), sv.get("location"))
+        for e in entries for sv in e.get("sampledValue") or [] if isinstance(sv, dict)
+    }
+
+
+# --- NF-2's connection loss --------------------------------------------------------------------------
+
+
+def reconnect_bound(settings: Settings) -> float:
+    """How long the charger may take to come back once the network is back."""
+    return 15.0 if settings.quick else 180.0
+
+
+async def _go_offline(charger: ChargerSession, csms: Endpoint) -> Offline:
+    """Cut the network at the rig; if the rig cannot, refuse the charger at the platform instead."""
+    cut_seq, cut_mono = charger.trace.next_seq, time.monotonic()
+    try:
+        await charger.rig.network(False)
+        await charger.wait_disconnected(within=10)
+        return Offline("rig", cut_seq, cut_mono, 0)
+    except pytest.skip.Exception:
+        pass
+    # The platform side: a certificate the charger must refuse (TLS-3), then drop the socket.
+    csms.present(csms.certs.bad_server_context("untrusted-ca"))
+    charger.note("the rig cannot cut the network: the platform dropped the socket and refused reconnection")
+    if charger.connection is not None:
+        await charger.connection.close(1001, "harness: connection loss (NF-2)")
+    await charger.wait_disconnected(within=10)
+    return Offline("refused", cut_seq, cut_mono, 0)
+
+
+async def _go_online(charger: ChargerSession, csms: Endpoint, offline: Offline) -> None:
+    if offline.how == "rig":
+        await charger.rig.network(True)
+    else:
+        csms.present(None)
+
+
+def periodic_times(call: ReceivedCall) -> list[dt.datetime]:
+    """The timestamps of the periodic readings (context Sample.Periodic, or none given) in a MeterValues."""
+    times = []
+    for entry in call.payload.get("meterValue") or []:
+        values = entry.get("sampledValue") or []
+        if values and any(v.get("context") in (None, spec16.CONTEXT_PERIODIC) for v in values):
+            try:
+                times.append(ocppj.parse_datetime(str(entry.get("timestamp"))))
+            except ValueError:
+                continue
+    return times
+
+
+def own_period(times: list[dt.datetime]) -> float | None:
+    """The charger's own sampling period, from its periodic readings taken online (None: too few to tell)."""
+    ordered = sorted(set(times))
+    gaps = sorted((b - a).total_seconds() for a, b in zip(ordered, ordered[1:]))
+    return gaps[len(gaps) // 2] if gaps else None
+
+
+def _connected_mono(charger: ChargerSession) -> float:
+    """When the current connection began (the trace's connect event)."""
+    entries = charger.trace.since(charger.connected_seq)
+    return entries[0].mono if entries else time.monotonic()
+
+
+async def _with_connection_loss(
+    charger: ChargerSession, csms: Endpoint, settings: Settings, rec: Recording, sampler: _Sampler
+) -> None:
+    """NF-2's part of the session: a MeterValues in flight, the cut, the offline window, the end of the session at the
+    charger, the network back. Problems are kept in `rec.offline.error` for NF-2 (what was recorded stays MV's)."""
+    session = rec.session
+    tx = session.transaction_id
+    interval = await _sampling_interval(charger, rec)
+    # Before the cut: enough periodic samples answered online for the charger's own period to show (two readings,
+    # one gap), then the next one is left unanswered: in flight when the link is cut. When the charger's timestamps
+    # are too coarse for CFG-2 to read its cadence from them (whole seconds at a 1 s interval), CFG-2 reads arrival
+    # times, which only online samples have: one more then.
+    resolution = meter.timestamp_resolution([session.start.get("timestamp")])
+    answered_first = 1 if resolution < max(0.5, 0.2 * max(interval, 1)) / 2 else 2
+    since_resume = rec.stretches[-1].act_seq if rec.stretches else session.since
+    online: list[ReceivedCall] = []
+    held: list[ReceivedCall] = []
+    wait = 2 * interval + 5
+
+    def of_tx(c: ReceivedCall) -> bool:
+        return c.action == "MeterValues" and c.get("transactionId") == tx
+
+    def hold(c: ReceivedCall) -> object:
+        # Not before enough were answered: an answer may not be written yet when the hold begins (answers are tasks).
+        if of_tx(c) and not held and len(online) >= answered_first and c.seq > online[-1].seq:
+            held.append(c)
+            return None  # no answer: the message stays in flight
+        return default_answer(charger, c)
+
+    with charger.answering("MeterValues", hold):
+        if interval > 0:
+            try:
+                while len(online) < answered_first:
+                    after = online[-1].seq + 1 if online else since_resume
+                    online.append(await charger.expect(
+                        "MeterValues", where=of_tx, since=after, within=wait,
+                        describe=f"a MeterValues of transaction {tx} before the connection loss"))
+                await charger.expect(
+                    "MeterValues", where=lambda c: of_tx(c) and c.seq > online[-1].seq, since=online[-1].seq + 1,
+                    within=wait, describe=f"a further MeterValues of transaction {tx} (to be left in flight)")
+            except ExpectationTimeout:
+                rec.notes.append(
+                    f"the charger sent fewer than {answered_first + 1} MeterValues of transaction {tx} within {wait:g} s "
+                    f"each (MeterValueSampleInterval {interval} s; its sampling cadence is CFG-2's): the link is cut "
+                    "without a MeterValues in flight")
+        else:
+            rec.notes.append("the charger does not sample periodically: the link is cut without a MeterValues in flight")
+        offline = await _go_offline(charger, csms)
+    sampler.take_arrived()
+    offline.interval = interval
+    offline.in_flight = held[0] if held else None
+    rec.offline = offline
+    earlier = [c for c in charger.received("MeterValues", since=session.since) if of_tx(c) and c.seq < offline.cut_seq]
+    period = own_period(sorted({t for c in earlier for t in periodic_times(c)}))
+    offline.window = offline_window(max(interval, period or 0)) if interval > 0 else 0.0
+    restored = False
+    try:
+        try:
+            # Offline for a while: the requirement is about what the charger produces in that time (a deliberate
+            # window, not a synchronisation). A charger that does not sample periodically produces nothing offline
+            # but the StopTransaction: no window then.
+            if offline.window:
+                await asyncio.sleep(offline.window)
+            if charger.connected:
+                if offline.how == "refused":
+                    pytest.skip("not tested: the charger reconnected through a certificate it must refuse, so the "
+                                "platform cannot keep it offline (see TLS-3); the rig cannot cut its network either")
+                raise RigError("the rig reported the network cut, but the charger reconnected during the offline window")
+            # End the session at the charger: the driver's card, then the unplug (either ends it, §4.10).
+            await charger.rig.authorize(charger.platform.id_tag, session.connector)
+            await charger.rig.plugout(session.connector)
+            offline.back_at = time.monotonic()
+            await _go_online(charger, csms, offline)
+            restored = True
+            bound = reconnect_bound(settings)
+            try:
+                await charger.wait_connected(within=bound)
+            except ChargerFailure:
+                raise ChargerFailure(
+                    f"expected the charger to reconnect by itself within {settings.scaled(bound):g} s after the "
+                    f"network came back ({'rig network restored' if offline.how == 'rig' else 'good certificate presented again'}); "
+                    "it did not. Attempts since: "
+                    + ("; ".join(a.summary() for a in csms.attempts if a.mono >= offline.back_at) or "none")
+                ) from None
+            offline.reconnected = _connected_mono(charger)
+            offline.reconnected_seq = charger.connected_seq
+            offline.notes.append(f"offline {offline.back_at - offline.cut_mono:.1f} s ({offline.how}); reconnected "
+                                 f"{offline.reconnected - offline.back_at:.2f} s after the network came back")
+        finally:
+            if not restored:
+                await _go_online(charger, csms, offline)
+    except (AssertionError, ChargerFailure, ExpectationTimeout, pytest.skip.Exception) as exc:
+        offline.error = exc  # NF-2's verdict; what was recorded until now stays MV's evidence
+        return
+    except Exception as exc:  # noqa: BLE001 - a rig failure: NF-2 reports it; MV judges what was recorded
+        offline.error = exc
+        return
+    # The StopTransaction, produced offline, may come late (a flush timer: late is not lost, docs/rules-offline.md).
+    with contextlib.suppress(ExpectationTimeout):
+        rec.stop = await charger.expect(
+            "StopTransaction", where=lambda c: c.get("transactionId") == tx, since=offline.cut_seq,
+            within=LATE_DELIVERY, describe=f"the StopTransaction of transaction {tx}, produced while offline",
+        )
+    sampler.take_arrived()
+
+
+async def _sampling_interval(charger: ChargerSession, rec: Recording) -> int:
+    """The interval the charger samples at: the one set if Accepted, else the one it reports (0: none)."""
+    if rec.interval_status == ConfigurationStatus.accepted:
+        return rec.interval
+    charger.note(f"MeterValueSampleInterval={rec.interval} answered {rec.interval_status}: using the charger's own")
+    return rec.interval_in_force or 0

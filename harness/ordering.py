@@ -1,0 +1,66 @@
+"""The order the certification suites run in: by the run's critical path (docs/rules-timing.md).
+
+Certification mode waits on the platform's real intervals (60 s samples and heartbeats), so what
+the run waits for should overlap instead of adding up:
+
+1. Registration and configuration first: the intervals the rest of the run relies on are set early.
+2. NF-2 next: its test records the run's metered session (harness/metered_session.py), whose
+   samples MV-1/2/3 and CFG-2 judge too; recording it in NF-2's own test files the offline window's
+   findings there.
+3. MV-1/2/3 and CFG-2 right after it, on the same recording.
+4. Everything else, in file order.
+5. Last, the requirements judged from the run-long record (the Heartbeats at the given interval, the
+   Heartbeats after a reconnect): the longer the record, the less they have to wait for.
+
+The order is a stable sort of whatever was selected, so it holds for a subset (`-k`, one file) and
+does not depend on which tests pass: a test that fails half-way leaves the others' order as it was,
+and each test takes its evidence from the record or, when the record lacks it, waits for it itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+import pytest
+
+
+class Stage(enum.IntEnum):
+    REGISTRATION = 0
+    CONFIGURATION = 1
+    METERED_SESSION = 2  # records the session (NF-2)
+    ON_THE_METERED_SESSION = 3  # judges it
+    OTHER = 4
+    FROM_THE_RECORD = 5
+
+
+#: (suite file, test function) → stage; a test not listed is OTHER. Parametrised tests share their function's stage.
+STAGES: Final[dict[tuple[str, str], Stage]] = {
+    ("test_core.py", "test_charger_registers"): Stage.REGISTRATION,
+    ("test_boot.py", "test_boot_notification_is_schema_valid"): Stage.REGISTRATION,
+    ("test_boot.py", "test_status_for_every_connector_after_boot"): Stage.REGISTRATION,
+    ("test_configuration.py", "*"): Stage.CONFIGURATION,
+    ("test_offline.py", "test_offline_transaction_messages_are_delivered"): Stage.METERED_SESSION,
+    ("test_meter_values.py", "*"): Stage.ON_THE_METERED_SESSION,
+    ("test_boot.py", "test_heartbeat_at_the_given_interval"): Stage.FROM_THE_RECORD,
+    ("test_offline.py", "test_heartbeats_continue_after_reconnect"): Stage.FROM_THE_RECORD,
+}
+
+
+def stage(item: pytest.Item) -> Stage:
+    file = item.path.name
+    function = getattr(item, "originalname", None) or item.name.split("[", 1)[0]
+    return STAGES.get((file, function)) or STAGES.get((file, "*")) or Stage.OTHER
+
+
+def by_critical_path(items: list[pytest.Item]) -> None:
+    """Sort the certification suites' tests in place by stage (stable: file order within a stage).
+
+    Only tests under a `suites` directory are moved: a user's own tests, and the harness's tests, keep pytest's
+    order."""
+    positions = [i for i, item in enumerate(items) if item.path.parent.name == "suites"]
+    if len(positions) < 2:
+        return
+    ordered = sorted((items[i] for i in positions), key=stage)
+    for i, item in zip(positions, ordered):
+        items[i] = item
