@@ -7,17 +7,20 @@ are judged on the *same* transaction instead of one each (docs/rules-timing.md):
 1. MeterValuesSampledData = the platform's list (Energy + Power; a Current+Voltage charger may
    reject it: then Energy + Current + Voltage). MeterValueSampleInterval = the mode's interval.
 2. The EV is plugged in and the driver's card presented: a transaction, the EV charging.
-3. The EV pauses at once (the rig's ev_suspend): once the charger reacts (SuspendedEV/SuspendedEVSE,
-   or SETTLE seconds) the platform asks for a reading (TriggerMessage MeterValues, OCPP 1.6 §5.17):
-   an instantaneous reading while suspended. A charger that refuses TriggerMessage is read from its
-   periodic samples instead (the first one after the pause may straddle it and is not judged). The EV
-   resumes: every periodic sample from then on is "while charging".
-4. Without NF-2: periodic samples while charging, then RemoteStopTransaction.
-   With NF-2 selected: the first periodic sample is answered, the next one is left unanswered and
-   the network is cut while it is in flight; the charger samples offline; the driver's card ends
-   the session at the charger; the network comes back; what the charger delivers is NF-2's evidence
-   (suites/test_offline.py) and its offline samples, with their timestamps, are MV's and CFG-2's
+3. Without NF-2: periodic samples while charging, then the EV pauses (the rig's ev_suspend) and
+   the charger samples while suspended (the first sample after the pause may straddle it and is not
+   judged), then RemoteStopTransaction.
+4. With NF-2 selected: the first periodic sample is answered, the next one is left unanswered and
+   the network is cut while it is in flight; the EV pauses; the charger samples offline (the
+   straddling sample, then one while suspended); the driver's card ends the session at the
+   charger; the network comes back. What the charger delivers is NF-2's evidence
+   (suites/test_offline.py), and its offline samples, with their timestamps, are MV's and CFG-2's
    evidence too (§3.7: queued transaction messages keep the time they were produced).
+
+Every sample is placed by when it was *taken* (its timestamp on the harness's clock), not when it
+arrived, so a reading delivered late belongs to the stretch it was measured in. MV-3's evidence for
+"≈ 0 while suspended" is a periodic sample, as the platform sees them: an instantaneous reading asked
+for with TriggerMessage stands in only for a charger that sends no periodic sample.
 
 The first test to need the session records it; the others judge the same recording (its frames are in
 the evidence of the test that recorded it). When NF-2 is selected its test records (the suite order
@@ -56,7 +59,8 @@ POWER_LIST: Final = f"{meter.ENERGY},{meter.POWER}"
 CURRENT_VOLTAGE_LIST: Final = f"{meter.ENERGY},{meter.CURRENT},{meter.VOLTAGE}"
 
 SETTLE: Final = 1.5  # s a charger has to react to an act it reports no status for
-CHARGING_SAMPLES: Final = 3  # periodic samples while charging, without NF-2's offline window
+CHARGING_SAMPLES: Final = 2  # judged samples while charging (one interval for MV-3's energy comparison)
+SUSPENDED_SAMPLES: Final = 1  # judged samples while suspended (after the one that may straddle the pause)
 CHARGING: Final = "charging"
 SUSPENDED: Final = "suspended"
 SUSPENDED_STATUSES: Final = (spec16.SUSPENDED_EV, spec16.SUSPENDED_EVSE)
@@ -69,11 +73,11 @@ MAX_OFFLINE_WINDOW: Final = 150.0
 def offline_window(period: float) -> float:
     """How long the charger stays offline, from the cut to the end of the session at the charger.
 
-    Long enough for one sample taken offline *and* for its loss to show: NF-2's loss rule flags a gap of
-    more than 1.5 periods + 0.5 s between consecutive readings (docs/rules-offline.md), so the session ends
-    1.8 periods (at least 1.5 periods + 1 s) after the cut: a lost offline sample leaves a gap of 1.8 periods
-    from the reading in flight to the StopTransaction, a kept one two gaps of ≤ 1 period."""
-    return min(MAX_OFFLINE_WINDOW, max(1.8 * period, 1.5 * period + 1.0))
+    The EV pauses at the cut: the charger's next sample may straddle the pause, the one after it shows the EV
+    suspended (MV-3), so the session ends 2.2 periods (at least 2 periods + 1 s) after the cut. NF-2's loss rule
+    flags a gap of more than 1.5 periods + 0.5 s between consecutive readings (docs/rules-offline.md): a lost first
+    offline sample leaves a gap of two periods."""
+    return min(MAX_OFFLINE_WINDOW, max(2.2 * period, 2 * period + 1.0))
 
 
 @dataclass
@@ -86,6 +90,7 @@ class Point:
     phase: str = CHARGING
     judged: bool = False
     segment: int = 0  # which stretch of one state (the energy comparison never spans two)
+    measured: float = 0.0  # monotonic: when it was taken, on the harness's clock (classify() sets it)
 
     @property
     def timestamp(self) -> dt.datetime:
@@ -138,6 +143,7 @@ class Stretch:
     act_seq: int
     act_done: float  # monotonic: the rig's act returned
     statuses: tuple[str, ...]
+    offline: bool = False  # made while the charger was offline
     reaction: tuple[float, str] | None = None
 
 
@@ -292,13 +298,14 @@ async def _record(charger: ChargerSession, settings: Settings, nodeid: str, csms
     rec.stretches.append(Stretch(CHARGING, session.since, session.start.mono, (spec16.CHARGING,)))
     sampler = _Sampler(charger, rec, settings)
     try:
-        # 3. A reading while the EV is suspended, then charging again.
-        await sampler.suspended_reading()
-        # 4. Periodic samples while charging, and the end of the session (offline for NF-2).
         if csms is not None:
+            # 3-4. Charging online, NF-2's connection loss with the EV pausing offline, the end at the charger.
             await _with_connection_loss(charger, csms, settings, rec, sampler)
         else:
+            # 3. Charging, then the EV pauses, then the end of the session.
             await sampler.collect(CHARGING, CHARGING_SAMPLES)
+            if await sampler.pause():
+                await sampler.collect(SUSPENDED, SUSPENDED_SAMPLES)
             try:
                 rec.stop = await stop_charging(charger, session, remote=True)
             except (AssertionError, CallErrorReceived):
@@ -407,70 +414,80 @@ class _Sampler:
                 return
         self.classify()
 
-    async def _act(self, phase: str, suspended: bool, statuses: tuple[str, ...]) -> Stretch:
-        act_seq = self.charger.trace.next_seq
-        await self.charger.rig.ev_suspend(suspended, self.rec.connector)
-        stretch = Stretch(phase, act_seq, time.monotonic(), statuses)
-        self.rec.stretches.append(stretch)
-        return stretch
-
-    async def _reacted(self, stretch: Stretch) -> None:
-        """Until the charger reacted to the act: its StatusNotification, or SETTLE seconds (bounded wait)."""
-        with contextlib.suppress(ExpectationTimeout):
-            await self.charger.expect(
-                "StatusNotification", since=stretch.act_seq, within=SETTLE,
-                where=lambda c: c.get("connectorId") == self.rec.connector and c.get("status") in stretch.statuses,
-                describe=f"a {'/'.join(stretch.statuses)} StatusNotification",
-            )
-
-    async def suspended_reading(self) -> None:
-        """The EV pauses; a reading while suspended (asked for, or the periodic ones); the EV resumes."""
+    async def pause(self, *, offline: bool = False) -> bool:
+        """The EV pauses (the rig's ev_suspend); False when the rig cannot make it (MV-3's suspended part is then not
+        tested, naming the act)."""
         rec = self.rec
+        act_seq = self.charger.trace.next_seq
         try:
-            stretch = await self._act(SUSPENDED, True, SUSPENDED_STATUSES)
+            await self.charger.rig.ev_suspend(True, rec.connector)
         except pytest.skip.Exception as exc:
             rec.suspend_unsupported = str(exc)
             rec.notes.append(f"the EV could not be paused ({exc}): power while suspended not tested")
-            return
-        await self._reacted(stretch)
-        self.take_arrived()
-        if not await self._trigger():
-            await self.collect(SUSPENDED, 1)  # periodic: the first after the pause may straddle it
-        self.take_arrived()
-        resume = await self._act(CHARGING, False, (spec16.CHARGING,))
-        await self._reacted(resume)
+            return False
+        rec.stretches.append(Stretch(SUSPENDED, act_seq, time.monotonic(), SUSPENDED_STATUSES, offline=offline))
+        return True
 
     def _reaction(self, stretch: Stretch) -> tuple[float, str]:
-        """When the charger had reacted to an act: its StatusNotification, or SETTLE seconds after the act."""
-        for call in self.charger.received("StatusNotification", since=stretch.act_seq):
-            if call.get("connectorId") == self.rec.connector and call.get("status") in stretch.statuses:
-                return max(call.mono, stretch.act_done), f"{call.get('status')} StatusNotification (frame #{call.seq})"
+        """When the charger had reacted to an act: its StatusNotification, or SETTLE seconds after the act. An act
+        made while the charger is offline has no status to wait for (it may come after the reconnect, or never)."""
+        if not stretch.offline:
+            for call in self.charger.received("StatusNotification", since=stretch.act_seq):
+                if call.get("connectorId") == self.rec.connector and call.get("status") in stretch.statuses:
+                    return max(call.mono, stretch.act_done), f"{call.get('status')} StatusNotification (frame #{call.seq})"
         return (stretch.act_done + self.settings.scaled(SETTLE),
-                f"{SETTLE:g} s after the act (no {'/'.join(stretch.statuses)} status)")
+                f"{SETTLE:g} s after the act (no {'/'.join(stretch.statuses)} status"
+                + (" can come while offline)" if stretch.offline else ")"))
+
+    def _measured(self) -> None:
+        """When each point was taken, on the harness's clock: its timestamp moved by the charger's clock offset (the
+        least arrival − timestamp over the points, i.e. the offset plus the shortest transmission delay, as SC-2's
+        readings are placed: docs/rules-metering.md). A point without a usable timestamp counts from its arrival."""
+        lags = []
+        for p in self.rec.points:
+            if isinstance(p.raw_timestamp, str):
+                lags.append((p.call.wall - p.timestamp).total_seconds())
+        least = min(lags, default=0.0)
+        for p in self.rec.points:
+            if isinstance(p.raw_timestamp, str):
+                p.measured = p.call.mono - ((p.call.wall - p.timestamp).total_seconds() - least)
+            else:
+                p.measured = p.call.mono
+
+    def _period(self) -> float:
+        """The longest sampling period the charger may be using: the configured interval, the one it reports, and the
+        median gap between its periodic samples (a sample may average over that much time before it was taken)."""
+        rec = self.rec
+        times = sorted(p.measured for p in rec.points if p.periodic)
+        gaps = sorted(b - a for a, b in zip(times, times[1:]))
+        seen = gaps[len(gaps) // 2] if gaps else 0.0
+        return float(max(rec.interval, rec.interval_in_force or 0, seen))
 
     def classify(self) -> None:
         """Label each point charging/suspended and judged or not (see the module docstring).
 
-        A point belongs to the last act before it arrived (no act happens while offline but the end of the
-        session, so a reading delivered late belongs to the stretch it was taken in). It is judged once the charger
-        had reacted to that act, except the first periodic one while suspended, which may have been measured over
-        an interval that straddles the change (averaging meters)."""
+        A point belongs to the last act before it was taken. It is judged once the charger had reacted to that act,
+        except the first periodic one while suspended when its sampling interval holds the pause: it may have been
+        measured over an interval that straddles the change (averaging meters)."""
         rec = self.rec
+        self._measured()
         for stretch in rec.stretches:
             stretch.reaction = self._reaction(stretch)
+        period = self._period()
         straddled: set[int] = set()
         for p in rec.points:
-            index = max((i for i, s in enumerate(rec.stretches) if s.act_done <= p.call.mono), default=0)
+            index = max((i for i, s in enumerate(rec.stretches) if s.act_done <= p.measured), default=0)
             stretch = rec.stretches[index]
             p.segment = index
             p.phase = stretch.phase
             reaction = stretch.reaction
             p.judged = False
-            if not (p.periodic or p.triggered) or reaction is None or p.call.mono < reaction[0]:
+            if not (p.periodic or p.triggered) or reaction is None or p.measured < reaction[0]:
                 continue
             if p.phase == SUSPENDED and p.periodic and index not in straddled:
-                straddled.add(index)  # may have been measured across the change
-                continue
+                straddled.add(index)
+                if p.measured - period <= stretch.act_done:
+                    continue  # its sampling interval holds the change: an averaging meter straddles it
             p.judged = True
 
 
@@ -602,6 +619,9 @@ async def _with_connection_loss(
             # Offline for a while: the requirement is about what the charger produces in that time (a deliberate
             # window, not a synchronisation). A charger that does not sample periodically produces nothing offline
             # but the StopTransaction: no window then.
+            # The EV pauses while the charger is offline: its next sample may straddle the pause, the one after it
+            # shows the EV suspended (MV-3), delivered with the rest of the queue.
+            await sampler.pause(offline=True)
             if offline.window:
                 await asyncio.sleep(offline.window)
             if charger.connected:

@@ -52,10 +52,10 @@ ALLOWED: dict[tuple[str, str], str] = {
         "manual backend, operator prompt: when stdin is at its end or a regular file (it cannot be waited "
         "on), the prompt loop ticks (evidence check, countdown) every POLL seconds until the operator's "
         "deadline; human-paced, never used with the reference charger",
-    ("suites/test_offline.py", "test_offline_transaction_messages_are_delivered"):
+    ("harness/metered_session.py", "_with_connection_loss"):
         "NF-2's offline window: the charger must produce transaction data while offline, which the platform "
-        "cannot observe; 2.5 of the charger's sampling periods (at most 150 s) give two offline samples (a window "
-        "the charger's sampling sets, not a synchronisation)",
+        "cannot observe; 1.8 of the charger's sampling periods (at most 150 s) give one offline sample and let its "
+        "loss show (a window the charger's sampling sets, not a synchronisation; docs/rules-offline.md)",
 }
 
 

@@ -1,7 +1,10 @@
 """Positive and negative controls for CFG-1, CFG-2, MV-1, MV-2 and MV-3.
 
-Each control runs the real suites (test_configuration.py and test_meter_values.py together, so a
-defect of one group is seen not to fail the other) against the reference charger:
+Each control runs the real suites (test_configuration.py, test_meter_values.py and NF-2's
+test_offline.py together, so a defect of one group is seen not to fail the other) against the
+reference charger. MV-1/2/3 and CFG-2 are judged on the run's metered session, which NF-2's test
+records with its connection loss (harness/metered_session.py): each defect about time or content
+must still fail its requirement when part of its evidence is the offline window's samples:
 - without a defect, and with each conformant variant of these requirements: everything passes;
 - with each defect: exactly the requirement it breaks fails, the others pass.
 
@@ -18,8 +21,10 @@ import pytest
 from harness.sim.defects import DEFECTS
 from tests.controls.runner import SuiteRun, run_suites
 
-SUITES = ["suites/test_configuration.py", "suites/test_meter_values.py"]
-MINE = ("CFG-1", "CFG-2", "MV-1", "MV-2", "MV-3")
+SUITES = ["suites/test_configuration.py", "suites/test_meter_values.py", "suites/test_offline.py"]
+MINE = ("CFG-1", "CFG-2", "MV-1", "MV-2", "MV-3", "NF-2")
+#: NF-2's defects on the shared session: NF-2 fails; MV/CFG-2 judge what arrived, never fail for what NF-2 lost.
+NF2_DEFECTS = ("loses-offline-stop", "no-offline-queue", "loses-in-flight-message", "late-queue-flush")
 
 # defects injected -> the one requirement that must fail
 NEGATIVE: dict[tuple[str, ...], str] = {
@@ -56,10 +61,10 @@ def _alternative(run: SuiteRun, requirement: str) -> str | None:
 
 def test_the_table_covers_the_catalogue() -> None:
     """Every defect and conformant variant the catalogue ties to these requirements has a control."""
-    defects = {n for n, d in DEFECTS.items() if not d.conformant and d.requirement_id in MINE}
+    defects = {n for n, d in DEFECTS.items() if not d.conformant and d.requirement_id in MINE and d.requirement_id != "NF-2"}
     assert defects == {names[-1] for names in NEGATIVE}
     assert all(DEFECTS[names[-1]].requirement_id == req for names, req in NEGATIVE.items())
-    variants = {n for n, d in DEFECTS.items() if d.conformant and d.requirement_id in MINE}
+    variants = {n for n, d in DEFECTS.items() if d.conformant and d.requirement_id in MINE and d.requirement_id != "NF-2"}
     assert variants == set(VARIANTS)
 
 
@@ -90,6 +95,16 @@ def test_defect_fails_exactly_its_requirement(defects: tuple[str, ...], tmp_path
     if defects in NO_POWER:
         wanted["MV-3"] = "not tested"  # no power to judge: MV-1's failure, not a second one
     assert _verdicts(run) == wanted, run.explain()
+
+
+@pytest.mark.parametrize("defect", NF2_DEFECTS)
+def test_offline_defects_fail_only_nf2_on_the_shared_session(defect: str, tmp_path: Path, certs_dir: Path) -> None:
+    """What NF-2's window loses is NF-2's failure: MV-1/2/3 and CFG-2 judge the readings that did arrive (a reading
+    they cannot have is "not tested", never a failure); a late flush (conformant) fails nothing."""
+    run = run_suites(SUITES, tmp_path, defects=(defect,), certs_dir=certs_dir)
+    expected = set() if DEFECTS[defect].conformant else {"NF-2"}
+    assert run.failing() == expected, run.explain()
+    assert {r for r, v in _verdicts(run).items() if v not in ("pass", "not tested")} == expected, run.explain()
 
 
 # --- harness/meter.py: the readings the controls rely on (fast, no charger) ------------------------
