@@ -38,6 +38,7 @@ import json
 import time
 import weakref
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
@@ -203,6 +204,7 @@ class Recording:
         rows = []
         for p in self.points:
             found = p.samples(errors=[])
+            energy: Decimal | str | None
             try:
                 energy = meter.energy_wh(found)
             except meter.MeterFormatError as exc:
