@@ -140,7 +140,7 @@ async def observe(
     """Collect the MeterValues of `connector` (from frame `since` on) until a reading measured ≥ `settle` s
     after `answered` (monotonic; already scaled) shows `what`, or until `within` s (before the timeout
     factor) after `answered`. Periodic samples count, and so do samples asked for with TriggerMessage
-    MeterValues every NUDGE_EVERY s once the settling window is over. Returns the Observation (its
+    MeterValues every NUDGE_EVERY s from the answer on (and when the window ends). Returns the Observation (its
     state YES, NO or UNKNOWN); the evidence is recorded in charger.details["readings"].
     """
     factor = charger.settings.timing.factor
@@ -172,12 +172,19 @@ async def observe(
         if now >= deadline:
             break
         settled_from = answered + settle
-        if now >= settled_from and now - last_nudge >= NUDGE_EVERY * factor:
+        # Asked for from the answer on, not only once the settling window is over: a reading inside the window that
+        # does not show the change yet is ignored (never held against the charger), one that shows it decides at
+        # once (judges.evaluate); the charger that acts in 1 s is not made to wait out the window (60 s samples in
+        # certification mode). One is asked for when the window ends, too: a failure needs a settled reading.
+        if now - last_nudge >= NUDGE_EVERY * factor or (now >= settled_from > last_nudge):
             last_nudge = now
             await nudge(charger, connector)
-        until = settled_from if now < settled_from else min(deadline, last_nudge + NUDGE_EVERY * factor)
-        if _nudge_refused(charger) and now >= settled_from:
-            until = deadline
+        next_nudge = last_nudge + NUDGE_EVERY * factor
+        if last_nudge < settled_from:
+            next_nudge = min(next_nudge, settled_from)
+        until = min(deadline, next_nudge)
+        if _nudge_refused(charger):
+            until = settled_from if now < settled_from else deadline
         step = max(until - time.monotonic(), 0.01)
         try:
             await charger.expect("MeterValues", where=mine, within=step / factor, since=cursor,
