@@ -50,7 +50,10 @@ STAGES: Final[dict[tuple[str, str], Stage]] = {
 def stage(item: pytest.Item) -> Stage:
     file = item.path.name
     function = getattr(item, "originalname", None) or item.name.split("[", 1)[0]
-    return STAGES.get((file, function)) or STAGES.get((file, "*")) or Stage.OTHER
+    found = STAGES.get((file, function))
+    if found is None:  # (Stage.REGISTRATION is 0: not `or`)
+        found = STAGES.get((file, "*"), Stage.OTHER)
+    return found
 
 
 def by_critical_path(items: list[pytest.Item]) -> None:
