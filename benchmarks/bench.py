@@ -64,7 +64,7 @@ CATEGORIES = (*FLOOR, REACTION, WINDOW, STARTUP)
 # Deliberate sleeps in suites and the metered session whose length the protocol sets (tests/test_no_sleeps.py ALLOWED).
 PROTOCOL_WINDOWS = {
     ("harness/metered_session.py", "_with_connection_loss"):
-        "NF-2 offline window: 1.8 × the charger's sampling period, so that it samples once offline and a loss shows",
+        "NF-2 offline window: 2.1 × the charger's sampling period (two samples offline: the EV's pause, then suspended)",
 }
 
 

@@ -75,10 +75,11 @@ def offline_window(period: float) -> float:
     """How long the charger stays offline, from the cut to the end of the session at the charger.
 
     The EV pauses at the cut: the charger's next sample may straddle the pause, the one after it shows the EV
-    suspended (MV-3), so the session ends 2.2 periods (at least 2 periods + 1 s) after the cut. NF-2's loss rule
+    suspended (MV-3), so the session ends 2.1 periods (at least 2 periods + 1 s) after the cut: the period is the
+    charger's own, seen online, and the margin (6 s at 60 s) absorbs its timer's jitter. NF-2's loss rule
     flags a gap of more than 1.5 periods + 0.5 s between consecutive readings (docs/rules-offline.md): a lost first
     offline sample leaves a gap of two periods."""
-    return min(MAX_OFFLINE_WINDOW, max(2.2 * period, 2 * period + 1.0))
+    return min(MAX_OFFLINE_WINDOW, max(2.1 * period, 2 * period + 1.0))
 
 
 @dataclass
@@ -616,6 +617,11 @@ async def _with_connection_loss(
                     "a MeterValues in flight")
         else:
             rec.notes.append("the charger does not sample periodically: the link is cut without a MeterValues in flight")
+        if not held:
+            # No periodic sample to hold, so none will be taken offline either: the reading while suspended is taken
+            # online (asked for, as the charging ones were), before the cut.
+            if await sampler.pause():
+                await sampler.collect(SUSPENDED, SUSPENDED_SAMPLES)
         offline = await _go_offline(charger, csms)
     sampler.take_arrived()
     offline.interval = interval
@@ -632,7 +638,8 @@ async def _with_connection_loss(
             # but the StopTransaction: no window then.
             # The EV pauses while the charger is offline: its next sample may straddle the pause, the one after it
             # shows the EV suspended (MV-3), delivered with the rest of the queue.
-            await sampler.pause(offline=True)
+            if held:
+                await sampler.pause(offline=True)
             if offline.window:
                 await asyncio.sleep(offline.window)
             if charger.connected:

@@ -490,6 +490,12 @@ async def test_samples_arrive_at_the_interval(
         f"expected Sample.Periodic MeterValues every {interval} s (±{tolerance:g} s) during the transaction: "
         + "; ".join(problems) + f" (measured with {source})"
     )
+    offline = rec.offline
+    if (len(periodic) < 3 and offline is not None and offline.in_flight is not None
+            and not any(p.measured >= offline.cut_mono for p in periodic)):
+        # The charger sampled at the interval online; what it took offline never arrived: NF-2's loss, not CFG-2's.
+        pytest.skip(f"not tested: only {len(periodic)} periodic samples arrived before NF-2's connection loss (at the "
+                    "interval) and none taken offline was delivered (NF-2 judges that)")
     assert len(periodic) >= 3, (
         f"expected Sample.Periodic MeterValues every {interval} s during the transaction; only {len(periodic)} came "
         f"in {(end or times[-1]) - origin:.1f} s"

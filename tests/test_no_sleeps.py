@@ -54,8 +54,8 @@ ALLOWED: dict[tuple[str, str], str] = {
         "deadline; human-paced, never used with the reference charger",
     ("harness/metered_session.py", "_with_connection_loss"):
         "NF-2's offline window: the charger must produce transaction data while offline, which the platform "
-        "cannot observe; 1.8 of the charger's sampling periods (at most 150 s) give one offline sample and let its "
-        "loss show (a window the charger's sampling sets, not a synchronisation; docs/rules-offline.md)",
+        "cannot observe; 2.1 of the charger's sampling periods (at most 150 s) give the sample that straddles the "
+        "EV's pause and one while suspended, and let a loss show (a window the charger's sampling sets, not a synchronisation; docs/rules-offline.md)",
 }
 
 
