@@ -3,13 +3,16 @@
 Certification mode waits on the platform's real intervals (60 s samples and heartbeats), so what
 the run waits for should overlap instead of adding up:
 
-1. Registration and configuration first: the intervals the rest of the run relies on are set early.
-2. NF-2 next: its test records the run's metered session (harness/metered_session.py), whose
+1. Registration first, then the tests that make the charger boot again (the Pending answer, a
+   triggered BootNotification, a firmware update's reboot): a boot starts a new registration, and
+   the Heartbeat checks judged at the end read the record of the current one, so it should be long.
+2. Configuration: the intervals the rest of the run relies on are set early.
+3. NF-2 next: its test records the run's metered session (harness/metered_session.py), whose
    samples MV-1/2/3 and CFG-2 judge too; recording it in NF-2's own test files the offline window's
    findings there.
-3. MV-1/2/3 and CFG-2 right after it, on the same recording.
-4. Everything else, in file order.
-5. Last, the requirements judged from the run-long record (the Heartbeats at the given interval, the
+4. MV-1/2/3 and CFG-2 right after it, on the same recording.
+5. Everything else, in file order.
+6. Last, the requirements judged from the run-long record (the Heartbeats at the given interval, the
    Heartbeats after a reconnect): the longer the record, the less they have to wait for.
 
 The order is a stable sort of whatever was selected, so it holds for a subset (`-k`, one file) and
@@ -27,11 +30,12 @@ import pytest
 
 class Stage(enum.IntEnum):
     REGISTRATION = 0
-    CONFIGURATION = 1
-    METERED_SESSION = 2  # records the session (NF-2)
-    ON_THE_METERED_SESSION = 3  # judges it
-    OTHER = 4
-    FROM_THE_RECORD = 5
+    REBOOTS = 1  # the charger boots again: a new registration, which the record-judged checks read from
+    CONFIGURATION = 2
+    METERED_SESSION = 3  # records the session (NF-2)
+    ON_THE_METERED_SESSION = 4  # judges it
+    OTHER = 5
+    FROM_THE_RECORD = 6
 
 
 #: (suite file, test function) → stage; a test not listed is OTHER. Parametrised tests share their function's stage.
@@ -39,6 +43,9 @@ STAGES: Final[dict[tuple[str, str], Stage]] = {
     ("test_core.py", "test_charger_registers"): Stage.REGISTRATION,
     ("test_boot.py", "test_boot_notification_is_schema_valid"): Stage.REGISTRATION,
     ("test_boot.py", "test_status_for_every_connector_after_boot"): Stage.REGISTRATION,
+    ("test_core.py", "test_boot_pending_then_accepted"): Stage.REBOOTS,
+    ("test_remote_trigger.py", "test_trigger_boot_notification"): Stage.REBOOTS,
+    ("test_firmware.py", "test_update_firmware"): Stage.REBOOTS,
     ("test_configuration.py", "*"): Stage.CONFIGURATION,
     ("test_offline.py", "test_offline_transaction_messages_are_delivered"): Stage.METERED_SESSION,
     ("test_meter_values.py", "*"): Stage.ON_THE_METERED_SESSION,
