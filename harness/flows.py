@@ -8,11 +8,12 @@ so a status defect fails ST, not every suite that charges.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ocpp.v16 import call
 from ocpp.v16.enums import RemoteStartStopStatus
 
+from harness import meter
 from harness.errors import CallErrorReceived
 from harness.session import ChargerSession, ReceivedCall
 
@@ -22,6 +23,21 @@ from harness.session import ChargerSession, ReceivedCall
 #: commonly use 60 s; 120 s gives such a timer a whole second period (docs/rules-offline.md). Late is not lost; a
 #: charger that delivers at once costs nothing (every wait is event-driven).
 LATE_DELIVERY = 120.0
+
+
+#: The platform's MeterValuesSampledData (ev.energy: Energy + Power), and the list a Current+Voltage charger gets
+#: when it refuses that one (CFG-1 accepts either; MV-1 accepts Power OR Current+Voltage).
+POWER_LIST: Final = f"{meter.ENERGY},{meter.POWER}"
+CURRENT_VOLTAGE_LIST: Final = f"{meter.ENERGY},{meter.CURRENT},{meter.VOLTAGE}"
+
+
+async def change_configuration(charger: ChargerSession, key: str, value: str) -> str:
+    """ChangeConfiguration's status (§5.3), or "CALLERROR <code> (<description>)"."""
+    try:
+        answer = await charger.call(call.ChangeConfiguration(key=key, value=value))
+    except CallErrorReceived as exc:
+        return f"CALLERROR {exc.code}" + (f" ({exc.description})" if exc.description else "")
+    return str(answer.status)
 
 
 async def configured_value(charger: ChargerSession, key: str) -> str | None:

@@ -48,7 +48,16 @@ from ocpp.v16.enums import ConfigurationStatus, MessageTrigger, TriggerMessageSt
 from harness import meter, ocppj, spec16
 from harness.drivers.base import RigError
 from harness.errors import CallErrorReceived, ChargerFailure, ExpectationTimeout
-from harness.flows import LATE_DELIVERY, Charging, configured_value, start_charging, stop_charging
+from harness.flows import (
+    CURRENT_VOLTAGE_LIST,
+    LATE_DELIVERY,
+    POWER_LIST,
+    Charging,
+    change_configuration,
+    configured_value,
+    start_charging,
+    stop_charging,
+)
 from harness.platform import default_answer
 from harness.session import ChargerSession, ReceivedCall
 from harness.settings import Settings
@@ -56,8 +65,6 @@ from harness.settings import Settings
 if TYPE_CHECKING:  # pragma: no cover
     from harness.endpoint import Endpoint
 
-POWER_LIST: Final = f"{meter.ENERGY},{meter.POWER}"
-CURRENT_VOLTAGE_LIST: Final = f"{meter.ENERGY},{meter.CURRENT},{meter.VOLTAGE}"
 
 SETTLE: Final = 1.5  # s a charger has to react to an act it reports no status for
 CHARGING_SAMPLES: Final = 2  # judged samples while charging (one interval for MV-3's energy comparison)
@@ -263,15 +270,6 @@ async def recorded_session(
     for note in found.notes:
         charger.note(note)
     return found
-
-
-async def change_configuration(charger: ChargerSession, key: str, value: str) -> str:
-    """ChangeConfiguration's status, or "CALLERROR <code>"."""
-    try:
-        answer = await charger.call(call.ChangeConfiguration(key=key, value=value))
-    except CallErrorReceived as exc:
-        return f"CALLERROR {exc.code}"
-    return str(answer.status)
 
 
 async def _record(charger: ChargerSession, settings: Settings, nodeid: str, csms: Endpoint | None) -> Recording:

@@ -16,23 +16,14 @@ from ocpp.v16.enums import ConfigurationStatus
 
 from harness import meter, ocppj
 from harness.errors import CallErrorReceived
+from harness.flows import CURRENT_VOLTAGE_LIST, POWER_LIST, change_configuration
 from harness.session import ChargerSession
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SAMPLED_DATA = "MeterValuesSampledData"
 SAMPLE_INTERVAL = "MeterValueSampleInterval"
-POWER_LIST = f"{meter.ENERGY},{meter.POWER}"
-CURRENT_VOLTAGE_LIST = f"{meter.ENERGY},{meter.CURRENT},{meter.VOLTAGE}"
 PLATFORM_INTERVAL = 60  # s: what ev.energy sends
-
-async def change_configuration(charger: ChargerSession, key: str, value: str) -> str:
-    """ChangeConfiguration's status, or "CALLERROR <code>"."""
-    try:
-        answer = await charger.call(call.ChangeConfiguration(key=key, value=value))
-    except CallErrorReceived as exc:
-        return f"CALLERROR {exc.code} ({exc.description})"
-    return str(answer.status)
 
 
 async def reported_value(charger: ChargerSession, key: str) -> tuple[bool, str | None, dict]:
