@@ -15,7 +15,6 @@ from ocpp.v16 import call
 from ocpp.v16.enums import ConfigurationStatus
 
 from harness import meter, ocppj
-from harness.errors import CallErrorReceived
 from harness.flows import CURRENT_VOLTAGE_LIST, POWER_LIST, change_configuration
 from harness.session import ChargerSession
 
