@@ -6,6 +6,9 @@ the run waits for should overlap instead of adding up:
 1. Registration first, then the tests that make the charger boot again (the Pending answer, a
    triggered BootNotification, a firmware update's reboot): a boot starts a new registration, and
    the Heartbeat checks judged at the end read the record of the current one, so it should be long.
+   Then the tests that make it reconnect (AUTH-1's 401, the key rotation, TLS-3's refused
+   certificates): CORE-1's check of the Heartbeats after each reconnect needs a HeartbeatInterval
+   to decide, which then passes while the long part of the run goes on.
 2. Configuration: the intervals the rest of the run relies on are set early.
 3. NF-2 next: its test records the run's metered session (harness/metered_session.py), whose
    samples MV-1/2/3 and CFG-2 judge too; recording it in NF-2's own test files the offline window's
@@ -31,11 +34,12 @@ import pytest
 class Stage(enum.IntEnum):
     REGISTRATION = 0
     REBOOTS = 1  # the charger boots again: a new registration, which the record-judged checks read from
-    CONFIGURATION = 2
-    METERED_SESSION = 3  # records the session (NF-2)
-    ON_THE_METERED_SESSION = 4  # judges it
-    OTHER = 5
-    FROM_THE_RECORD = 6
+    RECONNECTS = 2  # the charger reconnects: each reconnect's Heartbeat check decides during the long part
+    CONFIGURATION = 3
+    METERED_SESSION = 4  # records the session (NF-2)
+    ON_THE_METERED_SESSION = 5  # judges it
+    OTHER = 6
+    FROM_THE_RECORD = 7
 
 
 #: (suite file, test function) → stage; a test not listed is OTHER. Parametrised tests share their function's stage.
@@ -46,6 +50,9 @@ STAGES: Final[dict[tuple[str, str], Stage]] = {
     ("test_core.py", "test_boot_pending_then_accepted"): Stage.REBOOTS,
     ("test_remote_trigger.py", "test_trigger_boot_notification"): Stage.REBOOTS,
     ("test_firmware.py", "test_update_firmware"): Stage.REBOOTS,
+    ("test_authorization.py", "test_reconnects_after_401_once_the_key_is_accepted"): Stage.RECONNECTS,
+    ("test_authorization.py", "test_authorization_key_rotation"): Stage.RECONNECTS,
+    ("test_server_certificate.py", "test_refuses_bad_server_certificates"): Stage.RECONNECTS,
     ("test_configuration.py", "*"): Stage.CONFIGURATION,
     ("test_offline.py", "test_offline_transaction_messages_are_delivered"): Stage.METERED_SESSION,
     ("test_meter_values.py", "*"): Stage.ON_THE_METERED_SESSION,
