@@ -29,7 +29,7 @@ import pytest
 
 from harness import ocppj
 from harness.endpoint import Endpoint
-from harness.errors import ExpectationTimeout
+from harness.errors import ChargerFailure, ExpectationTimeout
 from harness.flows import LATE_DELIVERY
 from harness.heartbeats import Reconnect, decided_reconnects
 from harness.metered_session import own_period, periodic_times, reconnect_bound, recorded_session
