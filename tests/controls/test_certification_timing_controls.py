@@ -34,7 +34,10 @@ HEARTBEATS = ["suites/test_boot.py", "suites/test_offline.py"]
 #: defect or variant -> (suites, the requirements that must fail: empty for a conformant variant)
 ROWS: dict[str, tuple[list[str], set[str]]] = {
     "": (METERED + ["suites/test_boot.py"], set()),  # the reference charger
-    "ignores-sample-interval": (METERED, {"CFG-2"}),
+    # The defect keeps sampling at the interval it booted with, which on the reference charger is 60 s: the
+    # platform's own. Its samples come every 60 s, so a careful engineer sees nothing wrong, and neither may the
+    # harness (it fails CFG-2 in quick mode, where the platform asks for 1 s: tests/controls/test_meter_controls.py).
+    "ignores-sample-interval": (METERED, set()),
     "power-not-zero-when-suspended": (METERED, {"MV-3"}),
     "no-power-measurand": (METERED, {"MV-1"}),
     "energy-decreasing": (METERED, {"MV-2"}),
@@ -56,5 +59,5 @@ def test_certification_mode_verdict(defect: str, tmp_path: Path, certs_dir: Path
     run = run_suites(files, tmp_path, defects=(defect,) if defect else (), certs_dir=certs_dir,
                      extra=("--mode", "certification"), timeout=1500)
     assert run.failing() == expected, run.explain()
-    if defect:
+    if defect and defect != "ignores-sample-interval":
         assert DEFECTS[defect].conformant == (not expected)
