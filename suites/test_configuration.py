@@ -4,8 +4,8 @@ GetConfiguration, §9.1 MeterValuesSampledData and MeterValueSampleInterval; OCT
 Whether the configured measurands then appear in MeterValues is MV-1's business, not CFG-1's:
 CFG-1 is the charger accepting the platform's list (or, for a Current+Voltage meter, its own
 equivalent) and reporting it back. CFG-2 is the interval accepted and reported (here) and honoured:
-the cadence is judged on the periodic samples of the charging session recorded for the MV tests
-(test_meter_values.py::test_samples_arrive_at_the_interval), so no second session is needed.
+the cadence is judged on the periodic samples of the run's metered session (harness/metered_session.py;
+test_meter_values.py::test_samples_arrive_at_the_interval), so no second session is needed.
 """
 
 from __future__ import annotations
