@@ -63,7 +63,7 @@ CATEGORIES = (*FLOOR, REACTION, WINDOW, STARTUP)
 
 # Deliberate sleeps in suites and the metered session whose length the protocol sets (tests/test_no_sleeps.py ALLOWED).
 PROTOCOL_WINDOWS = {
-    ("harness/metered_session.py", "_with_connection_loss"):
+    ("harness/metered_session/connection_loss.py", "with_connection_loss"):
         "NF-2 offline window: 2.1 × the charger's sampling period (two samples offline: the EV's pause, then suspended)",
 }
 
@@ -212,7 +212,7 @@ def _install() -> None:
             relative = path.resolve().relative_to(ROOT).as_posix()
         except ValueError:
             relative = ""
-        if not (relative.startswith("suites/") or relative == "harness/metered_session.py") or delay <= 0:
+        if not (relative.startswith("suites/") or relative.startswith("harness/metered_session/")) or delay <= 0:
             return await sleep(delay, *args, **kwargs)
         start = time.monotonic()
         try:

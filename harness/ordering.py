@@ -10,7 +10,7 @@ the run waits for should overlap instead of adding up:
    certificates): CORE-1's check of the Heartbeats after each reconnect needs a HeartbeatInterval
    to decide, which then passes while the long part of the run goes on.
 2. Configuration: the intervals the rest of the run relies on are set early.
-3. NF-2 next: its test records the run's metered session (harness/metered_session.py), whose
+3. NF-2 next: its test records the run's metered session (harness/metered_session/), whose
    samples MV-1/2/3 and CFG-2 judge too; recording it in NF-2's own test files the offline window's
    findings there.
 4. MV-1/2/3 and CFG-2 right after it, on the same recording.

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # the session registers this observer; no import at run time
-    from harness.session import ChargerSession
+    from harness.waits import Waits
 
 #: Seconds a wait must last (and be bounded beyond) before a log line is printed for it.
 LONG_WAIT = 5.0
@@ -85,7 +85,7 @@ class StatusLine:
 
     # --- the observer ---------------------------------------------------------------------------
 
-    def __call__(self, session: ChargerSession, what: str, seconds: float) -> Callable[[], None] | None:
+    def __call__(self, session: Waits, what: str, seconds: float) -> Callable[[], None] | None:
         if not self.enabled or seconds <= (1.0 if self.in_place else LONG_WAIT):
             return None
         now = time.monotonic()

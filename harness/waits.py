@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from harness import ocppj
 from harness.conversation import ReceivedCall
@@ -29,8 +29,6 @@ from harness.timing import Timing
 from harness.trace import Trace, format_frames
 from harness.watches import Watch, Watches, describe as _describe, matcher as _matcher
 
-if TYPE_CHECKING:  # the session is this module's subclass: no import at run time
-    from harness.session import ChargerSession
 
 _INBOX = 10_000
 
@@ -57,7 +55,7 @@ class SessionSettings:
 #: Observers of the session's waits (the plugin's live status line, harness/progress.py). Each is called as
 #: observer(session, what, seconds) when expect / wait_until / send_call starts waiting, and returns a callable
 #: called when that wait ends (or None).
-WAIT_OBSERVERS: list[Callable[[ChargerSession, str, float], Callable[[], None] | None]] = []
+WAIT_OBSERVERS: list[Callable[[Waits, str, float], Callable[[], None] | None]] = []
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -68,7 +66,7 @@ def _observed(describe: Callable[..., tuple[str, float]]) -> Callable[[F], F]:
 
     def decorate(method: F) -> F:
         @functools.wraps(method)
-        async def observed(self: ChargerSession, *args: Any, **kwargs: Any) -> Any:
+        async def observed(self: Waits, *args: Any, **kwargs: Any) -> Any:
             if not WAIT_OBSERVERS:
                 return await method(self, *args, **kwargs)
             try:

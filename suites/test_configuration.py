@@ -4,7 +4,7 @@ GetConfiguration, §9.1 MeterValuesSampledData and MeterValueSampleInterval; OCT
 Whether the configured measurands then appear in MeterValues is MV-1's business, not CFG-1's:
 CFG-1 is the charger accepting the platform's list (or, for a Current+Voltage meter, its own
 equivalent) and reporting it back. CFG-2 is the interval accepted and reported (here) and honoured:
-the cadence is judged on the periodic samples of the run's metered session (harness/metered_session.py;
+the cadence is judged on the periodic samples of the run's metered session (harness/metered_session/;
 test_meter_values.py::test_samples_arrive_at_the_interval), so no second session is needed.
 """
 

@@ -3,7 +3,7 @@ MeterValues, §4.8 StartTransaction.meterStart, §4.10 StopTransaction.meterStop
 §7.43 SampledValue, §9.1 MeterValuesSampledData and MeterValueSampleInterval; OCTT TC_070_CS).
 
 One session serves the four checks and NF-2, each judged separately (a defect of one requirement
-must not fail another): the run's metered session (harness/metered_session.py, which says how it is
+must not fail another): the run's metered session (harness/metered_session/, which says how it is
 recorded). The first test that needs it records it; the others judge the same recording (its frames
 are in the evidence of the test that recorded it, and each test's evidence names the window used).
 

@@ -4,7 +4,7 @@ OCPP 1.6 §3.7 (transaction-related messages: StartTransaction, StopTransaction 
 MeterValues of a transaction are queued while offline and delivered, in order, once the connection
 is back); §4.7, §4.10; OCTT TC_036_CS (connection loss during a transaction).
 
-The test (on the run's metered session, harness/metered_session.py) charges, holds the platform's answer to a MeterValues of the transaction and cuts the
+The test (on the run's metered session, harness/metered_session/) charges, holds the platform's answer to a MeterValues of the transaction and cuts the
 charger's network while that message is in flight (the rig's network act; when the rig cannot, the
 platform drops the socket and refuses reconnection by presenting a certificate the charger must not
 trust), lets the meter sample offline, ends the session at the charger (the driver's card, then the
@@ -92,7 +92,7 @@ async def test_offline_transaction_messages_are_delivered(
     itself, and the message in flight, the MeterValues it produced offline and the StopTransaction arrive
     afterwards, in order, none lost, none duplicated; late (a flush timer) is not lost (OCPP 1.6 §3.7, §4.7,
     §4.10; OCTT TC_036_CS; docs/rules-offline.md). The transaction is the run's metered session
-    (harness/metered_session.py), which MV-1/2/3 and CFG-2 judge too."""
+    (harness/metered_session/), which MV-1/2/3 and CFG-2 judge too."""
     settings = harness_settings
     rec = await recorded_session(charger, settings, request, csms)
     offline = rec.offline
@@ -120,7 +120,7 @@ async def test_offline_transaction_messages_are_delivered(
     reconnected_seq = offline.reconnected_seq
     bound = settings.scaled(LATE_DELIVERY)
     problems: list[str] = []
-    # The recording waited for it, LATE_DELIVERY after the reconnect (harness/metered_session.py).
+    # The recording waited for it, LATE_DELIVERY after the reconnect (harness/metered_session/).
     stop: ReceivedCall | None = rec.stop
     if stop is not None:
         charger.note(f"StopTransaction delivered {stop.mono - reconnected:.1f} s after reconnect "

@@ -52,7 +52,7 @@ ALLOWED: dict[tuple[str, str], str] = {
         "manual backend, operator prompt: when stdin is at its end or a regular file (it cannot be waited "
         "on), the prompt loop ticks (evidence check, countdown) every POLL seconds until the operator's "
         "deadline; human-paced, never used with the reference charger",
-    ("harness/metered_session.py", "_with_connection_loss"):
+    ("harness/metered_session/connection_loss.py", "with_connection_loss"):
         "NF-2's offline window: the charger must produce transaction data while offline, which the platform "
         "cannot observe; 2.1 of the charger's sampling periods (at most 150 s) give the sample that straddles the "
         "EV's pause and one while suspended, and let a loss show (a window the charger's sampling sets, not a synchronisation; docs/rules-offline.md)",

@@ -3,7 +3,7 @@
 Each control runs the real suites (test_configuration.py, test_meter_values.py and NF-2's
 test_offline.py together, so a defect of one group is seen not to fail the other) against the
 reference charger. MV-1/2/3 and CFG-2 are judged on the run's metered session, which NF-2's test
-records with its connection loss (harness/metered_session.py): each defect about time or content
+records with its connection loss (harness/metered_session/): each defect about time or content
 must still fail its requirement when part of its evidence is the offline window's samples:
 - without a defect, and with each conformant variant of these requirements: everything passes;
 - with each defect: exactly the requirement it breaks fails, the others pass.
