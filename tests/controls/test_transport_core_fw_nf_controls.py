@@ -125,15 +125,15 @@ def test_conformant_charger_passes(variant: str | None, tmp_path: Path, certs_di
     assert fw["declaration"]["value"] is True, run.explain()
 
 
-@pytest.mark.parametrize("charger", list(RECORD_ROWS), ids=[c or "reference" for c in RECORD_ROWS])
-def test_heartbeats_judged_from_the_record(charger: str | None, tmp_path: Path, certs_dir: Path) -> None:
-    run = run_suites(RECORD_ORDER, tmp_path, defects=(charger,) if charger else (), certs_dir=certs_dir)
-    assert run.failing() == RECORD_ROWS[charger], run.explain()
+@pytest.mark.parametrize("variant", list(RECORD_ROWS), ids=[c or "reference" for c in RECORD_ROWS])
+def test_heartbeats_judged_from_the_record(variant: str | None, tmp_path: Path, certs_dir: Path) -> None:
+    run = run_suites(RECORD_ORDER, tmp_path, defects=(variant,) if variant else (), certs_dir=certs_dir)
+    assert run.failing() == RECORD_ROWS[variant], run.explain()
     tests = {t["name"]: t for r in run.report["requirements"] for t in r["tests"]}
     after = tests["test_heartbeats_continue_after_reconnect"]
     # The NF-2 test's connection loss was a reconnect of the run: the CORE-1 test judged it, it did not make its own.
     assert "the platform dropped the connection" not in " ".join(after["details"].get("notes", [])), after
-    if not RECORD_ROWS[charger]:
+    if not RECORD_ROWS[variant]:
         interval = tests["test_heartbeat_at_the_given_interval"]
         notes = " ".join(interval["details"].get("notes", []))
         assert "judged from the run's record" in notes or "waiting for Heartbeats" in notes, notes
