@@ -149,3 +149,21 @@ def test_the_time_a_person_takes_for_an_act_does_not_count_against_the_bound(
     else:
         result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(["*the test did not finish within its bound of 3 s (timeout factor 0.05)*"])
+
+
+def test_a_parameter_named_charger_is_not_the_harness_fixture(pytester: pytest.Pytester) -> None:
+    """Only the harness's `charger` fixture makes a run a certification run (a report, the verdict's exit status):
+    a test's own parameter of that name does not (a control parametrised by `charger` once made the harness's own
+    test run exit 6, "incomplete")."""
+    pytester.makepyfile(
+        """
+        import pytest
+        @pytest.mark.parametrize("charger", ["a", "b"])
+        def test_own_parameter(charger): assert charger in "ab"
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir", str(pytester.path / "report"))
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.assert_outcomes(passed=2)
+    assert "ev.energy certification report" not in result.stdout.str()
+    assert not (pytester.path / "report" / "certification.json").exists()
