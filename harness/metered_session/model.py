@@ -17,6 +17,9 @@ from harness.session import ReceivedCall
 
 SETTLE: Final = 1.5  # s a charger has to react to an act it reports no status for
 CHARGING_SAMPLES: Final = 2  # judged samples while charging (one interval for MV-3's energy comparison)
+#: Below this sampling interval (s) one interval holds too little energy against the register's step: MV-3 gets
+#: three samples (two intervals) while charging.
+SHORT_INTERVAL: Final = 10
 SUSPENDED_SAMPLES: Final = 1  # judged samples while suspended (after the one that may straddle the pause)
 CHARGING: Final = "charging"
 SUSPENDED: Final = "suspended"

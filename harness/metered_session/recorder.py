@@ -26,6 +26,7 @@ from harness.metered_session.connection_loss import with_connection_loss
 from harness.metered_session.model import (
     CHARGING,
     CHARGING_SAMPLES,
+    SHORT_INTERVAL,
     NF2_NODE,
     SUSPENDED,
     SUSPENDED_SAMPLES,
@@ -120,7 +121,7 @@ async def _record(charger: ChargerSession, settings: Settings, nodeid: str, csms
             await with_connection_loss(charger, csms, settings, rec, sampler)
         else:
             # 3. Charging, then the EV pauses, then the end of the session.
-            await sampler.collect(CHARGING, CHARGING_SAMPLES)
+            await sampler.collect(CHARGING, CHARGING_SAMPLES + (1 if rec.interval < SHORT_INTERVAL else 0))
             if await sampler.pause():
                 await sampler.collect(SUSPENDED, SUSPENDED_SAMPLES)
             else:
