@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from harness import ocppj
-from harness.reconnect import BOOT_GRACE, HEARTBEAT, SILENT, ReconnectHeartbeat, tolerance
+from harness.reconnect import BOOT_GRACE, HEARTBEAT, PENDING, SILENT, ReconnectHeartbeat, tolerance
 from harness.trace import EVENT, RX, TX, Trace, TraceEntry
 
 #: Trace events after which the charger is going away (the rig cut its power or its network): its silence from
@@ -312,3 +312,16 @@ def decided_reconnects(checks: Iterable[ReconnectHeartbeat], trace: Trace) -> li
             continue
         out.append(Reconnect(check, entries[0], heartbeat))
     return out
+
+
+def must_see_out(current: ReconnectHeartbeat | None, checks: Iterable[ReconnectHeartbeat], trace: Trace) -> bool:
+    """Whether the run, before it ends, waits for the check of the current connection's reconnect to decide.
+
+    Only when it would be the run's evidence: no earlier reconnect of the run was decided (docs/rules-offline.md).
+    CORE-1's test judges the decided ones (suites/test_offline.py); the check of the run's last reconnect, often
+    NF-2's at the end of the metered session, would otherwise keep the run waiting up to a whole HeartbeatInterval
+    (plus its tolerance) after everything else is done: in certification mode, up to 75 s. A check that decides
+    while the run still goes on is filed as always (a silence is a finding of the test then running)."""
+    if current is None or current.outcome != PENDING:
+        return False
+    return not decided_reconnects((c for c in checks if c is not current), trace)

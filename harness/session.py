@@ -464,6 +464,7 @@ class ChargerSession(Waits):
         if self.reconnect_heartbeat is not None and connection is not None:
             self.reconnect_heartbeat.exchange(time.monotonic())
             self._arm_heartbeat_timer()
+            self._arrived()  # a new deadline: settle_watches looks again
         if connection is None:
             return None
         task = asyncio.get_running_loop().create_task(_send_quietly(connection, text))

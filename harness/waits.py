@@ -23,6 +23,7 @@ from harness import ocppj
 from harness.conversation import ReceivedCall
 from harness.errors import ChargerSilent, ExpectationTimeout
 from harness.findings import Finding, Findings, Violation
+from harness.heartbeats import must_see_out
 from harness.platform import PlatformModel
 from harness.reconnect import ReconnectHeartbeat
 from harness.timing import Timing
@@ -243,18 +244,31 @@ class Waits:
 
     def watching(self) -> bool:
         """Whether a watch is open, or a reconnect's Heartbeat is still due (settle_watches sees them out)."""
+        return bool(self.watches) or self._heartbeat_to_see_out() is not None
+
+    def _heartbeat_to_see_out(self) -> ReconnectHeartbeat | None:
+        """The current reconnect's Heartbeat check, when it is still due and the run must see it out before leaving:
+        only when no earlier reconnect of the run was decided (harness/heartbeats.py `must_see_out`)."""
         check = self.reconnect_heartbeat
-        return bool(self.watches) or (check is not None and self.connected and check.deadline < float("inf"))
+        if check is None or not self.connected or not must_see_out(check, self.reconnect_checks, self.trace):
+            return None
+        return check
 
     async def settle_watches(self) -> None:
         """Wait until every watch has been open for its window (returns at once if none is pending)."""
         heartbeat_until: float | None = None
+        # While the platform owes the charger an answer the check has no deadline (the charger cannot send); the
+        # answer is being written and wakes this loop (ChargerSession._reply): look again then, within a CALL's bound.
+        answer_until = time.monotonic() + self.settings.call_timeout
         while True:
             now = time.monotonic()
             pending = self.watches.pending(now)
             self._heartbeat_due()
-            check = self.reconnect_heartbeat
-            if check is not None and self.connected and check.deadline < float("inf"):
+            check = self._heartbeat_to_see_out()
+            if check is not None and check.deadline == float("inf"):
+                if answer_until > now:
+                    pending.append(answer_until)
+            elif check is not None:
                 # A reconnect's Heartbeat is still due: see it out, up to the deadline as it stood when the
                 # settling began (a charger that keeps talking may skip Heartbeats, §4.6, and moves it on).
                 heartbeat_until = min(heartbeat_until or check.deadline, check.deadline)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
+from harness.heartbeats import must_see_out
 from harness.reconnect import BOOT_GRACE, BOOTED, DISCONNECTED, HEARTBEAT, PENDING, SILENT, ReconnectHeartbeat
+from harness.trace import RX, TX, Redactor, Trace
 
 
 def check(interval: float = 1.0, factor: float = 1.0) -> ReconnectHeartbeat:
@@ -57,3 +59,47 @@ def test_its_own_answers_count_but_do_not_end_a_wait_for_the_platform() -> None:
     c.charger_call("StatusNotification", 101.0)
     c.exchange(101.2, platform_answered=False)
     assert c.deadline == math.inf  # the platform still owes it an answer
+
+
+# --- must_see_out: the run waits for its last reconnect's check only when it would be the run's evidence ----------
+
+
+def _reconnect(trace: Trace, outcome: str, *, heartbeat: bool = True, triggered: bool = False) -> ReconnectHeartbeat:
+    """A reconnect in `trace` (its `connected` event, then the frames that decided it) and its check."""
+    connected = trace.event("connected: TLSv1.2 from 127.0.0.1:1")
+    c = ReconnectHeartbeat(connected_seq=connected.seq, connected_mono=connected.mono, interval=60.0)
+    if triggered:
+        trace.record(TX, '[2,"t1","TriggerMessage",{"requestedMessage":"Heartbeat"}]')
+    if heartbeat:
+        trace.record(RX, '[2,"h1","Heartbeat",{}]')
+        c.charger_call("Heartbeat", connected.mono + 1)
+    c.outcome = outcome
+    return c
+
+
+def test_the_last_reconnect_is_seen_out_when_it_is_the_only_evidence() -> None:
+    trace = Trace(Redactor())
+    current = _reconnect(trace, PENDING, heartbeat=False)
+    assert must_see_out(current, [current], trace)
+    # Earlier reconnects that decided nothing (cut short, a reboot, a Heartbeat the harness asked for) change nothing.
+    trace = Trace(Redactor())
+    gone = _reconnect(trace, DISCONNECTED, heartbeat=False)
+    booted = _reconnect(trace, BOOTED, heartbeat=False)
+    asked = _reconnect(trace, HEARTBEAT, triggered=True)
+    current = _reconnect(trace, PENDING, heartbeat=False)
+    assert must_see_out(current, [gone, booted, asked, current], trace)
+
+
+def test_negative_control_an_earlier_decided_reconnect_means_no_wait() -> None:
+    for outcome in (HEARTBEAT, SILENT):
+        trace = Trace(Redactor())
+        earlier = _reconnect(trace, outcome, heartbeat=outcome == HEARTBEAT)
+        current = _reconnect(trace, PENDING, heartbeat=False)
+        assert not must_see_out(current, [earlier, current], trace), outcome
+
+
+def test_a_decided_or_absent_current_check_is_not_waited_for() -> None:
+    trace = Trace(Redactor())
+    done = _reconnect(trace, HEARTBEAT)
+    assert not must_see_out(done, [done], trace)
+    assert not must_see_out(None, [], trace)

@@ -45,10 +45,14 @@ def forbid_heartbeats(charger, window, **kwargs):
 
 
 def run(pytester: pytest.Pytester, body: str) -> tuple[pytest.RunResult, dict]:
+    return run_with(pytester, body)
+
+
+def run_with(pytester: pytest.Pytester, body: str, *args: str) -> tuple[pytest.RunResult, dict]:
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_watch=HEADER + body)
     result = pytester.runpytest("--certs-dir", str(pytester.path / "certs"), "--report-dir", str(pytester.path / "r"),
-                                "-p", "no:cacheprovider")
+                                "-p", "no:cacheprovider", *args)
     report = json.loads((pytester.path / "r" / "certification.json").read_text(encoding="utf-8"))
     return result, report
 
@@ -163,3 +167,47 @@ def test_watch_findings_are_never_lost_between_tests(tmp_path: Path) -> None:
     assert [v.message for v in found] == ["between tests", "in the test"]
     assert [v.message for v in session.take_findings(10)] == ["in the test"]  # handed over once
     assert isinstance(found[0], Violation) and isinstance(found[0].wall, dt.datetime)
+
+
+# The run's last reconnect: its Heartbeat check is seen out before the run ends only when no earlier reconnect was
+# decided (harness/heartbeats.py must_see_out; docs/rules-offline.md).
+RECONNECTS = """
+from harness.reconnect import PENDING
+
+
+async def drop(charger):
+    await charger.connection.close(1001, "harness: the platform drops the connection")
+    await charger.wait_disconnected(within=5)
+    await charger.wait_connected(within=10)
+
+{first}
+
+@pytest.mark.requirement("RT-1")
+async def test_last_reconnect(charger):
+    await drop(charger)
+    assert charger.reconnect_heartbeat.outcome == PENDING
+"""
+
+DECIDED_FIRST = """
+@pytest.mark.requirement("RT-1")
+async def test_first_reconnect(charger):
+    await drop(charger)
+    check = charger.reconnect_heartbeat
+    await charger.wait_until(lambda: check.outcome != PENDING, 10, "the first reconnect's check")
+"""
+
+
+def test_the_last_reconnect_is_seen_out_when_it_is_the_runs_only_one(pytester: pytest.Pytester) -> None:
+    # The charger never sends a Heartbeat after reconnecting: the run waits for the check and files the silence.
+    result, report = run_with(pytester, RECONNECTS.format(first=""), "--sim-defect", "no-heartbeat-after-reconnect")
+    result.assert_outcomes(failed=1)
+    assert verdicts(report)["test_last_reconnect"] == ("fail", ["CORE-1"])
+
+
+def test_negative_control_not_waited_for_when_an_earlier_reconnect_decided(pytester: pytest.Pytester) -> None:
+    # The same charger: the first reconnect decided (silent, filed there), the last one is not waited for.
+    result, report = run_with(pytester, RECONNECTS.format(first=DECIDED_FIRST), "--sim-defect",
+                              "no-heartbeat-after-reconnect")
+    outcomes = verdicts(report)
+    assert outcomes["test_first_reconnect"] == ("fail", ["CORE-1"]), outcomes
+    assert outcomes["test_last_reconnect"] == ("pass", ["RT-1"]), outcomes

@@ -138,7 +138,7 @@ async def _record(charger: ChargerSession, settings: Settings, nodeid: str, csms
         rec.last_seq = charger.trace.next_seq - 1
     if rec.triggered:
         notes.append(
-            f"{rec.triggered} sample(s) while charging were requested with TriggerMessage MeterValues: no periodic "
+            f"{rec.triggered} sample(s) were requested with TriggerMessage MeterValues: no periodic "
             f"sample came within {interval * 1.5 + 1:g} s at MeterValueSampleInterval={interval}"
         )
     return rec
