@@ -167,3 +167,29 @@ def test_a_parameter_named_charger_is_not_the_harness_fixture(pytester: pytest.P
     result.assert_outcomes(passed=2)
     assert "ev.energy certification report" not in result.stdout.str()
     assert not (pytester.path / "report" / "certification.json").exists()
+
+
+LOOKING_CONFTEST = """
+from harness.report.collector import CERTIFICATION_RUN
+
+
+def pytest_configure(config):
+    config.stash[CERTIFICATION_RUN] = True
+"""
+
+
+@pytest.mark.parametrize("option", ["--collect-only", "--fixtures", "--fixtures-per-test", "--markers"])
+def test_options_that_only_look_write_no_report(pytester: pytest.Pytester, option: str) -> None:
+    # Nothing is run, so nothing is judged: an earlier run's report must not be replaced by an empty one.
+    pytester.makeconftest(LOOKING_CONFTEST)
+    pytester.makepyfile("import pytest\n\n@pytest.mark.requirement('RT-1')\ndef test_nothing():\n    pass\n")
+    result = pytester.runpytest(option, "--report-dir", str(pytester.path / "r"), "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.OK
+    assert not (pytester.path / "r").exists()
+
+
+def test_negative_control_a_run_writes_its_report(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(LOOKING_CONFTEST)
+    pytester.makepyfile("import pytest\n\n@pytest.mark.requirement('RT-1')\ndef test_nothing():\n    pass\n")
+    pytester.runpytest("--report-dir", str(pytester.path / "r"), "-p", "no:cacheprovider")
+    assert (pytester.path / "r" / "certification.json").exists()

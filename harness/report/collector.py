@@ -100,6 +100,10 @@ def _teardown(test: TestRecord, report: pytest.TestReport, payload: Mapping[str,
         test.outcome = Outcome.NOT_RUN
 
 
+#: pytest options that only look (collect, list fixtures or markers) and run nothing: no report is written.
+_LOOKING_ONLY = (("collectonly", "--collect-only"), ("showfixtures", "--fixtures"),
+                 ("show_fixtures_per_test", "--fixtures-per-test"), ("markers", "--markers"))
+
 class ReportCollector:
     """pytest plugin object: per-test verdicts and evidence in, certification report out."""
 
@@ -387,9 +391,10 @@ class ReportCollector:
         if self.is_worker or not (self.config.stash.get(CERTIFICATION_RUN, False) or self._payloads_seen):
             # (pytest-xdist: the controller collects nothing; the workers' certification data says what it is.)
             return True
-        if self.config.option.collectonly:
+        looking = [flag for option, flag in _LOOKING_ONLY if getattr(self.config.option, option, False)]
+        if looking:
             # Collection alone judges nothing: no report (an earlier run's stays) and pytest's exit status.
-            self.skipped_reason = "--collect-only: nothing was run"
+            self.skipped_reason = f"{looking[0]}: nothing was run"
             return True
         if self._reports_seen and not self._payloads_seen:
             # xdist: the workers' collectors were unregistered (not a certification run).
