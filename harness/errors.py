@@ -76,3 +76,26 @@ class AdvisoryFinding(UserWarning):
 class HarnessError(Exception):
     """The harness itself went wrong (a bug, a missing file): not a finding about the charger. The test is an
     "error" (verdict incomplete), like any exception that is no AssertionError."""
+
+
+# --- the rig (harness/drivers/: every backend raises these) ---------------------------------------------------
+
+
+class RigError(Exception):
+    """The rig failed to perform an act (bad status, no answer, command failed).
+
+    Not a finding about the charger (it is no AssertionError): the test that needed the act is an
+    "error" (verdict incomplete), naming the act and the rig's answer. `act` names the act when known.
+    """
+
+    def __init__(self, message: str, *, act: str | None = None) -> None:
+        super().__init__(message)
+        self.act = act
+
+
+class ActNotSupported(Exception):
+    """This rig cannot perform that act: the test that needs it is "not tested", not failed."""
+
+    def __init__(self, act: str, detail: str = "") -> None:
+        self.act = act
+        super().__init__(f"the charger rig cannot perform '{act}'" + (f": {detail}" if detail else ""))

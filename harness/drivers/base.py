@@ -13,20 +13,14 @@ import abc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.errors import ActNotSupported, RigError
+
 if TYPE_CHECKING:  # pragma: no cover
     from harness.session import ChargerSession
 
-
-class RigError(Exception):
-    """The rig failed to perform an act (bad status, no answer, command failed).
-
-    Not a finding about the charger (it is no AssertionError): the test that needed the act is an
-    "error" (verdict incomplete), naming the act and the rig's answer. `act` names the act when known.
-    """
-
-    def __init__(self, message: str, *, act: str | None = None) -> None:
-        super().__init__(message)
-        self.act = act
+#: The backends' errors live in harness/errors.py (the reference charger raises them too, without importing
+#: the drivers); they are part of this interface.
+__all__ = ["ActNotSupported", "ChargerBackend", "EndpointInfo", "RigError", "refuse_if_interrupted"]
 
 
 def refuse_if_interrupted(act: str) -> None:
@@ -37,14 +31,6 @@ def refuse_if_interrupted(act: str) -> None:
     by = interrupt.requested()
     if by is not None:
         raise RigError(f"the run was interrupted by {by}: the act '{act}' was not started", act=act)
-
-
-class ActNotSupported(Exception):
-    """This rig cannot perform that act: the test that needs it is "not tested", not failed."""
-
-    def __init__(self, act: str, detail: str = "") -> None:
-        self.act = act
-        super().__init__(f"the charger rig cannot perform '{act}'" + (f": {detail}" if detail else ""))
 
 
 @dataclass(frozen=True)

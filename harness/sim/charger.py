@@ -32,6 +32,7 @@ from ocpp.v16.enums import Action
 from websockets.asyncio.client import ClientConnection
 
 from harness import spec16
+from harness.errors import ActNotSupported
 from harness.ocppj import Call, CallError, CallResult, schemas
 from harness.sim.common import (
     STALE_CLOCK_OFFSET,
@@ -292,8 +293,6 @@ class ReferenceCharger(LinkMixin, MeteringMixin, TransactionsMixin, HandlersMixi
 
     async def ev_suspend(self, suspended: bool, connector: int = 1) -> None:
         if self._variant(DefectName.RIG_WITHOUT_EV):  # the bench has no EV simulator that can pause: the act is refused
-            from harness.drivers.base import ActNotSupported
-
             raise ActNotSupported("ev", "this rig's EV cannot pause or resume (no EV simulator on the bench)")
         self._check_connector(connector)
         self.model.ev_pause(connector, bool(suspended), time.monotonic())

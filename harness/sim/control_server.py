@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from aiohttp import hdrs, web
 
 from harness import spec16
-from harness.drivers.base import ActNotSupported
+from harness.errors import ActNotSupported
 
 log = logging.getLogger("harness.sim.control")
 
