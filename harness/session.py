@@ -50,7 +50,7 @@ from harness.platform import DEFAULT, AnswerHandler, PlatformModel, PlatformSett
 from harness.platform import Answer as Answer
 from harness.platform import Transaction as Transaction
 from harness.printable import printable
-from harness.reconnect import ReconnectHeartbeat
+from harness.reconnect import PENDING, ReconnectHeartbeat
 from harness.trace import RX, TX, Redactor, Trace, format_frames
 from harness.waits import _INBOX as _INBOX  # noqa: F401 - read here by tests/test_fault_matrix.py
 from harness.waits import WAIT_OBSERVERS as WAIT_OBSERVERS  # the plugin's live status line registers here
@@ -464,7 +464,8 @@ class ChargerSession(Waits):
         if self.reconnect_heartbeat is not None and connection is not None:
             self.reconnect_heartbeat.exchange(time.monotonic())
             self._arm_heartbeat_timer()
-            self._arrived()  # a new deadline: settle_watches looks again
+            if self.reconnect_heartbeat.outcome == PENDING:
+                self._arrived()  # a new deadline: settle_watches looks again
         if connection is None:
             return None
         task = asyncio.get_running_loop().create_task(_send_quietly(connection, text))
