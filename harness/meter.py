@@ -261,6 +261,17 @@ def measurand_set(value: str | None) -> set[str]:
 _SECONDS = re.compile(r"T\d{2}:\d{2}:\d{2}(?:[.,](\d+))?", re.IGNORECASE)
 
 
+def cadence_tolerance(interval: float) -> float:
+    """CFG-2: how far one sampling gap may be from MeterValueSampleInterval: ±max(0.5 s, 20 %)."""
+    return max(0.5, 0.2 * interval)
+
+
+def fine_for_cadence(resolution: float, interval: float) -> bool:
+    """CFG-2: whether timestamps of this resolution (s) can show the cadence at `interval` within its tolerance (else
+    arrival times stand in: docs/rules-timing.md)."""
+    return resolution < cadence_tolerance(interval) / 2
+
+
 def timestamp_resolution(raw: Iterable[str | None]) -> float:
     """The coarsest resolution (s) of RFC 3339 timestamps as written: 1.0 without fractions, 0.001 for ms."""
     worst = 0.0

@@ -75,7 +75,7 @@ def mv1_grace(rec: Recording) -> float:
     (a charger may apply a new list from its next sampling cycle on). The interval is the one asked for,
     or the one the charger reports if that is longer. Returns that moment (monotonic)."""
     interval = max(rec.interval, rec.interval_in_force or 0)
-    return rec.sampled_data_at + 2 * interval + cadence_tolerance(interval)
+    return rec.sampled_data_at + 2 * interval + meter.cadence_tolerance(interval)
 
 
 def what_arrived(points: list[Point]) -> str:
@@ -411,11 +411,6 @@ def _when(call: ReceivedCall) -> dt.datetime:
 # --- CFG-2: the cadence ----------------------------------------------------------------------------
 
 
-def cadence_tolerance(interval: float) -> float:
-    """How far one sampling gap may be from the interval: ±max(0.5 s, 20 %)."""
-    return max(0.5, 0.2 * interval)
-
-
 @pytest.mark.requirement("CFG-2")
 async def test_samples_arrive_at_the_interval(
     charger: ChargerSession, harness_settings: Settings, request: pytest.FixtureRequest
@@ -436,7 +431,7 @@ async def test_samples_arrive_at_the_interval(
             f"it was answered {rec.interval_status}",
             pytrace=False,
         )
-    tolerance = cadence_tolerance(interval)
+    tolerance = meter.cadence_tolerance(interval)
     periodic = [p for p in rec.points if p.periodic]
     start = rec.session.start
     assert periodic, (
@@ -448,7 +443,8 @@ async def test_samples_arrive_at_the_interval(
     resolution = meter.timestamp_resolution(stamps)
     # The charger's own timestamps say when it sampled; when they are too coarse for the tolerance
     # (whole seconds in quick mode), the arrival times stand in.
-    if resolution < tolerance / 2 and all(p.raw_timestamp for p in periodic) and isinstance(start.get("timestamp"), str):
+    if (meter.fine_for_cadence(resolution, interval) and all(p.raw_timestamp for p in periodic)
+            and isinstance(start.get("timestamp"), str)):
         times = [p.timestamp.timestamp() for p in periodic]
         origin = _when(start).timestamp()
         end = _when(rec.stop).timestamp() if rec.stop is not None else None

@@ -104,7 +104,7 @@ async def with_connection_loss(
     # are too coarse for CFG-2 to read its cadence from them (whole seconds at a 1 s interval), CFG-2 reads arrival
     # times, which only online samples have: one more then.
     resolution = meter.timestamp_resolution([session.start.get("timestamp")])
-    answered_first = 1 if resolution < max(0.5, 0.2 * max(interval, 1)) / 2 else 2
+    answered_first = 1 if meter.fine_for_cadence(resolution, interval) else 2
     # MV-3 compares the energy register with ∫power over the charging samples: at a short interval (quick mode, 1 s)
     # one interval holds a few Wh, as coarse as the register's 1 Wh step, so two intervals are taken while charging.
     if interval < SHORT_INTERVAL:

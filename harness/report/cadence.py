@@ -5,17 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from harness.meter import cadence_tolerance
+
 from .svg import LEFT, LIMIT_COLOUR, NEUTRAL, RIGHT, VERDICT_COLOURS, W, _esc, _svg_open
 from .transactions import PERIODIC, Sample, Transaction
 
 # --------------------------------------------------------------------------------------------
 # The cadence picture (CFG-2)
 # --------------------------------------------------------------------------------------------
-
-
-def cadence_tolerance(interval: float) -> float:
-    """How far one sampling gap may be from the interval (suites/test_meter_values.py uses the same)."""
-    return max(0.5, 0.2 * interval)
 
 
 @dataclass

@@ -26,7 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .cadence import Cadence, cadence, cadence_svg, cadence_tolerance
+from harness.meter import cadence_tolerance
+
+from .cadence import Cadence, cadence, cadence_svg
 from .svg import LIMIT_COLOUR, NEUTRAL, POWER_COLOUR, STATUS_COLOURS, VERDICT_COLOURS
 from .timeline import Step, limit_steps, timeline_svg
 from .transactions import Clear, Profile, Sample, Transaction, _decode, _int, _num, _power, parse_time, transactions
