@@ -32,7 +32,7 @@ from harness.endpoint import Endpoint
 from harness.errors import ChargerFailure, ExpectationTimeout
 from harness.flows import LATE_DELIVERY
 from harness.heartbeats import Reconnect, decided_reconnects
-from harness.metered_session import own_period, periodic_times, reconnect_bound, recorded_session
+from harness.metered_session import periodic_times, reconnect_bound, recorded_session
 from harness.reconnect import BOOT_GRACE, BOOTED, DISCONNECTED, HEARTBEAT, PENDING, SILENT, ReconnectHeartbeat
 from harness.session import ChargerSession, ReceivedCall
 from harness.settings import Settings
@@ -108,9 +108,7 @@ async def test_offline_transaction_messages_are_delivered(
     def of_tx(call: ReceivedCall) -> bool:
         return call.get("transactionId") == tx
 
-    earlier = [c for c in charger.received("MeterValues", since=session.since) if of_tx(c) and c.seq < offline.cut_seq]
-    before = sorted({t for c in earlier for t in periodic_times(c)})
-    period = own_period(before)
+    earlier, before, period = offline.online, offline.online_times, offline.own_period  # taken at the cut
 
     reconnected_seq = offline.reconnected_seq
     bound = settings.scaled(LATE_DELIVERY)

@@ -32,7 +32,7 @@ Rooms: `model.py` (the records), `sampler.py` (collecting samples, placing each 
 `connection_loss.py` (NF-2's part), `recorder.py` (which test records it; the others' view).
 """
 
-from harness.metered_session.connection_loss import own_period, periodic_times, reconnect_bound
+from harness.metered_session.connection_loss import periodic_times, reconnect_bound
 from harness.metered_session.model import (
     CHARGING,
     SUSPENDED,
@@ -46,5 +46,5 @@ from harness.metered_session.recorder import nf2_selected, recorded_session
 
 __all__ = [
     "CHARGING", "SUSPENDED", "Offline", "Point", "Recording", "Stretch", "nf2_selected", "offline_window",
-    "own_period", "periodic_times", "reconnect_bound", "recorded_session",
+    "periodic_times", "reconnect_bound", "recorded_session",
 ]

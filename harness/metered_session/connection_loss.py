@@ -154,9 +154,11 @@ async def with_connection_loss(
     offline.interval = interval
     offline.in_flight = held[0] if held else None
     rec.offline = offline
-    earlier = [c for c in charger.received("MeterValues", since=session.since) if c.get("transactionId") == tx and c.seq < offline.cut_seq]
-    period = own_period(sorted({t for c in earlier for t in periodic_times(c)}))
-    offline.window = offline_window(max(interval, period or 0)) if interval > 0 else 0.0
+    offline.online = [c for c in charger.received("MeterValues", since=session.since)
+                      if c.get("transactionId") == tx and c.seq < offline.cut_seq]
+    offline.online_times = sorted({t for c in offline.online for t in periodic_times(c)})
+    offline.own_period = own_period(offline.online_times)
+    offline.window = offline_window(max(interval, offline.own_period or 0)) if interval > 0 else 0.0
     restored = False
     try:
         try:

@@ -88,6 +88,12 @@ class Offline:
     cut_mono: float
     interval: int  # the interval the charger samples at (0: not periodically)
     in_flight: ReceivedCall | None = None
+    # Before the cut: the transaction's MeterValues that had arrived, the times of their periodic readings, and the
+    # charger's own sampling period they show (None: fewer than two readings). The offline window and NF-2's loss
+    # rule both go by that period.
+    online: list[ReceivedCall] = field(default_factory=list)
+    online_times: list[dt.datetime] = field(default_factory=list)
+    own_period: float | None = None
     window: float = 0.0
     back_at: float | None = None  # when the network came back (monotonic)
     reconnected: float | None = None  # when the charger's new connection began (monotonic)
