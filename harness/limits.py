@@ -33,7 +33,7 @@ from ocpp.v16.enums import (
 
 from harness import spec16
 from harness.errors import CallErrorReceived, ExpectationTimeout, NoAnswer
-from harness.flows import configured_value
+from harness.flows import change_configuration, configured_value
 from harness.judges import ENERGY_SPAN_MAX, NOMINAL_VOLTAGE, RULES, Judge, Observation, State, evaluate
 from harness.readings import Reading, read
 from harness.session import ChargerSession, ReceivedCall
@@ -79,22 +79,15 @@ async def configure_meter(charger: ChargerSession, settings: Settings) -> str | 
     The `charger` fixture puts both keys back after the test.
     """
     interval = str(settings.meter_sample_interval)
-    try:
-        answer = await charger.call(call.ChangeConfiguration(key="MeterValueSampleInterval", value=interval))
-        if answer.status != ConfigurationStatus.accepted:
-            charger.note(f"MeterValueSampleInterval={interval} answered {answer.status} (CFG-2 judges this)")
-    except CallErrorReceived as exc:
-        charger.note(f"MeterValueSampleInterval={interval} answered CALLERROR {exc.code} (CFG-2 judges this)")
+    status = await change_configuration(charger, "MeterValueSampleInterval", interval)
+    if status != ConfigurationStatus.accepted:
+        charger.note(f"MeterValueSampleInterval={interval} answered {status} (CFG-2 judges this)")
     refused: list[str] = []
     for value in SAMPLED_DATA_CHOICES:
-        try:
-            answer = await charger.call(call.ChangeConfiguration(key="MeterValuesSampledData", value=value))
-        except CallErrorReceived as exc:
-            refused.append(f"{value}: CALLERROR {exc.code}")
-            continue
-        if answer.status == ConfigurationStatus.accepted:
+        status = await change_configuration(charger, "MeterValuesSampledData", value)
+        if status == ConfigurationStatus.accepted:
             return value
-        refused.append(f"{value}: {answer.status}")
+        refused.append(f"{value}: {status}")
     charger.note("MeterValuesSampledData: no list with power or current+voltage was accepted (CFG-1 judges this): "
                  + "; ".join(refused))
     return None
